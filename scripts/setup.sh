@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install everything Azurine needs into .venv: its Python packages, llama.cpp (built to run on any
+# x86-64 CPU with AVX2, with or without AMX), and the models from the catalog. Safe to run again:
+# what is already there is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --upgrade pip
+
+# the CPU build of torch (sentence-transformers asks for torch; a bare `torch` would be the CUDA build)
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+
+# llama.cpp's native build crashes on CPUs with AMX at the first decoded token; build it portably
+export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+.venv/bin/azurine models install

@@ -1,0 +1,3 @@
+from azurine.cli.main import app
+
+app()

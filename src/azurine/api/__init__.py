@@ -1,0 +1,1 @@
+"""HTTP: routes, request and response models, Azure's error bodies and headers."""

@@ -1,0 +1,125 @@
+"""The first stages of every inference request: account, identity, deployment."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from azurine.api.errors import (
+    bad_request,
+    deployment_not_found,
+    invalid_key,
+    operation_not_supported,
+    resource_not_found,
+    validation_error,
+)
+from azurine.api.middleware import ACCOUNT_SCOPE_KEY
+from azurine.catalog import Catalog, ModelSpec
+from azurine.config import Settings
+from azurine.engines.base import Engine
+from azurine.engines.registry import EngineRegistry
+from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: StateStore
+    catalog: Catalog
+    engines: EngineRegistry
+
+
+@dataclass(frozen=True)
+class Target:
+    """A deployment resolved to the model it serves and the engine that runs it."""
+
+    deployment: DeploymentRecord
+    model: ModelSpec
+    engine: Engine
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _host_label(request: Request) -> str | None:
+    host = (request.headers.get("host") or "").rsplit(":", 1)[0].strip("[]")
+    if "." not in host:
+        return None
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        return host.split(".", 1)[0]
+
+
+def _lookup_account(store: StateStore, explicit: str | None, host_label: str | None) -> AccountRecord | None:
+    if explicit is not None:
+        return store.account_named(explicit)
+    if host_label is not None:
+        by_host = store.account_named(host_label)
+        if by_host is not None:
+            return by_host
+    return store.first_account()
+
+
+async def resolve_account(request: Request) -> AccountRecord:
+    """By `/accounts/{name}` prefix, else by the host's first label, else the default account."""
+    explicit = request.scope.get("state", {}).get(ACCOUNT_SCOPE_KEY)
+    account = await run_in_threadpool(_lookup_account, services(request).store, explicit, _host_label(request))
+    if account is None:
+        raise resource_not_found()
+    return account
+
+
+def authenticate(request: Request, account: AccountRecord, *, bearer_keys: bool) -> None:
+    """An account key in `api-key`, or (on `/openai/v1`) as `Authorization: Bearer <key>`."""
+    key = request.headers.get("api-key")
+    if key is None and bearer_keys:
+        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+        key = token.strip() if scheme.lower() == "bearer" else None
+    if not key or not account.key_matches(key):
+        raise invalid_key()
+
+
+async def find_deployment(request: Request, account: AccountRecord, name: str, capability: str) -> Target:
+    svc = services(request)
+    deployment = await run_in_threadpool(svc.store.deployment, account.id, name)
+    if deployment is None:
+        raise deployment_not_found()
+    model = svc.catalog.get(deployment.model_name, deployment.model_version)
+    if model is None:
+        raise deployment_not_found()
+    if not model.can(capability):  # type: ignore[arg-type]
+        raise operation_not_supported(capability, name)
+    engine = svc.engines.engine_for(model, deployment.upstream_url, deployment.upstream_model,
+                                    deployment.upstream_api_key)
+    return Target(deployment=deployment, model=model, engine=engine)
+
+
+async def parse_body(request: Request, model: type[Body]) -> Body:
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw or b"")
+    except ValidationError as error:
+        from fastapi.exceptions import RequestValidationError
+
+        errors = error.errors()
+        if errors and errors[0].get("type") == "json_invalid":
+            raise validation_error(RequestValidationError(errors)) from None
+        if not raw.strip().startswith(b"{"):
+            raise bad_request("The request body must be a JSON object.", None) from None
+        raise validation_error(RequestValidationError(errors)) from None
+
+
+def require_model_field(model: str | None) -> str:
+    if not model:
+        raise bad_request("Missing required parameter: 'model'.", "model", "missing_required_parameter")
+    return model

@@ -1,0 +1,1 @@
+"""The inference surfaces: `/openai/deployments/{d}/…` (dated) and `/openai/v1/…`."""

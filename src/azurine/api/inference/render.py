@@ -1,0 +1,136 @@
+"""Pieces shared by the chat and completions answers: ids, usage, logprobs, filter annotations."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import string
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from azurine.catalog import ModelSpec
+from azurine.engines.base import Delta, Event, Finished, TokenLogprob, ToolCall
+
+_ALPHABET = string.ascii_letters + string.digits
+DISCONNECT_POLL_SECONDS = 0.25
+
+
+def new_id(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(29))
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def fingerprint(model: ModelSpec) -> str:
+    return "fp_" + model.sha256[:10]
+
+
+def filter_results() -> dict[str, Any]:
+    """Content-filter annotations: empty until a filter has run on this content."""
+    return {}
+
+
+def prompt_filter_results(count: int = 1) -> list[dict[str, Any]]:
+    return [{"prompt_index": i, "content_filter_results": filter_results()} for i in range(count)]
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "completion_tokens": completion_tokens,
+        "completion_tokens_details": {"accepted_prediction_tokens": 0, "audio_tokens": 0,
+                                      "reasoning_tokens": 0, "rejected_prediction_tokens": 0},
+        "prompt_tokens": prompt_tokens,
+        "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 0},
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def chat_logprobs(items: list[TokenLogprob]) -> dict[str, Any]:
+    return {
+        "content": [
+            {"token": i.token, "logprob": i.logprob, "bytes": i.bytes,
+             "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in i.top_logprobs]}
+            for i in items
+        ],
+        "refusal": None,
+    }
+
+
+def completion_logprobs(items: list[TokenLogprob], start_offset: int) -> dict[str, Any]:
+    offsets, position = [], start_offset
+    for item in items:
+        offsets.append(position)
+        position += len(item.token)
+    return {
+        "tokens": [i.token for i in items],
+        "token_logprobs": [i.logprob for i in items],
+        "top_logprobs": [{t.token: t.logprob for t in i.top_logprobs} for i in items],
+        "text_offset": offsets,
+    }
+
+
+def tool_calls_json(calls: list[ToolCall], with_index: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for index, call in enumerate(calls):
+        item: dict[str, Any] = {"id": call.id, "type": "function",
+                                "function": {"name": call.name, "arguments": call.arguments}}
+        if with_index:
+            item["index"] = index
+        out.append(item)
+    return out
+
+
+async def chained(first: list[Event], rest: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """Events already taken from a stream, then the rest of it."""
+    for item in first:
+        yield item
+    async for item in rest:
+        yield item
+
+
+@dataclass
+class Collected:
+    """A whole answer gathered from an engine's events."""
+
+    text: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finished: Finished | None = None
+
+
+async def collect(events: AsyncIterator[Event]) -> Collected:
+    result = Collected()
+    async for item in events:
+        if isinstance(item, Delta):
+            result.text += item.text
+            result.logprobs.extend(item.logprobs)
+            result.tool_calls.extend(item.tool_calls)
+        else:
+            result.finished = item
+    return result
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+async def unless_disconnected(request: Request, work: Any) -> Any:
+    """Await `work`, cancelling it (and so the generation) if the client goes away first."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                raise ClientDisconnected()
+    finally:
+        if not task.done():
+            task.cancel()

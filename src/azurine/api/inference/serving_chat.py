@@ -1,0 +1,154 @@
+"""Chat completions: a validated request and a deployment's engine in, Azure's answer out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from azurine.api.context import Target
+from azurine.api.errors import AzureError
+from azurine.api.inference.protocol import ChatCompletionRequest
+from azurine.api.inference.render import (
+    chained,
+    chat_logprobs,
+    collect,
+    filter_results,
+    fingerprint,
+    new_id,
+    now,
+    prompt_filter_results,
+    tool_calls_json,
+    unless_disconnected,
+    usage,
+)
+from azurine.api.sse import DONE, AzureJSONResponse, event, event_stream
+from azurine.engines.base import CancelToken, ChatPrompt, Delta, EngineError, Event, Finished, Sampling
+
+
+def chat_sampling(body: ChatCompletionRequest) -> Sampling:
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    return Sampling(
+        max_tokens=body.max_completion_tokens or body.max_tokens,
+        temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p,
+        stop=stop, seed=body.seed,
+        presence_penalty=body.presence_penalty or 0.0, frequency_penalty=body.frequency_penalty or 0.0,
+        logit_bias={int(k): v for k, v in body.logit_bias.items()} if body.logit_bias else None,
+        logprobs=bool(body.logprobs), top_logprobs=body.top_logprobs or 0,
+        response_format=body.response_format.model_dump(by_alias=True, exclude_none=True)
+        if body.response_format and body.response_format.type != "text" else None,
+    )
+
+
+def chat_prompt(body: ChatCompletionRequest) -> ChatPrompt:
+    tool_choice = body.tool_choice
+    return ChatPrompt(
+        messages=[m.model_dump(exclude_none=True) for m in body.messages],
+        tools=[t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
+        tool_choice=tool_choice.model_dump() if hasattr(tool_choice, "model_dump") else tool_choice,  # type: ignore[union-attr]
+        parallel_tool_calls=body.parallel_tool_calls is not False,
+    )
+
+
+def _for_choice(sampling: Sampling, index: int) -> Sampling:
+    """Choices after the first get their own seed, so `n` answers differ yet stay reproducible."""
+    if index == 0 or sampling.seed is None:
+        return sampling
+    from dataclasses import replace
+
+    return replace(sampling, seed=sampling.seed + index)
+
+
+async def serve_chat(request: Request, target: Target, body: ChatCompletionRequest) -> Response:
+    sampling, prompt, n = chat_sampling(body), chat_prompt(body), body.n or 1
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        first = target.engine.chat(prompt, sampling, CancelToken())
+        opening = await _first_event(first)  # refusals (context length, bad schema) answer as errors
+        return event_stream(_stream(target, prompt, sampling, n, include_usage, first, opening))
+    answers = await unless_disconnected(
+        request, _answers(target, prompt, sampling, n))
+    return AzureJSONResponse(_body(target, answers))
+
+
+async def _first_event(events: AsyncIterator[Event]) -> Event:
+    return await events.__anext__()
+
+
+async def _answers(target: Target, prompt: ChatPrompt, sampling: Sampling, n: int) -> list[Any]:
+    return [await collect(target.engine.chat(prompt, _for_choice(sampling, i), CancelToken())) for i in range(n)]
+
+
+def _body(target: Target, answers: list[Any]) -> dict[str, Any]:
+    choices = []
+    for index, answer in enumerate(answers):
+        message: dict[str, Any] = {"role": "assistant", "content": answer.text or None, "refusal": None}
+        if answer.tool_calls:
+            message["tool_calls"] = tool_calls_json(answer.tool_calls)
+        else:
+            message["content"] = answer.text
+        choices.append({
+            "content_filter_results": filter_results(),
+            "finish_reason": answer.finished.reason,
+            "index": index,
+            "logprobs": chat_logprobs(answer.logprobs) if answer.logprobs else None,
+            "message": message,
+        })
+    prompt_tokens = answers[0].finished.prompt_tokens
+    completion_tokens = sum(a.finished.completion_tokens for a in answers)
+    return {
+        "choices": choices, "created": now(), "id": new_id("chatcmpl-"), "model": target.model.response_model,
+        "object": "chat.completion", "prompt_filter_results": prompt_filter_results(),
+        "system_fingerprint": fingerprint(target.model), "usage": usage(prompt_tokens, completion_tokens),
+    }
+
+
+async def _stream(target: Target, prompt: ChatPrompt, sampling: Sampling, n: int, include_usage: bool,
+                  first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
+    completion_id, created, model = new_id("chatcmpl-"), now(), target.model.response_model
+    base = {"created": created, "id": completion_id, "model": model, "object": "chat.completion.chunk",
+            "system_fingerprint": fingerprint(target.model)}
+    if include_usage:
+        base["usage"] = None
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None,
+              annotations: dict[str, Any] | None = None) -> bytes:
+        choice = {"content_filter_results": annotations if annotations is not None else {}, "delta": delta,
+                  "finish_reason": finish, "index": index, "logprobs": logprobs}
+        return event({**base, "choices": [choice]})
+
+    # Azure's opening chunk carries the prompt's filter results and nothing else
+    yield event({"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                 "prompt_filter_results": prompt_filter_results()})
+    prompt_tokens = completion_tokens = 0
+    try:
+        for index in range(n):
+            events = first if index == 0 else target.engine.chat(prompt, _for_choice(sampling, index), CancelToken())
+            pending: list[Event] = [opening] if index == 0 else []
+            yield chunk(index, {"content": "", "refusal": None, "role": "assistant"})
+            finished: Finished | None = None
+            async for item in chained(pending, events):
+                if isinstance(item, Finished):
+                    finished = item
+                    continue
+                assert isinstance(item, Delta)
+                if item.text or item.logprobs:
+                    yield chunk(index, {"content": item.text},
+                                logprobs=chat_logprobs(item.logprobs) if sampling.logprobs else None,
+                                annotations=filter_results())
+                if item.tool_calls:
+                    yield chunk(index, {"tool_calls": tool_calls_json(item.tool_calls, with_index=True)})
+            assert finished is not None
+            yield chunk(index, {}, finish=finished.reason)
+            prompt_tokens = finished.prompt_tokens
+            completion_tokens += finished.completion_tokens
+    except (EngineError, AzureError) as error:
+        message = error.message if hasattr(error, "message") else str(error)
+        yield event({"error": {"code": getattr(error, "code", "InternalServerError"), "message": message}})
+        return
+    if include_usage:
+        yield event({**base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
+    yield DONE

@@ -1,0 +1,158 @@
+"""Legacy completions: one or more prompts, `n` and `best_of` choices each, `echo`, `suffix`, `logprobs`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from azurine.api.context import Target
+from azurine.api.errors import AzureError, bad_request
+from azurine.api.inference.protocol import CompletionRequest
+from azurine.api.inference.render import (
+    Collected,
+    chained,
+    collect,
+    completion_logprobs,
+    filter_results,
+    fingerprint,
+    new_id,
+    now,
+    prompt_filter_results,
+    unless_disconnected,
+    usage,
+)
+from azurine.api.sse import DONE, AzureJSONResponse, event, event_stream
+from azurine.engines.base import CancelToken, Delta, EngineError, Event, Finished, Sampling, TextPrompt
+
+
+def completion_prompts(body: CompletionRequest) -> list[TextPrompt]:
+    raw = body.prompt
+    echo = bool(body.echo)
+    if isinstance(raw, str):
+        return [TextPrompt(text=raw, suffix=body.suffix, echo=echo)]
+    if raw and isinstance(raw[0], int):
+        return [TextPrompt(text="", tokens=tuple(raw), echo=echo)]  # type: ignore[arg-type]
+    if raw and isinstance(raw[0], list):
+        return [TextPrompt(text="", tokens=tuple(p), echo=echo) for p in raw]  # type: ignore[union-attr]
+    return [TextPrompt(text=p, suffix=body.suffix, echo=echo) for p in raw]  # type: ignore[misc]
+
+
+def completion_sampling(body: CompletionRequest) -> Sampling:
+    stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+    return Sampling(
+        max_tokens=body.max_tokens, temperature=1.0 if body.temperature is None else body.temperature,
+        top_p=1.0 if body.top_p is None else body.top_p, stop=stop, seed=body.seed,
+        presence_penalty=body.presence_penalty or 0.0, frequency_penalty=body.frequency_penalty or 0.0,
+        logit_bias={int(k): v for k, v in body.logit_bias.items()} if body.logit_bias else None,
+        logprobs=body.logprobs is not None, top_logprobs=body.logprobs or 0,
+    )
+
+
+def check_combination(body: CompletionRequest) -> None:
+    n, best_of = body.n or 1, body.best_of or 1
+    if body.echo and body.logprobs is not None:
+        raise bad_request("Setting 'echo' and 'logprobs' at the same time is not supported for this model.",
+                          "echo", "invalid_value")
+    if best_of < n:
+        raise bad_request("best_of must be greater than or equal to n.", "best_of", "invalid_value")
+    if body.stream and best_of > 1:
+        raise bad_request("Cannot stream results with best_of > 1.", "best_of", "invalid_value")
+
+
+def _seeded(sampling: Sampling, index: int) -> Sampling:
+    return sampling if index == 0 or sampling.seed is None else replace(sampling, seed=sampling.seed + index)
+
+
+async def _choices(target: Target, prompt: TextPrompt, sampling: Sampling, n: int, best_of: int) -> list[Collected]:
+    if best_of <= n:
+        return [await collect(target.engine.complete(prompt, _seeded(sampling, i), CancelToken()))
+                for i in range(n)]
+    # best_of: sample more, keep the n with the highest log probability per token
+    scoring = replace(sampling, logprobs=True)
+    candidates = [await collect(target.engine.complete(prompt, _seeded(scoring, i), CancelToken()))
+                  for i in range(best_of)]
+    ranked = sorted(candidates, key=lambda c: sum(lp.logprob for lp in c.logprobs), reverse=True)[:n]
+    if not sampling.logprobs:
+        for candidate in ranked:
+            candidate.logprobs = []
+    return ranked
+
+
+async def serve_completions(request: Request, target: Target, body: CompletionRequest) -> Response:
+    check_combination(body)
+    prompts, sampling = completion_prompts(body), completion_sampling(body)
+    n, best_of = body.n or 1, max(body.best_of or 1, body.n or 1)
+    if body.stream:
+        first = target.engine.complete(prompts[0], sampling, CancelToken())
+        opening = await first.__anext__()
+        return event_stream(_stream(target, prompts, sampling, n, body, first, opening))
+
+    async def run() -> tuple[list[list[Collected]], list[int]]:
+        per_prompt = [await _choices(target, p, sampling, n, best_of) for p in prompts]
+        return per_prompt, []
+
+    per_prompt, _ = await unless_disconnected(request, run())
+    choices, prompt_tokens, completion_tokens = [], 0, 0
+    for p_index, answers in enumerate(per_prompt):
+        prompt_tokens += answers[0].finished.prompt_tokens  # type: ignore[union-attr]
+        for j, answer in enumerate(answers):
+            completion_tokens += answer.finished.completion_tokens  # type: ignore[union-attr]
+            echo_len = len(prompts[p_index].text) if body.echo else 0
+            choices.append({
+                "content_filter_results": filter_results(),
+                "finish_reason": answer.finished.reason,  # type: ignore[union-attr]
+                "index": p_index * n + j,
+                "logprobs": completion_logprobs(answer.logprobs, echo_len) if body.logprobs is not None else None,
+                "text": answer.text,
+            })
+    return AzureJSONResponse({
+        "choices": choices, "created": now(), "id": new_id("cmpl-"), "model": target.model.response_model,
+        "object": "text_completion", "prompt_filter_results": prompt_filter_results(len(prompts)),
+        "system_fingerprint": fingerprint(target.model), "usage": usage(prompt_tokens, completion_tokens),
+    })
+
+
+async def _stream(target: Target, prompts: list[TextPrompt], sampling: Sampling, n: int, body: CompletionRequest,
+                  first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
+    completion_id, created, model = new_id("cmpl-"), now(), target.model.response_model
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    base: dict[str, Any] = {"created": created, "id": completion_id, "model": model, "object": "text_completion",
+                            "system_fingerprint": fingerprint(target.model)}
+    if include_usage:
+        base["usage"] = None
+    yield event({"choices": [], "created": 0, "id": "", "model": "", "object": "",
+                 "prompt_filter_results": prompt_filter_results(len(prompts))})
+    prompt_tokens = completion_tokens = 0
+    try:
+        for p_index, prompt in enumerate(prompts):
+            for j in range(n):
+                index = p_index * n + j
+                if index == 0:
+                    events, pending = first, [opening]
+                else:
+                    events, pending = target.engine.complete(prompt, _seeded(sampling, j), CancelToken()), []
+                offset = 0
+                async for item in chained(pending, events):
+                    if isinstance(item, Finished):
+                        yield event({**base, "choices": [{"content_filter_results": {}, "finish_reason": item.reason,
+                                                          "index": index, "logprobs": None, "text": ""}]})
+                        completion_tokens += item.completion_tokens
+                        if j == 0:
+                            prompt_tokens += item.prompt_tokens
+                        continue
+                    assert isinstance(item, Delta)
+                    logprobs = completion_logprobs(item.logprobs, offset) if body.logprobs is not None else None
+                    offset += len(item.text)
+                    yield event({**base, "choices": [{"content_filter_results": filter_results(),
+                                                      "finish_reason": None, "index": index,
+                                                      "logprobs": logprobs, "text": item.text}]})
+    except (EngineError, AzureError) as error:
+        yield event({"error": {"code": error.code, "message": error.message}})
+        return
+    if include_usage:
+        yield event({**base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
+    yield DONE

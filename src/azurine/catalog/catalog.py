@@ -1,0 +1,92 @@
+"""Typed access to the model catalog, which is data (`models.toml`), not code."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+Capability = Literal["chat", "completion", "embeddings"]
+EngineName = Literal["llama_cpp", "sentence_transformers", "openai_upstream"]
+
+
+@dataclass(frozen=True)
+class SourceMember:
+    package: str
+    path: str
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    kind: Literal["concatenate", "file", "directory"]
+    members: tuple[SourceMember, ...]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    version: str
+    publisher: str
+    capabilities: frozenset[str]
+    context_length: int
+    engine: EngineName
+    file: str
+    sha256: str
+    source: ModelSource
+    sha256_of: str | None = None
+    dimensions: int | None = None
+    fill_in_the_middle: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def response_model(self) -> str:
+        """The `model` value answers carry: the underlying model, as Azure reports `gpt-4o-2024-08-06`."""
+        return self.name.lower()
+
+    def can(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    def path_in(self, models_dir: Path) -> Path:
+        return models_dir / self.file
+
+
+class Catalog:
+    def __init__(self, models: list[ModelSpec]) -> None:
+        self._by_key = {(m.name.lower(), m.version): m for m in models}
+        self.models = models
+
+    def get(self, name: str, version: str | None = None) -> ModelSpec | None:
+        """The model by name (case-insensitive) and version; the newest version when none is given."""
+        if version is not None:
+            return self._by_key.get((name.lower(), version))
+        matches = [m for m in self.models if m.name.lower() == name.lower()]
+        return max(matches, key=lambda m: m.version) if matches else None
+
+    def __iter__(self):
+        return iter(self.models)
+
+
+def _parse(entry: dict) -> ModelSpec:
+    source = entry.pop("source")
+    known = {f for f in ModelSpec.__dataclass_fields__}
+    extra = {k: entry.pop(k) for k in list(entry) if k not in known}
+    return ModelSpec(
+        **{**entry, "capabilities": frozenset(entry["capabilities"])},
+        source=ModelSource(
+            kind=source["kind"], members=tuple(SourceMember(**m) for m in source["members"])
+        ),
+        extra=extra,
+    )
+
+
+def read_catalog(text: str) -> Catalog:
+    return Catalog([_parse(dict(e)) for e in tomllib.loads(text)["model"]])
+
+
+@cache
+def load_catalog() -> Catalog:
+    text = resources.files("azurine.catalog").joinpath("models.toml").read_text(encoding="utf-8")
+    return read_catalog(text)

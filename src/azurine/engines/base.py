@@ -1,0 +1,147 @@
+"""The engine interface and the small values that cross it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from azurine.catalog import ModelSpec
+
+FinishReason = Literal["stop", "length", "tool_calls"]
+
+
+class EngineError(Exception):
+    """A request the engine refused; `code`, `param` and `status` shape the Azure error."""
+
+    def __init__(self, message: str, *, code: str = "invalid_request_error", param: str | None = None,
+                 status: int = 400, error_type: str | None = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+        self.status = status
+        self.error_type = error_type
+
+
+class ContextLengthExceeded(EngineError):
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message, code="context_length_exceeded", param=param)
+
+
+class EngineUnavailable(EngineError):
+    """The engine cannot serve now (model files missing, upstream down): a server-side problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="ServiceUnavailable", status=503, error_type=None)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int | None = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    # the OpenAI `response_format`: {"type": "json_object"} or {"type": "json_schema", ...}
+    response_format: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+
+
+@dataclass(frozen=True)
+class TextPrompt:
+    text: str
+    suffix: str | None = None
+    echo: bool = False
+    tokens: tuple[int, ...] | None = None  # a prompt given as token ids instead of text
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[TopLogprob]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class Delta:
+    """Text (and its tokens' logprobs) produced since the last delta."""
+
+    text: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Finished:
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Event = Delta | Finished
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+class CancelToken:
+    """Set when the client went away; engines check it between tokens."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class Engine(Protocol):
+    spec: ModelSpec
+
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+        """Stream a chat answer: deltas, then exactly one `Finished`."""
+        ...
+
+    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+        """Stream a text completion: deltas, then exactly one `Finished`."""
+        ...
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings: ...
+
+    async def close(self) -> None: ...

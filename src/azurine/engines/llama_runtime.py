@@ -1,0 +1,383 @@
+"""llama.cpp in-process: GGUF chat and completion models on the CPU.
+
+The token loop is Azurine's own (on llama-cpp-python's evaluation and sampler chain) so that it can
+stop between any two tokens when a client goes away, report logprobs without keeping logits for
+every position, and constrain output with a grammar for JSON and tool calls.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import random
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from azurine.catalog import ModelSpec
+from azurine.engines.base import (
+    CancelToken,
+    ChatPrompt,
+    ContextLengthExceeded,
+    Delta,
+    EngineError,
+    EngineUnavailable,
+    Event,
+    Finished,
+    Sampling,
+    TextPrompt,
+    TokenLogprob,
+    TopLogprob,
+)
+from azurine.engines.tool_calls import may_be_tool_call, new_call_id, parse_tool_calls, tools_system_prompt
+from azurine.scheduler.slot import EngineSlot
+from azurine.telemetry.metrics import GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
+
+Emit = Callable[[Event], None]
+
+
+def _message_text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI messages in the shape HuggingFace chat templates expect (text content, dict arguments)."""
+    out = []
+    for message in messages:
+        role = message["role"]
+        item: dict[str, Any] = {"role": "system" if role == "developer" else role,
+                                "content": _message_text(message.get("content"))}
+        if message.get("tool_calls"):
+            calls = []
+            for call in message["tool_calls"]:
+                function = dict(call.get("function", {}))
+                try:
+                    function["arguments"] = json.loads(function.get("arguments") or "{}")
+                except ValueError:
+                    pass
+                calls.append({"id": call.get("id"), "type": "function", "function": function})
+            item["tool_calls"] = calls
+        if role == "tool":
+            item["tool_call_id"] = message.get("tool_call_id")
+        if message.get("name"):
+            item["name"] = message["name"]
+        out.append(item)
+    return out
+
+
+def _grammar_for(sampling: Sampling, prompt: ChatPrompt | None) -> tuple[str | None, str]:
+    """(json schema or "json" or None, tool mode) for the request; tool mode: none, auto, forced, named."""
+    tools = prompt.tools if prompt else None
+    choice = prompt.tool_choice if prompt else None
+    if tools and choice != "none":
+        if isinstance(choice, dict):
+            name = choice["function"]["name"]
+            params = next(t["function"].get("parameters") or {"type": "object"}
+                          for t in tools if t["function"]["name"] == name)
+            return json.dumps(params), "named"
+        if choice == "required":
+            variants = [{"type": "object", "properties": {
+                "name": {"const": t["function"]["name"]},
+                "arguments": t["function"].get("parameters") or {"type": "object"}},
+                "required": ["name", "arguments"]} for t in tools]
+            return json.dumps({"anyOf": variants} if len(variants) > 1 else variants[0]), "forced"
+        return None, "auto"
+    fmt = sampling.response_format or {}
+    if fmt.get("type") == "json_schema":
+        return json.dumps(fmt["json_schema"].get("schema") or {"type": "object"}), "none"
+    if fmt.get("type") == "json_object":
+        return "json", "none"
+    return None, "none"
+
+
+class _ToolCallFilter:
+    """Holds back text that may be a tool call and turns it into tool calls at the end."""
+
+    def __init__(self, emit: Emit, names: set[str], mode: str, named: str | None) -> None:
+        self._emit, self._names, self._mode, self._named = emit, names, mode, named
+        self._held: list[Delta] = []
+        self._holding: bool | None = True if mode in ("forced", "named") else None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Finished):
+            self._finish(event)
+            return
+        if self._holding is False:
+            self._emit(event)
+            return
+        self._held.append(event)
+        text = "".join(d.text for d in self._held)
+        if self._holding is None and not may_be_tool_call(text):
+            self._holding = False
+            self._release()
+
+    def _release(self) -> None:
+        if self._held:
+            self._emit(Delta(text="".join(d.text for d in self._held),
+                             logprobs=[lp for d in self._held for lp in d.logprobs]))
+        self._held = []
+
+    def _finish(self, finished: Finished) -> None:
+        text = "".join(d.text for d in self._held)
+        if self._mode == "named" and self._named is not None:
+            calls = parse_tool_calls(json.dumps({"name": self._named, "arguments": json.loads(text or "{}")}),
+                                     {self._named}) if text.strip() else []
+        else:
+            calls = parse_tool_calls(text, self._names) if self._held else []
+        if not calls:
+            self._release()
+            self._emit(finished)
+            return
+        self._emit(Delta(tool_calls=calls))
+        # a call the caller named is a plain stop, as Azure reports it; a chosen call is `tool_calls`
+        reason = "stop" if self._mode == "named" else "tool_calls"
+        self._emit(Finished(reason if finished.reason != "length" else "length",
+                            finished.prompt_tokens, finished.completion_tokens))
+
+
+class _StopMatcher:
+    """Releases text as it comes, holding back only a tail that could begin a stop sequence."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self._stops = [s for s in stops if s]
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        self.pending += text
+        hits = [(self.pending.index(s), s) for s in self._stops if s in self.pending]
+        if hits:
+            at = min(hits)[0]
+            out, self.pending = self.pending[:at], ""
+            return out, True
+        keep = 0
+        for stop in self._stops:
+            for size in range(min(len(stop) - 1, len(self.pending)), 0, -1):
+                if self.pending.endswith(stop[:size]):
+                    keep = max(keep, size)
+                    break
+        cut = len(self.pending) - keep
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out, False
+
+
+class LlamaCppEngine:
+    def __init__(self, spec: ModelSpec, model_path: Path, n_threads: int | None = None) -> None:
+        self.spec = spec
+        self._path = model_path
+        self._n_threads = n_threads or int(os.environ.get("AZURINE_THREADS", 0)) or os.cpu_count() or 1
+        self._llm: Any = None
+        self._formatter: Any = None
+        self._template_has_tools = False
+        self._load_lock = threading.Lock()
+        self.slot = EngineSlot(spec.name)
+
+    # loading ---------------------------------------------------------------------------------------
+
+    def _load(self) -> Any:
+        with self._load_lock:
+            if self._llm is not None:
+                return self._llm
+            if not self._path.exists():
+                raise EngineUnavailable(
+                    f"The model file for {self.spec.name} is not installed; run `azurine models install`."
+                )
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            llm = Llama(model_path=str(self._path), n_ctx=self.spec.context_length, n_threads=self._n_threads,
+                        n_batch=512, verbose=False)
+            template = llm.metadata.get("tokenizer.chat_template")
+            if template:
+                eos, bos = llm.token_eos(), llm.token_bos()
+                self._formatter = Jinja2ChatFormatter(
+                    template=template,
+                    eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+                    bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+                )
+                self._template_has_tools = "tools" in template
+            self._llm = llm
+            return llm
+
+    @property
+    def n_ctx(self) -> int:
+        return self.spec.context_length
+
+    # the interface ---------------------------------------------------------------------------------
+
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+        return self.slot.stream(lambda emit: self._chat(prompt, sampling, cancel, emit), cancel)
+
+    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+        return self.slot.stream(lambda emit: self._complete(prompt, sampling, cancel, emit), cancel)
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> Any:
+        raise EngineError("embeddings are not served by this engine", code="OperationNotSupported")
+
+    async def close(self) -> None:
+        self.slot.shutdown()
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._load().tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    # work on the slot's thread ---------------------------------------------------------------------
+
+    def _chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken, emit: Emit) -> None:
+        llm = self._load()
+        if self._formatter is None:
+            raise EngineError(f"{self.spec.name} has no chat template", code="OperationNotSupported")
+        messages = template_messages(prompt.messages)
+        tools = prompt.tools if prompt.tool_choice != "none" else None
+        if tools and not self._template_has_tools:
+            messages = [{"role": "system", "content": tools_system_prompt(tools)}, *messages]
+        try:
+            text = self._formatter(messages=messages, tools=tools).prompt
+        except Exception as error:  # a template refusing the conversation (e.g. roles out of order)
+            raise EngineError(f"Invalid conversation for this model: {error}", param="messages") from error
+        tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        schema, mode = _grammar_for(sampling, prompt)
+        if mode != "none":
+            names = {t["function"]["name"] for t in tools or []}
+            named = prompt.tool_choice["function"]["name"] if mode == "named" else None  # type: ignore[index]
+            emit = _ToolCallFilter(emit, names, mode, named)
+        self._generate(llm, tokens, sampling, schema, cancel, emit, "messages")
+
+    def _complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken, emit: Emit) -> None:
+        llm = self._load()
+        if prompt.tokens is not None:
+            if any(not (0 <= t < llm.n_vocab()) for t in prompt.tokens):
+                raise EngineError(f"Invalid token in prompt: ids must be in [0, {llm.n_vocab()}).", param="prompt")
+            if prompt.echo:
+                emit(Delta(text=llm.detokenize(list(prompt.tokens)).decode("utf-8", errors="replace")))
+            schema, _ = _grammar_for(sampling, None)
+            self._generate(llm, list(prompt.tokens), sampling, schema, cancel, emit, "prompt")
+            return
+        if prompt.suffix is not None:
+            if not self.spec.fill_in_the_middle:
+                raise EngineError(f"suffix is not supported by {self.spec.name}", param="suffix")
+            text = f"<|fim_prefix|>{prompt.text}<|fim_suffix|>{prompt.suffix}<|fim_middle|>"
+            tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        else:
+            tokens = llm.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=False)
+        if prompt.echo:
+            emit(Delta(text=prompt.text))
+        schema, _ = _grammar_for(sampling, None)
+        self._generate(llm, tokens, sampling, schema, cancel, emit, "prompt")
+
+    def _check_length(self, n_prompt: int, max_tokens: int | None, param: str) -> None:
+        what = "messages" if param == "messages" else "prompt"
+        if n_prompt >= self.n_ctx:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.n_ctx} tokens. However, your {what} resulted in "
+                f"{n_prompt} tokens. Please reduce the length of the {what}.", param)
+        if max_tokens is not None and n_prompt + max_tokens > self.n_ctx:
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {self.n_ctx} tokens. However, you requested "
+                f"{n_prompt + max_tokens} tokens ({n_prompt} in the {what}, {max_tokens} in the completion). "
+                f"Please reduce the length of the {what} or completion.", param)
+
+    def _sampler(self, llm: Any, sampling: Sampling, schema: str | None) -> Any:
+        from llama_cpp import _internals
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+        sampler = _internals.LlamaSampler()
+        n_vocab = llm.n_vocab()
+        if sampling.logit_bias:
+            bias = {t: b for t, b in sampling.logit_bias.items() if 0 <= t < n_vocab}
+            if bias:
+                sampler.add_logit_bias(n_vocab, bias)
+        if sampling.presence_penalty or sampling.frequency_penalty:
+            sampler.add_penalties(n_vocab, 64, 1.0, sampling.frequency_penalty, sampling.presence_penalty)
+        if schema is not None:
+            try:
+                grammar = (LlamaGrammar.from_string(JSON_GBNF, verbose=False) if schema == "json"
+                           else LlamaGrammar.from_json_schema(schema, verbose=False))
+            except Exception as error:
+                raise EngineError(f"Invalid schema for response_format: {error}",
+                                  param="response_format") from error
+            sampler.add_grammar(llm._model, grammar)
+        seed = sampling.seed if sampling.seed is not None else random.getrandbits(32)
+        if sampling.temperature <= 0:
+            sampler.add_greedy()
+        else:
+            if sampling.top_p < 1.0:
+                sampler.add_top_p(sampling.top_p, 1)
+            sampler.add_temp(sampling.temperature)
+            sampler.add_dist(seed & 0xFFFFFFFF)
+        return sampler
+
+    def _logprob(self, llm: Any, token: int, top: int) -> TokenLogprob:
+        import llama_cpp
+
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
+        shifted = logits - logits.max()
+        logprobs = shifted - np.log(np.exp(shifted).sum())
+
+        def piece(t: int) -> tuple[str, list[int]]:
+            raw = llm.detokenize([int(t)])
+            return raw.decode("utf-8", errors="replace"), list(raw)
+
+        text, raw = piece(token)
+        tops = []
+        if top:
+            best = np.argpartition(-logprobs, top)[:top]
+            for t in best[np.argsort(-logprobs[best])]:
+                t_text, t_raw = piece(int(t))
+                tops.append(TopLogprob(token=t_text, logprob=float(logprobs[t]), bytes=t_raw))
+        return TokenLogprob(token=text, logprob=float(logprobs[token]), bytes=raw, top_logprobs=tops)
+
+    def _generate(self, llm: Any, tokens: list[int], sampling: Sampling, schema: str | None,
+                  cancel: CancelToken, emit: Emit, param: str) -> None:
+        import llama_cpp
+
+        self._check_length(len(tokens), sampling.max_tokens, param)
+        budget = sampling.max_tokens if sampling.max_tokens is not None else self.n_ctx - len(tokens)
+        sampler = self._sampler(llm, sampling, schema)
+        # reuse the evaluated prefix this model instance already holds
+        prefix = 0
+        for held, wanted in zip(llm._input_ids.tolist(), tokens, strict=False):
+            if held != wanted:
+                break
+            prefix += 1
+        llm.n_tokens = min(prefix, len(tokens) - 1)
+        llm.eval(tokens[llm.n_tokens:])
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = _StopMatcher(sampling.stop)
+        vocab = llm._model.vocab
+        produced, reason, stopped = 0, "length", False
+        while produced < budget:
+            if cancel.cancelled:
+                reason = "stop"
+                break
+            token = sampler.sample(llm._ctx, -1)
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                reason = "stop"
+                break
+            produced += 1
+            logprob = [self._logprob(llm, token, sampling.top_logprobs)] if sampling.logprobs else []
+            text, stopped = stops.feed(decoder.decode(llm.detokenize([token])))
+            if text or logprob:
+                emit(Delta(text=text, logprobs=logprob))
+            if stopped:
+                reason = "stop"
+                break
+            if produced < budget:
+                llm.eval([token])
+        if not stopped:  # what was held back for a stop sequence that never came
+            tail = stops.pending + decoder.decode(b"", final=True)
+            if tail:
+                emit(Delta(text=tail))
+        GENERATIONS.labels(self.spec.name, "cancelled" if cancel.cancelled else reason).inc()
+        GENERATED_TOKENS.labels(self.spec.name).inc(produced)
+        PROMPT_TOKENS.labels(self.spec.name).inc(len(tokens))
+        emit(Finished(reason=reason, prompt_tokens=len(tokens), completion_tokens=produced))  # type: ignore[arg-type]
+
+
+__all__ = ["LlamaCppEngine", "new_call_id", "template_messages"]

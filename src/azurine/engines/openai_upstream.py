@@ -1,0 +1,167 @@
+"""A model served elsewhere by an OpenAI-compatible server: vLLM, llama.cpp's server, Ollama, Azure.
+
+Requests are forwarded as streams with `stream_options.include_usage`, so usage comes from the server
+that ran the model. A server that does not report usage on streams gets its completion tokens counted
+from the chunks it sent and its prompt tokens estimated from the text (four characters a token).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from azurine.catalog import ModelSpec
+from azurine.engines.base import (
+    CancelToken,
+    ChatPrompt,
+    ContextLengthExceeded,
+    Delta,
+    Embeddings,
+    EngineError,
+    EngineUnavailable,
+    Event,
+    Finished,
+    Sampling,
+    TextPrompt,
+    TokenLogprob,
+    ToolCall,
+    TopLogprob,
+)
+
+TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=60.0)
+
+
+def _sampling_body(sampling: Sampling) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "temperature": sampling.temperature, "top_p": sampling.top_p,
+        "presence_penalty": sampling.presence_penalty, "frequency_penalty": sampling.frequency_penalty,
+    }
+    if sampling.max_tokens is not None:
+        body["max_tokens"] = sampling.max_tokens
+    if sampling.stop:
+        body["stop"] = list(sampling.stop)
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    if sampling.logit_bias:
+        body["logit_bias"] = {str(k): v for k, v in sampling.logit_bias.items()}
+    if sampling.response_format:
+        body["response_format"] = sampling.response_format
+    return body
+
+
+def _logprobs(content: list[dict[str, Any]] | None) -> list[TokenLogprob]:
+    out = []
+    for item in content or []:
+        tops = [TopLogprob(token=t["token"], logprob=t["logprob"], bytes=t.get("bytes") or list(t["token"].encode()))
+                for t in item.get("top_logprobs") or []]
+        out.append(TokenLogprob(token=item["token"], logprob=item["logprob"],
+                                bytes=item.get("bytes") or list(item["token"].encode()), top_logprobs=tops))
+    return out
+
+
+class OpenAIUpstreamEngine:
+    def __init__(self, spec: ModelSpec, base_url: str, model: str | None, api_key: str | None) -> None:
+        self.spec = spec
+        self._model = model or spec.name
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=TIMEOUT)
+
+    async def _raise_for(self, response: httpx.Response) -> None:
+        await response.aread()
+        try:
+            error = response.json().get("error") or {}
+        except ValueError:
+            error = {}
+        message = error.get("message") if isinstance(error, dict) else None
+        message = message or f"The upstream model server answered {response.status_code}."
+        if isinstance(error, dict) and error.get("code") == "context_length_exceeded":
+            raise ContextLengthExceeded(message, error.get("param") or "messages")
+        if 400 <= response.status_code < 500:
+            raise EngineError(message, param=error.get("param") if isinstance(error, dict) else None)
+        raise EngineUnavailable(message)
+
+    async def _stream(self, path: str, body: dict[str, Any], cancel: CancelToken,
+                      prompt_chars: int) -> AsyncIterator[Event]:
+        body = {**body, "model": self._model, "stream": True, "stream_options": {"include_usage": True}}
+        calls: dict[int, dict[str, str]] = {}
+        usage: dict[str, int] | None = None
+        reason, chunks = "stop", 0
+        try:
+            async with self._client.stream("POST", path, json=body) as response:
+                if response.status_code != 200:
+                    await self._raise_for(response)
+                async for line in response.aiter_lines():
+                    if cancel.cancelled:
+                        return
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content") if "delta" in choice else choice.get("text")
+                        for call in delta.get("tool_calls") or []:
+                            slot = calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
+                            slot["id"] = call.get("id") or slot["id"]
+                            function = call.get("function") or {}
+                            slot["name"] += function.get("name") or ""
+                            slot["arguments"] += function.get("arguments") or ""
+                        logprobs = _logprobs((choice.get("logprobs") or {}).get("content"))
+                        if text or logprobs:
+                            chunks += 1
+                            yield Delta(text=text or "", logprobs=logprobs)
+                        if choice.get("finish_reason"):
+                            reason = choice["finish_reason"]
+        except httpx.TransportError as error:
+            raise EngineUnavailable(f"The upstream model server could not be reached: {error}") from error
+        if calls:
+            yield Delta(tool_calls=[ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"])
+                                    for _, c in sorted(calls.items())])
+        if reason not in ("stop", "length", "tool_calls"):
+            reason = "stop"
+        prompt_tokens = (usage or {}).get("prompt_tokens") or max(1, prompt_chars // 4)
+        completion_tokens = (usage or {}).get("completion_tokens") or chunks
+        yield Finished(reason=reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)  # type: ignore[arg-type]
+
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+        body = {"messages": prompt.messages, **_sampling_body(sampling)}
+        if sampling.logprobs:
+            body["logprobs"] = True
+            body["top_logprobs"] = sampling.top_logprobs
+        if prompt.tools:
+            body["tools"] = prompt.tools
+            if prompt.tool_choice is not None:
+                body["tool_choice"] = prompt.tool_choice
+        return self._stream("chat/completions", body, cancel, len(json.dumps(prompt.messages)))
+
+    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+        body: dict[str, Any] = {"prompt": prompt.text, "echo": prompt.echo, **_sampling_body(sampling)}
+        if prompt.suffix is not None:
+            body["suffix"] = prompt.suffix
+        if sampling.logprobs:
+            body["logprobs"] = max(sampling.top_logprobs, 1)
+        return self._stream("completions", body, cancel, len(prompt.text))
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+        try:
+            response = await self._client.post("embeddings", json={"model": self._model, "input": inputs})
+        except httpx.TransportError as error:
+            raise EngineUnavailable(f"The upstream model server could not be reached: {error}") from error
+        if response.status_code != 200:
+            await self._raise_for(response)
+        payload = response.json()
+        data = sorted(payload["data"], key=lambda d: d["index"])
+        return Embeddings(vectors=[d["embedding"] for d in data],
+                          prompt_tokens=(payload.get("usage") or {}).get("prompt_tokens", 0))
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+__all__ = ["OpenAIUpstreamEngine"]

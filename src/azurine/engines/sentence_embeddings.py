@@ -1,0 +1,93 @@
+"""Sentence-transformers embedding models on the CPU, from a local directory only."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from azurine.catalog import ModelSpec
+from azurine.engines.base import (
+    CancelToken,
+    ChatPrompt,
+    ContextLengthExceeded,
+    Embeddings,
+    EngineError,
+    EngineUnavailable,
+    Event,
+    Sampling,
+    TextPrompt,
+)
+from azurine.scheduler.slot import EngineSlot
+
+BATCH = 32  # sequences per forward pass: bounds memory for 2,048 long inputs
+
+
+class SentenceEmbeddingEngine:
+    def __init__(self, spec: ModelSpec, model_dir: Path) -> None:
+        self.spec = spec
+        self._dir = model_dir
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self.slot = EngineSlot(spec.name)
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                if not self._dir.exists():
+                    raise EngineUnavailable(
+                        f"The model files for {self.spec.name} are not installed; run `azurine models install`."
+                    )
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
+
+                model = SentenceTransformer(str(self._dir), device="cpu", local_files_only=True)
+                model.max_seq_length = self.spec.context_length
+                self._model = model
+            return self._model
+
+    def _embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+        import torch
+
+        model = self._load()
+        tokenizer = model.tokenizer
+        if inputs and isinstance(inputs[0], list):
+            ids = [[tokenizer.cls_token_id, *seq, tokenizer.sep_token_id] for seq in inputs]  # type: ignore[misc]
+            vocab = tokenizer.vocab_size
+            if any(not (0 <= t < vocab) for seq in inputs for t in seq):  # type: ignore[union-attr]
+                raise EngineError(f"Invalid token in input: ids must be in [0, {vocab}).", param="input")
+        else:
+            ids = tokenizer(list(inputs), add_special_tokens=True, truncation=False)["input_ids"]
+        for index, seq in enumerate(ids):
+            if len(seq) > self.spec.context_length:
+                raise ContextLengthExceeded(
+                    f"This model's maximum context length is {self.spec.context_length} tokens, however you "
+                    f"requested {len(seq)} tokens ({len(seq)} in your prompt; 0 for the completion) for input "
+                    f"{index}. Please reduce your prompt; or completion length.", "input")
+        vectors: list[list[float]] = []
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start:start + BATCH]
+            width = max(len(seq) for seq in batch)
+            features = {
+                "input_ids": torch.tensor([s + [tokenizer.pad_token_id] * (width - len(s)) for s in batch]),
+                "attention_mask": torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch]),
+            }
+            with torch.inference_mode():
+                vectors.extend(model(features)["sentence_embedding"].tolist())
+        # usage counts the text's tokens, as OpenAI's tokenizer counts them: special tokens excluded
+        return Embeddings(vectors=vectors, prompt_tokens=sum(len(seq) - 2 for seq in ids))
+
+    async def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+        return await self.slot.call(lambda: self._embed(inputs))
+
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+        raise EngineError("chat is not served by this engine", code="OperationNotSupported")
+
+    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+        raise EngineError("completions are not served by this engine", code="OperationNotSupported")
+
+    async def close(self) -> None:
+        self.slot.shutdown()

@@ -1,0 +1,1 @@
+"""Scheduling of engine work: queues per model instance, cancellation on disconnect."""

@@ -1,0 +1,1 @@
+"""State: the database (SQLAlchemy 2 + Alembic), SQLite by default and PostgreSQL for scale."""

@@ -1,0 +1,45 @@
+"""What a first start creates: the default account, its two keys and three deployments."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from azurine.catalog import Catalog
+from azurine.storage.state import AccountRecord, StateStore
+
+DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+DEFAULT_RESOURCE_GROUP = "azurine"
+
+
+@dataclass(frozen=True)
+class DefaultDeployment:
+    name: str
+    model: str
+    capacity: int
+
+
+DEFAULT_DEPLOYMENTS = (
+    DefaultDeployment("chat", "Qwen2.5-Coder-0.5B-Instruct", 100),
+    DefaultDeployment("chat-small", "SmolLM2-135M-Instruct", 100),
+    DefaultDeployment("embeddings", "all-MiniLM-L6-v2", 100),
+)
+
+
+def ensure_defaults(store: StateStore, catalog: Catalog, location: str) -> AccountRecord | None:
+    """Create the default account on an empty database; return it when it was created now."""
+    if store.has_accounts():
+        return None
+    account = store.create_account(
+        os.environ.get("AZURINE_ACCOUNT_NAME", "default"),
+        location=location, subscription_id=DEFAULT_SUBSCRIPTION, resource_group=DEFAULT_RESOURCE_GROUP,
+        key1=os.environ.get("AZURINE_API_KEY") or None,
+    )
+    for default in DEFAULT_DEPLOYMENTS:
+        spec = catalog.get(default.model)
+        assert spec is not None, f"{default.model} is missing from the catalog"
+        store.create_deployment(
+            account.id, default.name, model_name=spec.name, model_version=spec.version,
+            model_format=spec.publisher, sku_name="GlobalStandard", sku_capacity=default.capacity,
+        )
+    return account

@@ -1,0 +1,66 @@
+"""The tables. Changing one means adding an Alembic migration beside the others."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Account(Base):
+    """An Azure OpenAI resource (`Microsoft.CognitiveServices/accounts`)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    subscription_id: Mapped[str] = mapped_column(String(64))
+    resource_group: Mapped[str] = mapped_column(String(90))
+    kind: Mapped[str] = mapped_column(String(32), default="OpenAI")
+    location: Mapped[str] = mapped_column(String(64))
+    sku_name: Mapped[str] = mapped_column(String(16), default="S0")
+    custom_subdomain: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    key1: Mapped[str] = mapped_column(String(64))
+    key2: Mapped[str] = mapped_column(String(64))
+    properties: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    deployments: Mapped[list[Deployment]] = relationship(
+        back_populates="account", cascade="all, delete-orphan"
+    )
+
+
+class Deployment(Base):
+    """A model deployed under a name in an account (`accounts/deployments`)."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    model_format: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    sku_name: Mapped[str] = mapped_column(String(32))
+    sku_capacity: Mapped[int] = mapped_column(Integer)
+    rai_policy_name: Mapped[str] = mapped_column(String(128), default="Microsoft.DefaultV2")
+    version_upgrade_option: Mapped[str] = mapped_column(String(64), default="OnceNewDefaultVersionAvailable")
+    # set when the model is served elsewhere by an OpenAI-compatible server (vLLM, llama.cpp, Ollama…)
+    upstream_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    upstream_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    upstream_api_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="deployments")

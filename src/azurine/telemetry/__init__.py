@@ -1,0 +1,1 @@
+"""Metrics, usage records and (later) the audit log."""
