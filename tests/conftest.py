@@ -32,6 +32,7 @@ class Server:
     key: str
     process: subprocess.Popen[bytes]
     log: Path
+    data_dir: Path
 
     def azure(self, **kwargs: object) -> AzureOpenAI:
         return AzureOpenAI(azure_endpoint=self.url, api_key=self.key, api_version=API_VERSION, max_retries=0,
@@ -71,7 +72,7 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None) -> Server:
         )
     url = f"http://127.0.0.1:{port}"
     wait_for_http(url + "/", process, log)
-    return Server(url=url, key=API_KEY, process=process, log=log)
+    return Server(url=url, key=API_KEY, process=process, log=log, data_dir=data_dir)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

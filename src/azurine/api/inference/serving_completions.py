@@ -53,7 +53,8 @@ def completion_sampling(body: CompletionRequest) -> Sampling:
 
 
 def check_combination(body: CompletionRequest) -> None:
-    n, best_of = body.n or 1, body.best_of or 1
+    n = body.n or 1
+    best_of = body.best_of or n
     if body.echo and body.logprobs is not None:
         raise bad_request("Setting 'echo' and 'logprobs' at the same time is not supported for this model.",
                           "echo", "invalid_value")
