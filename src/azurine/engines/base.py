@@ -134,12 +134,14 @@ class CancelToken:
 class Engine(Protocol):
     spec: ModelSpec
 
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
-        """Stream a chat answer: deltas, then exactly one `Finished`."""
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken,
+             stream: bool = True) -> AsyncIterator[Event]:
+        """A chat answer as deltas, then exactly one `Finished`; `stream=False` says nobody reads it early."""
         ...
 
-    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
-        """Stream a text completion: deltas, then exactly one `Finished`."""
+    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken,
+                 stream: bool = True) -> AsyncIterator[Event]:
+        """A text completion as deltas, then exactly one `Finished`."""
         ...
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings: ...

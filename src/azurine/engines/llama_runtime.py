@@ -212,10 +212,12 @@ class LlamaCppEngine:
 
     # the interface ---------------------------------------------------------------------------------
 
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken,
+             stream: bool = True) -> AsyncIterator[Event]:
         return self.slot.stream(lambda emit: self._chat(prompt, sampling, cancel, emit), cancel)
 
-    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken,
+                 stream: bool = True) -> AsyncIterator[Event]:
         return self.slot.stream(lambda emit: self._complete(prompt, sampling, cancel, emit), cancel)
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> Any:

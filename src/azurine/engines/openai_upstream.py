@@ -83,6 +83,30 @@ class OpenAIUpstreamEngine:
             raise EngineError(message, param=error.get("param") if isinstance(error, dict) else None)
         raise EngineUnavailable(message)
 
+    async def _whole(self, path: str, body: dict[str, Any]) -> AsyncIterator[Event]:
+        """One request, one answer: the upstream's usage is then always exact."""
+        try:
+            response = await self._client.post(path, json={**body, "model": self._model, "stream": False})
+        except httpx.TransportError as error:
+            raise EngineUnavailable(f"The upstream model server could not be reached: {error}") from error
+        if response.status_code != 200:
+            await self._raise_for(response)
+        payload = response.json()
+        choice = (payload.get("choices") or [{}])[0]
+        message = choice.get("message") or {}
+        text = message.get("content") if "message" in choice else choice.get("text")
+        logprobs = _logprobs((choice.get("logprobs") or {}).get("content")) if "message" in choice else []
+        if text or logprobs:
+            yield Delta(text=text or "", logprobs=logprobs)
+        calls = [ToolCall(id=c.get("id") or "", name=c["function"]["name"], arguments=c["function"]["arguments"])
+                 for c in message.get("tool_calls") or []]
+        if calls:
+            yield Delta(tool_calls=calls)
+        reason = choice.get("finish_reason") or "stop"
+        usage = payload.get("usage") or {}
+        yield Finished(reason=reason if reason in ("stop", "length", "tool_calls") else "stop",  # type: ignore[arg-type]
+                       prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0))
+
     async def _stream(self, path: str, body: dict[str, Any], cancel: CancelToken,
                       prompt_chars: int) -> AsyncIterator[Event]:
         body = {**body, "model": self._model, "stream": True, "stream_options": {"include_usage": True}}
@@ -129,7 +153,8 @@ class OpenAIUpstreamEngine:
         completion_tokens = (usage or {}).get("completion_tokens") or chunks
         yield Finished(reason=reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)  # type: ignore[arg-type]
 
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken,
+             stream: bool = True) -> AsyncIterator[Event]:
         body = {"messages": prompt.messages, **_sampling_body(sampling)}
         if sampling.logprobs:
             body["logprobs"] = True
@@ -138,14 +163,19 @@ class OpenAIUpstreamEngine:
             body["tools"] = prompt.tools
             if prompt.tool_choice is not None:
                 body["tool_choice"] = prompt.tool_choice
+        if not stream:
+            return self._whole("chat/completions", body)
         return self._stream("chat/completions", body, cancel, len(json.dumps(prompt.messages)))
 
-    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken,
+                 stream: bool = True) -> AsyncIterator[Event]:
         body: dict[str, Any] = {"prompt": prompt.text, "echo": prompt.echo, **_sampling_body(sampling)}
         if prompt.suffix is not None:
             body["suffix"] = prompt.suffix
         if sampling.logprobs:
             body["logprobs"] = max(sampling.top_logprobs, 1)
+        if not stream:
+            return self._whole("completions", body)
         return self._stream("completions", body, cancel, len(prompt.text))
 
     async def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:

@@ -83,10 +83,12 @@ class SentenceEmbeddingEngine:
     async def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
         return await self.slot.call(lambda: self._embed(inputs))
 
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken,
+             stream: bool = True) -> AsyncIterator[Event]:
         raise EngineError("chat is not served by this engine", code="OperationNotSupported")
 
-    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken) -> AsyncIterator[Event]:
+    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken,
+                 stream: bool = True) -> AsyncIterator[Event]:
         raise EngineError("completions are not served by this engine", code="OperationNotSupported")
 
     async def close(self) -> None:

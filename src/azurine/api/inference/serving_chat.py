@@ -79,7 +79,8 @@ async def _first_event(events: AsyncIterator[Event]) -> Event:
 
 
 async def _answers(target: Target, prompt: ChatPrompt, sampling: Sampling, n: int) -> list[Any]:
-    return [await collect(target.engine.chat(prompt, _for_choice(sampling, i), CancelToken())) for i in range(n)]
+    return [await collect(target.engine.chat(prompt, _for_choice(sampling, i), CancelToken(), stream=False))
+            for i in range(n)]
 
 
 def _body(target: Target, answers: list[Any]) -> dict[str, Any]:

@@ -70,11 +70,11 @@ def _seeded(sampling: Sampling, index: int) -> Sampling:
 
 async def _choices(target: Target, prompt: TextPrompt, sampling: Sampling, n: int, best_of: int) -> list[Collected]:
     if best_of <= n:
-        return [await collect(target.engine.complete(prompt, _seeded(sampling, i), CancelToken()))
+        return [await collect(target.engine.complete(prompt, _seeded(sampling, i), CancelToken(), stream=False))
                 for i in range(n)]
     # best_of: sample more, keep the n with the highest log probability per token
     scoring = replace(sampling, logprobs=True)
-    candidates = [await collect(target.engine.complete(prompt, _seeded(scoring, i), CancelToken()))
+    candidates = [await collect(target.engine.complete(prompt, _seeded(scoring, i), CancelToken(), stream=False))
                   for i in range(best_of)]
     ranked = sorted(candidates, key=lambda c: sum(lp.logprob for lp in c.logprobs), reverse=True)[:n]
     if not sampling.logprobs:

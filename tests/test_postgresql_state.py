@@ -1,0 +1,56 @@
+"""PostgreSQL as the state store: migrations, first-start defaults, and a server that answers on it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from openai import AzureOpenAI
+
+from azurine.catalog import load_catalog
+from azurine.storage.bootstrap import ensure_defaults
+from azurine.storage.database import make_engine, migrate
+from azurine.storage.state import StateStore
+from conftest import API_KEY, API_VERSION, start_server, stop
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture()
+def database_url() -> Iterator[str]:
+    name = f"azurine_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migrations_and_defaults_on_postgresql(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    migrate(engine)  # a second replica starting finds the schema current
+    store = StateStore(engine)
+    created = ensure_defaults(store, load_catalog(), "local")
+    assert created is not None
+    assert ensure_defaults(store, load_catalog(), "local") is None
+    names = {d.name for d in store.deployments(created.id)}
+    assert names == {"chat", "chat-small", "embeddings"}
+    assert all(d.sku_name == "GlobalStandard" for d in store.deployments(created.id))
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+
+
+def test_server_on_postgresql_answers(database_url: str, tmp_path) -> None:
+    server = start_server(tmp_path / "data", env={"AZURINE_DATABASE_URL": database_url})
+    try:
+        client = AzureOpenAI(azure_endpoint=server.url, api_key=API_KEY, api_version=API_VERSION, max_retries=0)
+        result = client.embeddings.create(model="embeddings", input="stored in PostgreSQL")
+        assert len(result.data[0].embedding) == 384
+    finally:
+        stop(server.process)
+    assert not (tmp_path / "data" / "azurine.db").exists()
