@@ -13,6 +13,7 @@ import os
 import random
 import threading
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ from azurine.scheduler.slot import EngineSlot
 from azurine.telemetry.metrics import GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
 
 Emit = Callable[[Event], None]
+
+# Every llama.cpp model in the process computes on this one thread. llama.cpp's OpenMP thread teams
+# belong to the thread that starts them: a second compute thread brings a second team that fights
+# the first for the same cores (measured: the small model at under half its speed once the default
+# model had run on a thread of its own).
+COMPUTE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
 
 
 def _message_text(content: Any) -> str:
@@ -177,7 +184,7 @@ class LlamaCppEngine:
         self._formatter: Any = None
         self._template_has_tools = False
         self._load_lock = threading.Lock()
-        self.slot = EngineSlot(spec.name)
+        self.slot = EngineSlot(spec.name, COMPUTE_THREAD)
 
     # loading ---------------------------------------------------------------------------------------
 

@@ -26,9 +26,10 @@ class _Failure:
 
 
 class EngineSlot:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, executor: ThreadPoolExecutor | None = None) -> None:
         self._lock = asyncio.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{name}")
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{name}")
         self.waiting = 0
 
     async def _acquire(self) -> None:
@@ -58,7 +59,8 @@ class EngineSlot:
 
         def run() -> None:
             try:
-                produce(emit)
+                if not cancel.cancelled:  # a client that left while queued costs nothing
+                    produce(emit)
             except BaseException as error:  # handed to the awaiting request, raised there
                 emit(_Failure(error))
             finally:
@@ -82,4 +84,5 @@ class EngineSlot:
                 cancel.cancel()  # the thread stops at its next token and frees the slot
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
