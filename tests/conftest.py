@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -48,13 +49,14 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
+def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 180,
+                  verify: ssl.SSLContext | bool = True) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')}")
         try:
-            httpx.get(url, timeout=2)
+            httpx.get(url, timeout=2, verify=verify)
             return
         except httpx.TransportError:
             time.sleep(0.2)

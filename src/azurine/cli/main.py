@@ -22,7 +22,7 @@ console = Console()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port to listen on."),
-    data_dir: Path = typer.Option(Path("./azurine-data"), help="Where the database and files live."),
+    data_dir: Path | None = typer.Option(None, help="Where the database and files live [default: ./azurine-data]."),
     ssl_certfile: Path | None = typer.Option(None, help="Serve HTTPS with this certificate (PEM)."),
     ssl_keyfile: Path | None = typer.Option(None, help="The certificate's private key (PEM)."),
 ) -> None:
@@ -46,6 +46,80 @@ def serve(
                 ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                 ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
                 timeout_graceful_shutdown=5)
+
+
+keys_app = typer.Typer(help="An account's keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("show")
+def keys_show(
+    data_dir: Path | None = typer.Option(None, help="The server's data directory [default: ./azurine-data]."),
+    account: str | None = typer.Option(None, help="The account [default: the first one created]."),
+    key: str = typer.Option("key1", help="key1 or key2."),
+) -> None:
+    """Print one key of an account, for scripts: `export AZURINE_API_KEY=$(azurine keys show)`."""
+    from azurine.storage.database import make_engine, migrate
+    from azurine.storage.state import StateStore
+
+    settings = Settings.load(data_dir)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    store = StateStore(engine)
+    record = store.account_named(account) if account else store.first_account()
+    if record is None:
+        console.print("[red]No such account: start `azurine serve` once to create the default account.[/]")
+        raise typer.Exit(1)
+    if key not in ("key1", "key2"):
+        console.print("[red]--key is key1 or key2[/]")
+        raise typer.Exit(2)
+    print(record.key1 if key == "key1" else record.key2)
+
+
+deployments_app = typer.Typer(help="An account's deployments.", no_args_is_help=True)
+app.add_typer(deployments_app, name="deployments")
+
+
+@deployments_app.command("create")
+def deployments_create(
+    name: str = typer.Argument(..., help="The deployment's name, as clients call it."),
+    model: str = typer.Option(..., help="A model from `azurine models list`."),
+    version: str | None = typer.Option(None, help="The model's version [default: the newest]."),
+    sku: str = typer.Option("GlobalStandard", help="The deployment type (sku.name)."),
+    capacity: int = typer.Option(100, help="sku.capacity."),
+    upstream_url: str | None = typer.Option(None, help="An OpenAI-compatible server that serves the model, "
+                                            "e.g. http://gpu-1:8000/v1."),
+    upstream_model: str | None = typer.Option(None, help="The model's name on that server."),
+    upstream_api_key: str | None = typer.Option(None, envvar="AZURINE_UPSTREAM_API_KEY",
+                                                help="A key for that server."),
+    data_dir: Path | None = typer.Option(None, help="The server's data directory [default: ./azurine-data]."),
+    account: str | None = typer.Option(None, help="The account [default: the first one created]."),
+) -> None:
+    """Add a deployment; a running server answers on it at once."""
+    from azurine.storage.database import make_engine, migrate
+    from azurine.storage.state import StateStore
+
+    spec = load_catalog().get(model, version)
+    if spec is None:
+        console.print(f"[red]No model {model} {version or ''} in the catalog; see `azurine models list`.[/]")
+        raise typer.Exit(1)
+    settings = Settings.load(data_dir)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    store = StateStore(engine)
+    record = store.account_named(account) if account else store.first_account()
+    if record is None:
+        console.print("[red]No such account: start `azurine serve` once to create the default account.[/]")
+        raise typer.Exit(1)
+    if store.deployment(record.id, name) is not None:
+        console.print(f"[red]{record.name} already has a deployment named {name}.[/]")
+        raise typer.Exit(1)
+    store.create_deployment(record.id, name, model_name=spec.name, model_version=spec.version,
+                            model_format=spec.publisher, sku_name=sku, sku_capacity=capacity,
+                            upstream_url=upstream_url, upstream_model=upstream_model,
+                            upstream_api_key=upstream_api_key)
+    where = f"served by {upstream_url}" if upstream_url else "served in-process"
+    console.print(f"Created deployment [bold]{name}[/] of {spec.name} {spec.version} on {record.name}, {where}.")
 
 
 @models_app.command("install")
