@@ -260,3 +260,36 @@ def test_streamed_tool_call(azure: openai.AzureOpenAI) -> None:
     assert finish == "tool_calls"
     assert calls[0].function.name == "get_weather"
     assert "city" in json.loads(calls[0].function.arguments)
+
+
+def test_penalties_and_logit_bias_are_accepted(azure: openai.AzureOpenAI) -> None:
+    result = azure.chat.completions.create(
+        model=SMALL, messages=[{"role": "user", "content": "Repeat the word cat many times."}], max_tokens=10,
+        temperature=0, presence_penalty=1.5, frequency_penalty=1.5, logit_bias={"2": -100},
+    )
+    assert result.choices[0].finish_reason == "length"  # end-of-turn was banned
+
+
+def test_images_are_refused_by_a_text_model(azure: openai.AzureOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        azure.chat.completions.create(model=SMALL, messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}])
+    assert caught.value.body["param"] == "messages[0].content[1].type"
+
+
+def test_concurrent_requests_queue_and_all_answer(azure: openai.AzureOpenAI) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def chat(i: int) -> str | None:
+        return azure.chat.completions.create(
+            model=SMALL if i % 2 else "chat", messages=[{"role": "user", "content": f"Say the number {i}."}],
+            max_tokens=6, temperature=0).choices[0].message.content
+
+    def embed(i: int) -> int:
+        return len(azure.embeddings.create(model="embeddings", input=f"text {i}").data[0].embedding)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        chats = list(pool.map(chat, range(6)))
+        vectors = list(pool.map(embed, range(4)))
+    assert all(chats) and vectors == [384] * 4

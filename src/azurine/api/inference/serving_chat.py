@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from azurine.api.context import Target
-from azurine.api.errors import AzureError
+from azurine.api.errors import AzureError, bad_request
 from azurine.api.inference.protocol import ChatCompletionRequest
 from azurine.api.inference.render import (
     chained,
@@ -62,7 +62,19 @@ def _for_choice(sampling: Sampling, index: int) -> Sampling:
     return replace(sampling, seed=sampling.seed + index)
 
 
+def check_content_types(body: ChatCompletionRequest, target: Target) -> None:
+    """Images go only to models that can see; the catalog's models read text."""
+    if target.model.can("vision"):  # type: ignore[arg-type]
+        return
+    for i, message in enumerate(body.messages):
+        for j, part in enumerate(message.content if isinstance(message.content, list) else []):
+            if part.type == "image_url":
+                raise bad_request("Invalid content type. image_url is only supported by certain models.",
+                                  f"messages[{i}].content[{j}].type", "invalid_value")
+
+
 async def serve_chat(request: Request, target: Target, body: ChatCompletionRequest) -> Response:
+    check_content_types(body, target)
     sampling, prompt, n = chat_sampling(body), chat_prompt(body), body.n or 1
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
