@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,6 +12,9 @@ from rich.table import Table
 
 from azurine.catalog import load_catalog
 from azurine.config import Settings, default_models_dir
+
+if TYPE_CHECKING:
+    from azurine.storage.state import AccountRecord, StateStore
 
 app = typer.Typer(help="Azure OpenAI Service that you run yourself.", no_args_is_help=True)
 models_app = typer.Typer(help="The models Azurine can deploy.", no_args_is_help=True)
@@ -48,6 +52,21 @@ def serve(
                 timeout_graceful_shutdown=5)
 
 
+def _open_account(data_dir: Path | None, account: str | None) -> tuple[StateStore, AccountRecord]:
+    """The state store the server in `data_dir` uses, and the named (or first) account in it."""
+    from azurine.storage.database import make_engine, migrate
+    from azurine.storage.state import StateStore
+
+    engine = make_engine(Settings.load(data_dir).database_url)
+    migrate(engine)
+    store = StateStore(engine)
+    record = store.account_named(account) if account else store.first_account()
+    if record is None:
+        console.print("[red]No such account: start `azurine serve` once to create the default account.[/]")
+        raise typer.Exit(1)
+    return store, record
+
+
 keys_app = typer.Typer(help="An account's keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -59,17 +78,7 @@ def keys_show(
     key: str = typer.Option("key1", help="key1 or key2."),
 ) -> None:
     """Print one key of an account, for scripts: `export AZURINE_API_KEY=$(azurine keys show)`."""
-    from azurine.storage.database import make_engine, migrate
-    from azurine.storage.state import StateStore
-
-    settings = Settings.load(data_dir)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    store = StateStore(engine)
-    record = store.account_named(account) if account else store.first_account()
-    if record is None:
-        console.print("[red]No such account: start `azurine serve` once to create the default account.[/]")
-        raise typer.Exit(1)
+    _, record = _open_account(data_dir, account)
     if key not in ("key1", "key2"):
         console.print("[red]--key is key1 or key2[/]")
         raise typer.Exit(2)
@@ -96,21 +105,11 @@ def deployments_create(
     account: str | None = typer.Option(None, help="The account [default: the first one created]."),
 ) -> None:
     """Add a deployment; a running server answers on it at once."""
-    from azurine.storage.database import make_engine, migrate
-    from azurine.storage.state import StateStore
-
     spec = load_catalog().get(model, version)
     if spec is None:
         console.print(f"[red]No model {model} {version or ''} in the catalog; see `azurine models list`.[/]")
         raise typer.Exit(1)
-    settings = Settings.load(data_dir)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    store = StateStore(engine)
-    record = store.account_named(account) if account else store.first_account()
-    if record is None:
-        console.print("[red]No such account: start `azurine serve` once to create the default account.[/]")
-        raise typer.Exit(1)
+    store, record = _open_account(data_dir, account)
     if store.deployment(record.id, name) is not None:
         console.print(f"[red]{record.name} already has a deployment named {name}.[/]")
         raise typer.Exit(1)

@@ -34,7 +34,7 @@ from azurine.engines.base import (
     TokenLogprob,
     TopLogprob,
 )
-from azurine.engines.tool_calls import may_be_tool_call, new_call_id, parse_tool_calls, tools_system_prompt
+from azurine.engines.tool_calls import may_be_tool_call, parse_tool_calls, tools_system_prompt
 from azurine.scheduler.slot import EngineSlot
 from azurine.telemetry.metrics import GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
 
@@ -349,12 +349,15 @@ class LlamaCppEngine:
         self._check_length(len(tokens), sampling.max_tokens, param)
         budget = sampling.max_tokens if sampling.max_tokens is not None else self.n_ctx - len(tokens)
         sampler = self._sampler(llm, sampling, schema)
-        # reuse the evaluated prefix this model instance already holds
+        # reuse the evaluated prefix this model instance already holds, except for seeded requests:
+        # a prompt evaluated in other batch splits gives logits that differ in the last bits, and a
+        # seed promises the same answer whatever ran before
         prefix = 0
-        for held, wanted in zip(llm._input_ids.tolist(), tokens, strict=False):
-            if held != wanted:
-                break
-            prefix += 1
+        if sampling.seed is None:
+            for held, wanted in zip(llm._input_ids.tolist(), tokens, strict=False):
+                if held != wanted:
+                    break
+                prefix += 1
         llm.n_tokens = min(prefix, len(tokens) - 1)
         llm.eval(tokens[llm.n_tokens:])
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -388,5 +391,3 @@ class LlamaCppEngine:
         PROMPT_TOKENS.labels(self.spec.name).inc(len(tokens))
         emit(Finished(reason=reason, prompt_tokens=len(tokens), completion_tokens=produced))  # type: ignore[arg-type]
 
-
-__all__ = ["LlamaCppEngine", "new_call_id", "template_messages"]

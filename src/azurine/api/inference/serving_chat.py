@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -57,8 +58,6 @@ def _for_choice(sampling: Sampling, index: int) -> Sampling:
     """Choices after the first get their own seed, so `n` answers differ yet stay reproducible."""
     if index == 0 or sampling.seed is None:
         return sampling
-    from dataclasses import replace
-
     return replace(sampling, seed=sampling.seed + index)
 
 
@@ -98,11 +97,10 @@ async def _answers(target: Target, prompt: ChatPrompt, sampling: Sampling, n: in
 def _body(target: Target, answers: list[Any]) -> dict[str, Any]:
     choices = []
     for index, answer in enumerate(answers):
-        message: dict[str, Any] = {"role": "assistant", "content": answer.text or None, "refusal": None}
+        message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
         if answer.tool_calls:
+            message["content"] = None
             message["tool_calls"] = tool_calls_json(answer.tool_calls)
-        else:
-            message["content"] = answer.text
         choices.append({
             "content_filter_results": filter_results(),
             "finish_reason": answer.finished.reason,

@@ -92,11 +92,10 @@ async def serve_completions(request: Request, target: Target, body: CompletionRe
         opening = await first.__anext__()
         return event_stream(_stream(target, prompts, sampling, n, body, first, opening))
 
-    async def run() -> tuple[list[list[Collected]], list[int]]:
-        per_prompt = [await _choices(target, p, sampling, n, best_of) for p in prompts]
-        return per_prompt, []
+    async def run() -> list[list[Collected]]:
+        return [await _choices(target, p, sampling, n, best_of) for p in prompts]
 
-    per_prompt, _ = await unless_disconnected(request, run())
+    per_prompt = await unless_disconnected(request, run())
     choices, prompt_tokens, completion_tokens = [], 0, 0
     for p_index, answers in enumerate(per_prompt):
         prompt_tokens += answers[0].finished.prompt_tokens  # type: ignore[union-attr]
