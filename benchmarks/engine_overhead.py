@@ -1,7 +1,7 @@
 """What Azurine's API costs over the raw engine: the same prompt and model, streamed through Azurine's
 HTTP API and straight through llama-cpp-python in this process, runs interleaved.
 
-    .venv/bin/python benchmarks/engine_overhead.py [--runs 5] [--max-tokens 128] [--deployments chat chat-small]
+    .venv/bin/python benchmarks/engine_overhead.py [--runs 11] [--ttft-runs 31] [--max-tokens 128] [--deployments chat chat-small]
 
 Both sides load the model with the same context size, batch size and thread count, decode greedily, and
 have end-of-turn banned so that every run generates exactly --max-tokens tokens. Each pair of runs
@@ -17,11 +17,13 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from rich.console import Console
+from rich.status import Status
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +63,7 @@ def raw_run(llm, index: int, max_tokens: int) -> Run:
             last = time.perf_counter()
             first = first or last
             count += 1
-    return Run((first - start) * 1000, (count - 1) / (last - first), count)
+    return Run((first - start) * 1000, (count - 1) / (last - first) if count > 1 else 0.0, count)
 
 
 def azurine_run(http: httpx.Client, deployment: str, index: int, max_tokens: int, bias: dict[str, float]) -> Run:
@@ -81,60 +83,79 @@ def azurine_run(http: httpx.Client, deployment: str, index: int, max_tokens: int
                 last = time.perf_counter()
                 first = first or last
                 count += 1
-    return Run((first - start) * 1000, (count - 1) / (last - first), count)
+    return Run((first - start) * 1000, (count - 1) / (last - first) if count > 1 else 0.0, count)
+
+
+def interleaved(count: int, raw: Callable[[int], Run], served: Callable[[int], Run], status: Status,
+                what: str) -> tuple[list[Run], list[Run]]:
+    """Run both sides `count` times, alternating which goes first so drift in load hits both alike."""
+    raw_runs: list[Run] = []
+    served_runs: list[Run] = []
+    for index in range(count):
+        status.update(f"{what}: pair {index + 1} of {count}")
+        if index % 2 == 0:
+            raw_runs.append(raw(index))
+            served_runs.append(served(index))
+        else:
+            served_runs.append(served(index))
+            raw_runs.append(raw(index))
+    return raw_runs, served_runs
+
+
+def measure(deployment: str, http: httpx.Client, args: argparse.Namespace, console: Console) -> list[str]:
+    """One table row: both sides on one deployment's model."""
+    from llama_cpp import Llama
+
+    spec = load_catalog().get(MODELS[deployment])
+    assert spec is not None
+    llm = Llama(model_path=str(spec.path_in(default_models_dir())), n_ctx=spec.context_length,
+                n_threads=THREADS, n_batch=512, verbose=False)
+    bias = end_of_turn_ban(llm)
+    # warm both: model load, first-use allocations
+    raw_run(llm, -1, 8)
+    azurine_run(http, deployment, -1, 8, bias)
+    with console.status(f"{deployment}: interleaved runs") as status:
+        # generation speed: a few long answers
+        raw, served = interleaved(
+            args.runs, lambda i: raw_run(llm, i, args.max_tokens),
+            lambda i: azurine_run(http, deployment, i, args.max_tokens, bias), status, "generation")
+        # time to first token: many short answers, since one prompt evaluation varies by tens of ms
+        raw_first, served_first = interleaved(
+            args.ttft_runs, lambda i: raw_run(llm, 1000 + i, 2),
+            lambda i: azurine_run(http, deployment, 1000 + i, 2, bias), status, "first token")
+    assert all(r.tokens == args.max_tokens for r in raw + served), "runs generated unequal lengths"
+    raw_tps = statistics.median(r.tokens_per_s for r in raw)
+    az_tps = statistics.median(r.tokens_per_s for r in served)
+    # each pair ran back to back on the same prompt: their difference is the API's own cost
+    deltas = [a.ttft_ms - r.ttft_ms for a, r in zip(served_first, raw_first, strict=True)]
+    if args.show_runs:
+        console.print(f"{deployment} paired TTFT differences, ms: " + ", ".join(f"{d:+.1f}" for d in deltas))
+    return [deployment, f"{raw_tps:.1f}", f"{az_tps:.1f}", f"{az_tps / raw_tps:.3f}",
+            f"{statistics.median(r.ttft_ms for r in raw_first):.1f}",
+            f"{statistics.median(r.ttft_ms for r in served_first):.1f}", f"{statistics.median(deltas):+.1f}"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--deployments", nargs="+", default=["chat", "chat-small"], choices=sorted(MODELS))
+    parser.add_argument("--ttft-runs", type=int, default=31, help="short paired runs that measure TTFT")
+    parser.add_argument("--show-runs", action="store_true", help="print every pair's TTFT difference")
     args = parser.parse_args()
     console = Console(width=120)
 
-    from llama_cpp import Llama
-
-    catalog = load_catalog()
     data = Path(tempfile.mkdtemp(prefix="azurine-bench-")) / "data"
     server = start_server(data, env={"AZURINE_THREADS": str(THREADS)})
-    table = Table(title=f"engine overhead: {args.runs} runs × {args.max_tokens} tokens, {THREADS} threads, "
-                        "medians")
+    table = Table(title=f"engine overhead, {THREADS} threads, medians: tok/s over {args.runs} pairs of "
+                        f"{args.max_tokens}-token answers, TTFT over {args.ttft_runs} pairs")
     for column in ("deployment", "raw tok/s", "azurine tok/s", "tok/s ratio", "raw TTFT ms", "azurine TTFT ms",
                    "TTFT Δ ms (paired)"):
         table.add_column(column, justify="right")
     try:
         with httpx.Client(base_url=server.url, timeout=600) as http:
             for deployment in args.deployments:
-                spec = catalog.get(MODELS[deployment])
-                assert spec is not None
-                llm = Llama(model_path=str(spec.path_in(default_models_dir())), n_ctx=spec.context_length,
-                            n_threads=THREADS, n_batch=512, verbose=False)
-                bias = end_of_turn_ban(llm)
-                # warm both: model load, first-use allocations
-                raw_run(llm, -1, 8)
-                azurine_run(http, deployment, -1, 8, bias)
-                raw: list[Run] = []
-                served: list[Run] = []
-                with console.status(f"{deployment}: interleaved runs") as status:
-                    for index in range(args.runs):
-                        status.update(f"{deployment}: run {index + 1} of {args.runs}")
-                        # alternate which side goes first, so drift in the machine's load hits both alike
-                        if index % 2 == 0:
-                            raw.append(raw_run(llm, index, args.max_tokens))
-                            served.append(azurine_run(http, deployment, index, args.max_tokens, bias))
-                        else:
-                            served.append(azurine_run(http, deployment, index, args.max_tokens, bias))
-                            raw.append(raw_run(llm, index, args.max_tokens))
-                del llm
-                raw_tps = statistics.median(r.tokens_per_s for r in raw)
-                az_tps = statistics.median(r.tokens_per_s for r in served)
-                raw_ttft = statistics.median(r.ttft_ms for r in raw)
-                az_ttft = statistics.median(r.ttft_ms for r in served)
-                # each pair ran back to back on the same prompt: their difference is the API's own cost
-                ttft_delta = statistics.median(a.ttft_ms - r.ttft_ms for a, r in zip(served, raw, strict=True))
-                assert all(r.tokens == args.max_tokens for r in raw + served), "runs generated unequal lengths"
-                table.add_row(deployment, f"{raw_tps:.1f}", f"{az_tps:.1f}", f"{az_tps / raw_tps:.3f}",
-                              f"{raw_ttft:.1f}", f"{az_ttft:.1f}", f"{ttft_delta:+.1f}")
+                table.add_row(*measure(deployment, http, args, console))
     finally:
         stop(server.process)
     console.print(table)
