@@ -1,7 +1,8 @@
 """What Azurine's API costs over the raw engine: the same prompt and model, streamed through Azurine's
 HTTP API and straight through llama-cpp-python in this process, runs interleaved.
 
-    .venv/bin/python benchmarks/engine_overhead.py [--runs 11] [--ttft-runs 31] [--max-tokens 128] [--deployments chat chat-small]
+    .venv/bin/python benchmarks/engine_overhead.py [--runs 11] [--ttft-runs 31] [--max-tokens 128]
+        [--deployments chat chat-small] [--show-runs]
 
 Both sides load the model with the same context size, batch size and thread count, decode greedily, and
 have end-of-turn banned so that every run generates exactly --max-tokens tokens. Each pair of runs

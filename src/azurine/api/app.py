@@ -29,6 +29,7 @@ from azurine.config import Settings
 from azurine.engines.base import EngineError
 from azurine.engines.registry import EngineRegistry
 from azurine.storage.bootstrap import ensure_defaults
+from azurine.storage.cache import ShortLivedCache
 from azurine.storage.database import make_engine, migrate
 from azurine.storage.state import AccountRecord, StateStore
 
@@ -44,7 +45,7 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
     catalog = load_catalog()
     created = ensure_defaults(store, catalog, settings.region)
     return Services(settings=settings, store=store, catalog=catalog,
-                    engines=EngineRegistry(settings.models_dir)), created
+                    engines=EngineRegistry(settings.models_dir), cache=ShortLivedCache(ttl=1.0)), created
 
 
 async def engine_error_handler(_: Request, exc: Exception) -> Response:

@@ -23,6 +23,7 @@ from azurine.catalog import Catalog, ModelSpec
 from azurine.config import Settings
 from azurine.engines.base import Engine
 from azurine.engines.registry import EngineRegistry
+from azurine.storage.cache import ShortLivedCache
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -34,6 +35,7 @@ class Services:
     store: StateStore
     catalog: Catalog
     engines: EngineRegistry
+    cache: ShortLivedCache
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,16 @@ def _lookup_account(store: StateStore, explicit: str | None, host_label: str | N
 
 async def resolve_account(request: Request) -> AccountRecord:
     """By `/accounts/{name}` prefix, else by the host's first label, else the default account."""
+    svc = services(request)
     explicit = request.scope.get("state", {}).get(ACCOUNT_SCOPE_KEY)
-    account = await run_in_threadpool(_lookup_account, services(request).store, explicit, _host_label(request))
+    key = ("account", explicit, _host_label(request))
+    account = svc.cache.peek(key)
+    if account is None:
+        account = await run_in_threadpool(_lookup_account, svc.store, explicit, key[2])
+        svc.cache.put(key, account)
     if account is None:
         raise resource_not_found()
-    return account
+    return account  # type: ignore[return-value]
 
 
 def authenticate(request: Request, account: AccountRecord, *, bearer_keys: bool) -> None:
@@ -91,8 +98,12 @@ def authenticate(request: Request, account: AccountRecord, *, bearer_keys: bool)
 
 async def find_deployment(request: Request, account: AccountRecord, name: str, capability: str) -> Target:
     svc = services(request)
-    deployment = await run_in_threadpool(svc.store.deployment, account.id, name)
+    key = ("deployment", account.id, name)
+    deployment = svc.cache.peek(key)
     if deployment is None:
+        deployment = await run_in_threadpool(svc.store.deployment, account.id, name)
+        svc.cache.put(key, deployment)
+    if not isinstance(deployment, DeploymentRecord):
         raise deployment_not_found()
     model = svc.catalog.get(deployment.model_name, deployment.model_version)
     if model is None:
