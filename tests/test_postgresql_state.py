@@ -7,11 +7,12 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from alembic.script import ScriptDirectory
 from openai import AzureOpenAI
 
 from azurine.catalog import load_catalog
 from azurine.storage.bootstrap import ensure_defaults
-from azurine.storage.database import make_engine, migrate
+from azurine.storage.database import MIGRATIONS, make_engine, migrate
 from azurine.storage.state import StateStore
 from conftest import API_KEY, API_VERSION, start_server, stop
 
@@ -41,8 +42,9 @@ def test_migrations_and_defaults_on_postgresql(database_url: str) -> None:
     names = {d.name for d in store.deployments(created.id)}
     assert names == {"chat", "chat-small", "embeddings"}
     assert all(d.sku_name == "GlobalStandard" for d in store.deployments(created.id))
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (head,)
 
 
 def test_server_on_postgresql_answers(database_url: str, tmp_path) -> None:

@@ -23,6 +23,9 @@ from azurine.api.errors import (
 )
 from azurine.api.inference.render import ClientDisconnected
 from azurine.api.inference.routes import router as inference_router
+from azurine.api.management.accounts import router as accounts_router
+from azurine.api.management.deployments import router as deployments_router
+from azurine.api.management.locations import router as locations_router
 from azurine.api.middleware import AccountPrefixMiddleware, AzureHeadersMiddleware
 from azurine.catalog import load_catalog
 from azurine.config import Settings
@@ -34,6 +37,7 @@ from azurine.storage.database import make_engine, migrate
 from azurine.storage.state import AccountRecord, StateStore
 
 log = logging.getLogger("azurine")
+management_routers = (accounts_router, deployments_router, locations_router)
 
 
 def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
@@ -73,6 +77,8 @@ def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Azurine", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
     app.include_router(inference_router)
+    for router in management_routers:
+        app.include_router(router)
     app.add_route("/metrics", metrics, methods=["GET"])
     app.add_exception_handler(AzureError, azure_error_handler)
     app.add_exception_handler(EngineError, engine_error_handler)

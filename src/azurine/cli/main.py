@@ -121,6 +121,39 @@ def deployments_create(
     console.print(f"Created deployment [bold]{name}[/] of {spec.name} {spec.version} on {record.name}, {where}.")
 
 
+token_app = typer.Typer(help="Tokens from Azurine's built-in issuer.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("get")
+def token_get(
+    resource: str = typer.Option("https://management.azure.com/",
+                                 help="The audience: the management plane, or https://cognitiveservices.azure.com"),
+    data_dir: Path | None = typer.Option(None, help="The server's data directory [default: ./azurine-data]."),
+) -> None:
+    """Print a token for the built-in administrator, as `az account get-access-token` does."""
+    import json
+    from datetime import UTC, datetime
+
+    from azurine.identity.tokens import TENANT_ID, issue_token
+    from azurine.storage.bootstrap import DEFAULT_SUBSCRIPTION
+    from azurine.storage.database import make_engine, migrate
+    from azurine.storage.state import StateStore
+
+    engine = make_engine(Settings.load(data_dir).database_url)
+    migrate(engine)
+    token, expires = issue_token(StateStore(engine), resource)
+    print(json.dumps({
+        "accessToken": token,
+        "expiresOn": datetime.fromtimestamp(expires).strftime("%Y-%m-%d %H:%M:%S.%f"),
+        "expires_on": expires,
+        "subscription": DEFAULT_SUBSCRIPTION,
+        "tenant": TENANT_ID,
+        "tokenType": "Bearer",
+        "expiresOnUtc": datetime.fromtimestamp(expires, UTC).isoformat(),
+    }, indent=2))
+
+
 @models_app.command("install")
 def models_install(
     models_dir: Path = typer.Option(None, help="Where model files are kept (default: ~/.cache/azurine/models)."),

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from azurine.storage.database import session_factory
-from azurine.storage.tables import Account, Deployment
+from azurine.storage.tables import Account, AccountChild, Deployment, Operation, QuotaLimit, SigningKeyRow
 
 
 def new_key() -> str:
@@ -29,6 +32,15 @@ class AccountRecord:
     custom_subdomain: str | None
     key1: str
     key2: str
+    sku_name: str = "S0"
+    properties: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    tags: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    identity: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    etag: str = ""
+    created_by: str = ""
+    updated_by: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
 
     def key_matches(self, candidate: str) -> bool:
         return any(secrets.compare_digest(candidate.encode(), k.encode()) for k in (self.key1, self.key2))
@@ -50,13 +62,60 @@ class DeploymentRecord:
     upstream_api_key: str | None
     created_at: float
     updated_at: float
+    version_upgrade_option: str = "OnceNewDefaultVersionAvailable"
+    properties: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    tags: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    etag: str = ""
+    created_by: str = ""
+    updated_by: str = ""
+
+
+@dataclass(frozen=True)
+class ChildRecord:
+    """A raiPolicy, raiBlocklist or raiBlocklistItem."""
+
+    id: str
+    account_id: str
+    kind: str
+    parent: str
+    name: str
+    properties: dict[str, Any]
+    tags: dict[str, str]
+    etag: str
+    created_by: str
+    updated_by: str
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_pem: str
+
+
+@dataclass(frozen=True)
+class OperationRecord:
+    id: str
+    resource_id: str
+    status: str
+    created_at: float
+    ended_at: float | None
+
+
+def _ts(value: datetime | None) -> float:
+    if value is None:
+        return 0.0
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _account(row: Account) -> AccountRecord:
     return AccountRecord(
         id=row.id, name=row.name, subscription_id=row.subscription_id, resource_group=row.resource_group,
         kind=row.kind, location=row.location, custom_subdomain=row.custom_subdomain,
-        key1=row.key1, key2=row.key2,
+        key1=row.key1, key2=row.key2, sku_name=row.sku_name, properties=dict(row.properties or {}),
+        tags=dict(row.tags or {}), identity=row.identity, etag=row.etag, created_by=row.created_by,
+        updated_by=row.updated_by, created_at=_ts(row.created_at), updated_at=_ts(row.updated_at),
     )
 
 
@@ -66,9 +125,27 @@ def _deployment(row: Deployment) -> DeploymentRecord:
         model_name=row.model_name, model_version=row.model_version, sku_name=row.sku_name,
         sku_capacity=row.sku_capacity, rai_policy_name=row.rai_policy_name,
         upstream_url=row.upstream_url, upstream_model=row.upstream_model,
-        upstream_api_key=row.upstream_api_key,
-        created_at=row.created_at.timestamp(), updated_at=row.updated_at.timestamp(),
+        upstream_api_key=row.upstream_api_key, created_at=_ts(row.created_at), updated_at=_ts(row.updated_at),
+        version_upgrade_option=row.version_upgrade_option, properties=dict(row.properties or {}),
+        tags=dict(row.tags or {}), etag=row.etag, created_by=row.created_by, updated_by=row.updated_by,
     )
+
+
+def _child(row: AccountChild) -> ChildRecord:
+    return ChildRecord(
+        id=row.id, account_id=row.account_id, kind=row.kind, parent=row.parent, name=row.name,
+        properties=dict(row.properties or {}), tags=dict(row.tags or {}), etag=row.etag,
+        created_by=row.created_by, updated_by=row.updated_by, created_at=_ts(row.created_at),
+        updated_at=_ts(row.updated_at),
+    )
+
+
+def new_etag() -> str:
+    return f'"{uuid.uuid4()}"'
+
+
+class Conflict(Exception):
+    """A write that would break a uniqueness rule (a name or subdomain in use)."""
 
 
 class StateStore:
@@ -105,6 +182,7 @@ class StateStore:
                 id=str(uuid.uuid4()), name=name, subscription_id=subscription_id,
                 resource_group=resource_group, kind=kind, location=location, sku_name="S0",
                 custom_subdomain=custom_subdomain, key1=key1 or new_key(), key2=new_key(), properties={},
+                tags={}, etag=new_etag(),
             )
             session.add(row)
             session.flush()
@@ -135,8 +213,197 @@ class StateStore:
                 model_name=model_name, model_version=model_version, sku_name=sku_name,
                 sku_capacity=sku_capacity, rai_policy_name="Microsoft.DefaultV2",
                 version_upgrade_option="OnceNewDefaultVersionAvailable", upstream_url=upstream_url,
-                upstream_model=upstream_model, upstream_api_key=upstream_api_key,
+                upstream_model=upstream_model, upstream_api_key=upstream_api_key, properties={}, tags={},
+                etag=new_etag(),
             )
             session.add(row)
             session.flush()
             return _deployment(row)
+
+    # the management plane -----------------------------------------------------------------------------
+
+    def accounts(self, subscription_id: str, resource_group: str | None = None) -> list[AccountRecord]:
+        with self._sessions() as session:
+            query = select(Account).where(func.lower(Account.subscription_id) == subscription_id.lower())
+            if resource_group is not None:
+                query = query.where(func.lower(Account.resource_group) == resource_group.lower())
+            return [_account(r) for r in session.scalars(query.order_by(Account.name))]
+
+    def arm_account(self, subscription_id: str, resource_group: str, name: str) -> AccountRecord | None:
+        with self._sessions() as session:
+            row = self._arm_account_row(session, subscription_id, resource_group, name)
+            return _account(row) if row else None
+
+    @staticmethod
+    def _arm_account_row(session: Session, subscription_id: str, resource_group: str, name: str) -> Account | None:
+        return session.scalar(select(Account).where(
+            func.lower(Account.subscription_id) == subscription_id.lower(),
+            func.lower(Account.resource_group) == resource_group.lower(),
+            func.lower(Account.name) == name.lower()))
+
+    def put_account(self, subscription_id: str, resource_group: str, name: str, *, kind: str, location: str,
+                    sku_name: str, custom_subdomain: str | None, properties: dict[str, Any],
+                    tags: dict[str, str], identity: dict[str, Any] | None, principal: str
+                    ) -> tuple[AccountRecord, bool]:
+        """Create or replace an account's settings (keys and deployments stay); True when created."""
+        try:
+            with self._sessions.begin() as session:
+                row = self._arm_account_row(session, subscription_id, resource_group, name)
+                created = row is None
+                if row is None:
+                    row = Account(id=str(uuid.uuid4()), name=name, subscription_id=subscription_id,
+                                  resource_group=resource_group, key1=new_key(), key2=new_key(),
+                                  created_by=principal)
+                    session.add(row)
+                row.kind, row.location, row.sku_name = kind, location, sku_name
+                row.custom_subdomain, row.properties, row.tags = custom_subdomain, properties, tags
+                row.identity, row.etag, row.updated_by = identity, new_etag(), principal
+                session.flush()
+                return _account(row), created
+        except IntegrityError as error:
+            raise Conflict(str(error.orig)) from error
+
+    def delete_account(self, account_id: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(delete(AccountChild).where(AccountChild.account_id == account_id))
+            session.execute(delete(Deployment).where(Deployment.account_id == account_id))
+            session.execute(delete(Account).where(Account.id == account_id))
+
+    def regenerate_key(self, account_id: str, which: str) -> AccountRecord:
+        with self._sessions.begin() as session:
+            row = session.get(Account, account_id)
+            assert row is not None
+            if which == "key1":
+                row.key1 = new_key()
+            else:
+                row.key2 = new_key()
+            row.etag = new_etag()
+            session.flush()
+            return _account(row)
+
+    def put_deployment(self, account_id: str, name: str, *, model_format: str, model_name: str,
+                       model_version: str, sku_name: str, sku_capacity: int, rai_policy_name: str,
+                       version_upgrade_option: str, properties: dict[str, Any], tags: dict[str, str],
+                       principal: str) -> tuple[DeploymentRecord, bool]:
+        with self._sessions.begin() as session:
+            row = session.scalar(select(Deployment).where(Deployment.account_id == account_id,
+                                                          Deployment.name == name))
+            created = row is None
+            if row is None:
+                row = Deployment(id=str(uuid.uuid4()), account_id=account_id, name=name, created_by=principal)
+                session.add(row)
+            row.model_format, row.model_name, row.model_version = model_format, model_name, model_version
+            row.sku_name, row.sku_capacity, row.rai_policy_name = sku_name, sku_capacity, rai_policy_name
+            row.version_upgrade_option, row.properties, row.tags = version_upgrade_option, properties, tags
+            row.etag, row.updated_by = new_etag(), principal
+            session.flush()
+            return _deployment(row), created
+
+    def delete_deployment(self, account_id: str, name: str) -> bool:
+        with self._sessions.begin() as session:
+            result = session.execute(delete(Deployment).where(Deployment.account_id == account_id,
+                                                              Deployment.name == name))
+            return bool(result.rowcount)
+
+    def deployments_in(self, subscription_id: str, location: str) -> list[DeploymentRecord]:
+        """Every deployment of a subscription's accounts in one location: what its quota pays for."""
+        with self._sessions() as session:
+            rows = session.scalars(select(Deployment).join(Account).where(
+                func.lower(Account.subscription_id) == subscription_id.lower(),
+                func.lower(Account.location) == location.lower()))
+            return [_deployment(r) for r in rows]
+
+    def children(self, account_id: str, kind: str, parent: str = "") -> list[ChildRecord]:
+        with self._sessions() as session:
+            rows = session.scalars(select(AccountChild).where(
+                AccountChild.account_id == account_id, AccountChild.kind == kind,
+                AccountChild.parent == parent).order_by(AccountChild.name))
+            return [_child(r) for r in rows]
+
+    def child(self, account_id: str, kind: str, name: str, parent: str = "") -> ChildRecord | None:
+        with self._sessions() as session:
+            row = session.scalar(select(AccountChild).where(
+                AccountChild.account_id == account_id, AccountChild.kind == kind, AccountChild.parent == parent,
+                func.lower(AccountChild.name) == name.lower()))
+            return _child(row) if row else None
+
+    def put_child(self, account_id: str, kind: str, name: str, *, properties: dict[str, Any],
+                  tags: dict[str, str], principal: str, parent: str = "") -> tuple[ChildRecord, bool]:
+        with self._sessions.begin() as session:
+            row = session.scalar(select(AccountChild).where(
+                AccountChild.account_id == account_id, AccountChild.kind == kind, AccountChild.parent == parent,
+                func.lower(AccountChild.name) == name.lower()))
+            created = row is None
+            if row is None:
+                row = AccountChild(id=str(uuid.uuid4()), account_id=account_id, kind=kind, parent=parent,
+                                   name=name, created_by=principal)
+                session.add(row)
+            row.properties, row.tags, row.etag, row.updated_by = properties, tags, new_etag(), principal
+            session.flush()
+            return _child(row), created
+
+    def delete_child(self, account_id: str, kind: str, name: str, parent: str = "") -> bool:
+        with self._sessions.begin() as session:
+            if kind == "raiBlocklists":  # a list takes its items along
+                session.execute(delete(AccountChild).where(
+                    AccountChild.account_id == account_id, AccountChild.kind == "raiBlocklistItems",
+                    func.lower(AccountChild.parent) == name.lower()))
+            result = session.execute(delete(AccountChild).where(
+                AccountChild.account_id == account_id, AccountChild.kind == kind, AccountChild.parent == parent,
+                func.lower(AccountChild.name) == name.lower()))
+            return bool(result.rowcount)
+
+    def add_operation(self, subscription_id: str, location: str, resource_id: str, status: str) -> str:
+        with self._sessions.begin() as session:
+            row = Operation(id=str(uuid.uuid4()), subscription_id=subscription_id, location=location,
+                            resource_id=resource_id, status=status,
+                            ended_at=datetime.now(UTC) if status in ("Succeeded", "Failed", "Canceled") else None)
+            session.add(row)
+            return row.id
+
+    def operation(self, operation_id: str) -> OperationRecord | None:
+        with self._sessions() as session:
+            row = session.get(Operation, operation_id)
+            if row is None:
+                return None
+            return OperationRecord(id=row.id, resource_id=row.resource_id, status=row.status,
+                                   created_at=_ts(row.created_at), ended_at=_ts(row.ended_at) if row.ended_at else None)
+
+    def active_signing_key(self) -> SigningKey | None:
+        with self._sessions() as session:
+            row = session.scalar(select(SigningKeyRow).where(SigningKeyRow.active.is_(True))
+                                 .order_by(SigningKeyRow.created_at.desc()).limit(1))
+            return SigningKey(row.kid, row.private_pem) if row else None
+
+    def add_signing_key(self, kid: str, private_pem: str) -> SigningKey:
+        try:
+            with self._sessions.begin() as session:
+                session.add(SigningKeyRow(kid=kid, private_pem=private_pem, active=True))
+        except IntegrityError:
+            pass
+        found = self.active_signing_key()
+        assert found is not None
+        return found
+
+    def signing_key(self, kid: str) -> SigningKey | None:
+        with self._sessions() as session:
+            row = session.get(SigningKeyRow, kid)
+            return SigningKey(row.kid, row.private_pem) if row else None
+
+    def quota_limits(self, subscription_id: str, location: str) -> dict[str, int]:
+        with self._sessions() as session:
+            rows = session.scalars(select(QuotaLimit).where(
+                func.lower(QuotaLimit.subscription_id) == subscription_id.lower(),
+                func.lower(QuotaLimit.location) == location.lower()))
+            return {r.usage_name: r.limit for r in rows}
+
+    def set_quota_limit(self, subscription_id: str, location: str, usage_name: str, limit: int) -> None:
+        with self._sessions.begin() as session:
+            row = session.scalar(select(QuotaLimit).where(
+                func.lower(QuotaLimit.subscription_id) == subscription_id.lower(),
+                func.lower(QuotaLimit.location) == location.lower(), QuotaLimit.usage_name == usage_name))
+            if row is None:
+                session.add(QuotaLimit(subscription_id=subscription_id, location=location, usage_name=usage_name,
+                                       limit=limit))
+            else:
+                row.limit = limit

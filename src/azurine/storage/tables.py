@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -31,7 +31,13 @@ class Account(Base):
     custom_subdomain: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     key1: Mapped[str] = mapped_column(String(64))
     key2: Mapped[str] = mapped_column(String(64))
+    # the writable ARM properties (publicNetworkAccess, networkAcls, encryption, disableLocalAuth, …)
     properties: Mapped[dict] = mapped_column(JSON, default=dict)
+    tags: Mapped[dict] = mapped_column(JSON, default=dict)
+    identity: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    etag: Mapped[str] = mapped_column(String(64), default="")
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    updated_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -60,7 +66,71 @@ class Deployment(Base):
     upstream_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     upstream_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
     upstream_api_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # writable ARM properties beyond the columns (capacitySettings, spilloverDeploymentName, …)
+    properties: Mapped[dict] = mapped_column(JSON, default=dict)
+    tags: Mapped[dict] = mapped_column(JSON, default=dict)
+    etag: Mapped[str] = mapped_column(String(64), default="")
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    updated_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     account: Mapped[Account] = relationship(back_populates="deployments")
+
+
+class AccountChild(Base):
+    """A resource under an account stored with its ARM shape: raiPolicies, raiBlocklists, their items."""
+
+    __tablename__ = "account_children"
+    __table_args__ = (UniqueConstraint("account_id", "kind", "parent", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(64))
+    parent: Mapped[str] = mapped_column(String(128), default="")
+    name: Mapped[str] = mapped_column(String(128))
+    properties: Mapped[dict] = mapped_column(JSON, default=dict)
+    tags: Mapped[dict] = mapped_column(JSON, default=dict)
+    etag: Mapped[str] = mapped_column(String(64), default="")
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    updated_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Operation(Base):
+    """A long-running ARM operation, polled through `Azure-AsyncOperation`."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(1024))
+    status: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class SigningKeyRow(Base):
+    """A key of the built-in token issuer."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_pem: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QuotaLimit(Base):
+    """A subscription's quota for one usage name (`OpenAI.<SkuName>.<model>`) in one location."""
+
+    __tablename__ = "quota_limits"
+    __table_args__ = (UniqueConstraint("subscription_id", "location", "usage_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(64))
+    usage_name: Mapped[str] = mapped_column(String(256))
+    limit: Mapped[int] = mapped_column(Integer)

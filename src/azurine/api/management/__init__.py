@@ -1,0 +1,1 @@
+"""The management plane: Azure Resource Manager's `Microsoft.CognitiveServices` API."""

@@ -1,0 +1,1 @@
+"""Who is calling: account keys, bearer tokens from Azurine's built-in issuer."""

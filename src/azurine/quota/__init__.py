@@ -1,0 +1,1 @@
+"""Capacity: quota per subscription, location, model and deployment type (limiters come later)."""
