@@ -26,6 +26,7 @@ from azurine.api.inference.routes import router as inference_router
 from azurine.api.management.accounts import router as accounts_router
 from azurine.api.management.deployments import router as deployments_router
 from azurine.api.management.locations import router as locations_router
+from azurine.api.management.rai import router as rai_router
 from azurine.api.middleware import AccountPrefixMiddleware, AzureHeadersMiddleware
 from azurine.catalog import load_catalog
 from azurine.config import Settings
@@ -37,7 +38,7 @@ from azurine.storage.database import make_engine, migrate
 from azurine.storage.state import AccountRecord, StateStore
 
 log = logging.getLogger("azurine")
-management_routers = (accounts_router, deployments_router, locations_router)
+management_routers = (accounts_router, deployments_router, locations_router, rai_router)
 
 
 def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
