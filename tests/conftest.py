@@ -97,6 +97,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         stop(running.process)
 
 
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture()
+def database_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"azurine_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def azure(server: Server) -> AzureOpenAI:
     return server.azure()

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
-import pytest
 from alembic.script import ScriptDirectory
 from openai import AzureOpenAI
 
@@ -15,20 +11,6 @@ from azurine.storage.bootstrap import ensure_defaults
 from azurine.storage.database import MIGRATIONS, make_engine, migrate
 from azurine.storage.state import StateStore
 from conftest import API_KEY, API_VERSION, start_server, stop
-
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture()
-def database_url() -> Iterator[str]:
-    name = f"azurine_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_migrations_and_defaults_on_postgresql(database_url: str) -> None:

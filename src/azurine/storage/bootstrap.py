@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
+
 from azurine.catalog import Catalog
 from azurine.storage.state import AccountRecord, StateStore
 
@@ -30,11 +32,14 @@ def ensure_defaults(store: StateStore, catalog: Catalog, location: str) -> Accou
     """Create the default account on an empty database; return it when it was created now."""
     if store.has_accounts():
         return None
-    account = store.create_account(
-        os.environ.get("AZURINE_ACCOUNT_NAME", "default"),
-        location=location, subscription_id=DEFAULT_SUBSCRIPTION, resource_group=DEFAULT_RESOURCE_GROUP,
-        key1=os.environ.get("AZURINE_API_KEY") or None,
-    )
+    try:
+        account = store.create_account(
+            os.environ.get("AZURINE_ACCOUNT_NAME", "default"),
+            location=location, subscription_id=DEFAULT_SUBSCRIPTION, resource_group=DEFAULT_RESOURCE_GROUP,
+            key1=os.environ.get("AZURINE_API_KEY") or None,
+        )
+    except IntegrityError:  # another replica starting on the same database made it first
+        return None
     for default in DEFAULT_DEPLOYMENTS:
         spec = catalog.get(default.model)
         assert spec is not None, f"{default.model} is missing from the catalog"
