@@ -23,6 +23,11 @@ from azure.mgmt.cognitiveservices.models import (
     Deployment,
     DeploymentModel,
     DeploymentProperties,
+    Encryption,
+    IpRule,
+    KeyVaultProperties,
+    NetworkRuleSet,
+    PatchResourceTagsAndSku,
     Sku,
 )
 
@@ -238,3 +243,51 @@ def test_the_default_account_is_managed_too(tls_server: TlsServer) -> None:
     assert {d.name for d in client.deployments.list("azurine", "default")} == {"chat", "chat-small", "embeddings"}
     assert client.accounts.list_keys("azurine", "default").key1 == API_KEY
     assert default.properties.endpoint.endswith("/accounts/default/")
+
+
+def test_network_encryption_and_local_auth_settings_are_kept(tls_server: TlsServer) -> None:
+    client = tls_server.mgmt()
+    settings = Account(kind="AIServices", sku=Sku(name="S0"), location="eastus", properties=AccountProperties(
+        public_network_access="Disabled", disable_local_auth=True,
+        network_acls=NetworkRuleSet(default_action="Deny", ip_rules=[IpRule(value="203.0.113.0/24")]),
+        encryption=Encryption(key_source="Microsoft.KeyVault", key_vault_properties=KeyVaultProperties(
+            key_name="cmk", key_version="1", key_vault_uri="https://vault.example/"))))
+    account = client.accounts.begin_create(GROUP, "settings-ai", settings).result()
+    again = client.accounts.get(GROUP, "settings-ai")
+    for found in (account, again):
+        assert found.kind == "AIServices"
+        assert found.properties.public_network_access == "Disabled"
+        assert found.properties.disable_local_auth is True
+        assert found.properties.network_acls.default_action == "Deny"
+        assert found.properties.network_acls.ip_rules[0].value == "203.0.113.0/24"
+        assert found.properties.encryption.key_vault_properties.key_name == "cmk"
+    client.accounts.begin_delete(GROUP, "settings-ai").result()
+
+
+def test_names_and_subdomains_are_unique(tls_server: TlsServer) -> None:
+    client = tls_server.mgmt()
+    client.accounts.begin_create(GROUP, "unique-ai", openai_account(subdomain="unique-sub")).result()
+    with pytest.raises(HttpResponseError) as caught:
+        client.accounts.begin_create("other-group", "unique-ai", openai_account()).result()
+    assert caught.value.status_code == 409
+    with pytest.raises(HttpResponseError) as caught:
+        client.accounts.begin_create(GROUP, "another-ai", openai_account(subdomain="unique-sub")).result()
+    assert caught.value.status_code == 409 and caught.value.error.code == "CustomDomainInUse"
+    with pytest.raises(HttpResponseError) as caught:
+        client.accounts.begin_create(GROUP, "bad_name!", openai_account()).result()
+    assert caught.value.status_code == 400
+    with pytest.raises(HttpResponseError) as caught:
+        client.accounts.begin_create(GROUP, "nokind-ai", Account(sku=Sku(name="S0"), location="eastus")).result()
+    assert caught.value.error.code == "KindRequired"
+    client.accounts.begin_delete(GROUP, "unique-ai").result()
+
+
+def test_a_deployment_is_resized_in_place(tls_server: TlsServer) -> None:
+    client = tls_server.mgmt()
+    client.accounts.begin_create(GROUP, "resize-ai", openai_account()).result()
+    client.deployments.begin_create_or_update(GROUP, "resize-ai", "d", smol(capacity=3, sku="Standard")).result()
+    resized = client.deployments.begin_update(GROUP, "resize-ai", "d", PatchResourceTagsAndSku(
+        sku=Sku(name="Standard", capacity=8), tags={"size": "large"})).result()
+    assert resized.sku.capacity == 8 and resized.tags == {"size": "large"}
+    assert client.deployments.get(GROUP, "resize-ai", "d").properties.rate_limits[0].count == 8
+    client.accounts.begin_delete(GROUP, "resize-ai").result()
