@@ -112,8 +112,16 @@ async def validation_error_handler(_: Request, exc: Exception) -> Response:
     return error_response(validation_error(exc))
 
 
-async def http_error_handler(_: Request, exc: Exception) -> Response:
+async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if request.url.path.startswith("/subscriptions/"):  # the management plane answers as ARM does
+        version = request.query_params.get("api-version", "")
+        if exc.status_code == 405:
+            return error_response(AzureError(405, "MethodNotAllowed",
+                                             f"The requested method '{request.method}' is not allowed here."))
+        return error_response(AzureError(
+            404, "InvalidResourceType", "The resource type could not be found in the namespace "
+            f"'Microsoft.CognitiveServices' for api version '{version}'."))
     if exc.status_code == 405:
         return error_response(AzureError(405, "405", "Method not allowed"))
     return error_response(resource_not_found())
