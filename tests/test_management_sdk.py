@@ -291,3 +291,19 @@ def test_a_deployment_is_resized_in_place(tls_server: TlsServer) -> None:
     assert resized.sku.capacity == 8 and resized.tags == {"size": "large"}
     assert client.deployments.get(GROUP, "resize-ai", "d").properties.rate_limits[0].count == 8
     client.accounts.begin_delete(GROUP, "resize-ai").result()
+
+
+def test_quota_set_by_the_operator_applies(tls_server: TlsServer) -> None:
+    client = tls_server.mgmt()
+    client.accounts.begin_create(GROUP, "limited-ai", openai_account(location="northeurope")).result()
+    name = "OpenAI.GlobalStandard.smollm2-135m-instruct"
+    result = subprocess.run([sys.executable, "-m", "azurine", "quota", "set", name, "4", "--location", "northeurope",
+                             "--subscription", SUBSCRIPTION, "--data-dir", str(tls_server.data_dir)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {u.name.value: u.limit for u in client.usages.list("northeurope")}[name] == 4
+    with pytest.raises(HttpResponseError) as caught:
+        client.deployments.begin_create_or_update(GROUP, "limited-ai", "d", smol(capacity=5)).result()
+    assert caught.value.error.code == "InsufficientQuota"
+    assert client.deployments.begin_create_or_update(GROUP, "limited-ai", "d", smol(capacity=4)).result()
+    client.accounts.begin_delete(GROUP, "limited-ai").result()
