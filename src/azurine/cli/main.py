@@ -183,5 +183,12 @@ def models_list() -> None:
     console.print(table)
 
 
+# `azurine account|usage|rai-policy`: the management plane over HTTP, shaped like `az cognitiveservices`;
+# imported here, beside its registration, so the groups above stay this module's own
+from azurine.cli.manage import register_management  # noqa: E402
+
+register_management(app)
+
+
 if __name__ == "__main__":
     app()
