@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from azurine.catalog import load_catalog
+from azurine.cli.quota import app as quota_app
 from azurine.config import Settings, default_models_dir
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Azure OpenAI Service that you run yourself.", no_args_is_help=True)
 models_app = typer.Typer(help="The models Azurine can deploy.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(quota_app, name="quota")
 console = Console()
 
 
