@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import socket
 import ssl
@@ -14,6 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from openai import AzureOpenAI, OpenAI
 
 API_KEY = "0123456789abcdef0123456789abcdef"
@@ -27,6 +33,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
 @dataclass
 class Server:
     url: str
@@ -34,6 +59,10 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
     data_dir: Path
+    cert: Path | None = None  # the self-signed certificate an HTTPS server presents
+
+    def trusted(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=str(self.cert)) if self.cert else True
 
     def azure(self, **kwargs: object) -> AzureOpenAI:
         return AzureOpenAI(azure_endpoint=self.url, api_key=self.key, api_version=API_VERSION, max_retries=0,
@@ -63,18 +92,23 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout
     raise RuntimeError(f"server did not start:\n{log.read_text(errors='replace')}")
 
 
-def start_server(data_dir: Path, env: dict[str, str] | None = None) -> Server:
+def start_server(data_dir: Path, env: dict[str, str] | None = None, tls: bool = False) -> Server:
+    """`azurine serve` on a free port; with `tls`, over HTTPS with a new self-signed certificate."""
     port = free_port()
     log = data_dir.parent / f"{data_dir.name}-server.log"
     full_env = {**os.environ, "AZURINE_API_KEY": API_KEY, **(env or {})}
+    command = [sys.executable, "-m", "azurine", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    cert = None
+    if tls:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        cert, key = self_signed(data_dir.parent)
+        command += ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "azurine", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    wait_for_http(url + "/", process, log)
-    return Server(url=url, key=API_KEY, process=process, log=log, data_dir=data_dir)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+    url = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
+    server = Server(url=url, key=API_KEY, process=process, log=log, data_dir=data_dir, cert=cert)
+    wait_for_http(url + "/", process, log, verify=server.trusted())
+    return server
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import subprocess
 import sys
@@ -31,8 +30,7 @@ from azure.mgmt.cognitiveservices.models import (
     Sku,
 )
 
-from conftest import API_KEY, API_VERSION, ROOT, free_port, stop, wait_for_http
-from test_tls import self_signed
+from conftest import API_KEY, API_VERSION, ROOT, start_server, stop
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 GROUP = "rg-infra"
@@ -75,22 +73,12 @@ class TlsServer:
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
-    directory = tmp_path_factory.mktemp("arm")
-    cert, key = self_signed(directory)
-    port = free_port()
-    log = directory / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "azurine", "serve", "--port", str(port), "--data-dir", str(directory / "data"),
-             "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "AZURINE_API_KEY": API_KEY}, cwd=ROOT,
-        )
-    server = TlsServer(f"https://localhost:{port}", cert, directory / "data", process)
+    started = start_server(tmp_path_factory.mktemp("arm") / "data", tls=True)
+    assert started.cert is not None
     try:
-        wait_for_http(f"{server.url}/", process, log, verify=server.trusted())
-        yield server
+        yield TlsServer(started.url, started.cert, started.data_dir, started.process)
     finally:
-        stop(process)
+        stop(started.process)
 
 
 def openai_account(location: str = "eastus", subdomain: str | None = None) -> Account:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from azurine.catalog import load_catalog
+from azurine.cli.manage import register_management
 from azurine.cli.quota import app as quota_app
 from azurine.config import Settings, default_models_dir
 
@@ -21,6 +22,8 @@ app = typer.Typer(help="Azure OpenAI Service that you run yourself.", no_args_is
 models_app = typer.Typer(help="The models Azurine can deploy.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(quota_app, name="quota")
+# `azurine account|usage|rai-policy`: the management plane over HTTP, shaped like `az cognitiveservices`
+register_management(app)
 console = Console()
 
 
@@ -184,12 +187,6 @@ def models_list() -> None:
                       spec.engine, "yes" if is_installed(spec, default_models_dir()) else "no")
     console.print(table)
 
-
-# `azurine account|usage|rai-policy`: the management plane over HTTP, shaped like `az cognitiveservices`;
-# imported here, beside its registration, so the groups above stay this module's own
-from azurine.cli.manage import register_management  # noqa: E402
-
-register_management(app)
 
 
 if __name__ == "__main__":
