@@ -22,6 +22,7 @@ class Settings:
     database_url: str
     region: str = "local"
     region_display_name: str = "Local"
+    redis_url: str | None = None  # shared rate-limit counters for several replicas
 
     @classmethod
     def load(cls, data_dir: Path | str | None = None) -> Settings:
@@ -33,4 +34,5 @@ class Settings:
             database_url=url,
             region=os.environ.get("AZURINE_REGION", "local"),
             region_display_name=os.environ.get("AZURINE_REGION_DISPLAY_NAME", "Local"),
+            redis_url=os.environ.get("AZURINE_REDIS_URL") or None,
         )

@@ -32,6 +32,7 @@ from azurine.catalog import load_catalog
 from azurine.config import Settings
 from azurine.engines.base import EngineError
 from azurine.engines.registry import EngineRegistry
+from azurine.quota.limiter import make_limiter
 from azurine.storage.bootstrap import ensure_defaults
 from azurine.storage.cache import ShortLivedCache
 from azurine.storage.database import make_engine, migrate
@@ -50,7 +51,8 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
     catalog = load_catalog()
     created = ensure_defaults(store, catalog, settings.region)
     return Services(settings=settings, store=store, catalog=catalog,
-                    engines=EngineRegistry(settings.models_dir), cache=ShortLivedCache(ttl=1.0)), created
+                    engines=EngineRegistry(settings.models_dir), cache=ShortLivedCache(ttl=1.0),
+                    limiter=make_limiter(settings.redis_url)), created
 
 
 async def engine_error_handler(_: Request, exc: Exception) -> Response:
@@ -74,6 +76,7 @@ def create_app(services: Services) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await services.engines.close()
+        await services.limiter.close()
 
     app = FastAPI(title="Azurine", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services

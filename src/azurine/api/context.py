@@ -23,6 +23,7 @@ from azurine.catalog import Catalog, ModelSpec
 from azurine.config import Settings
 from azurine.engines.base import Engine
 from azurine.engines.registry import EngineRegistry
+from azurine.quota.limiter import Limiter
 from azurine.storage.cache import ShortLivedCache
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
 
@@ -36,6 +37,7 @@ class Services:
     catalog: Catalog
     engines: EngineRegistry
     cache: ShortLivedCache
+    limiter: Limiter
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ class DefaultDeployment:
 
 
 DEFAULT_DEPLOYMENTS = (
-    DefaultDeployment("chat", "Qwen2.5-Coder-0.5B-Instruct", 100),
-    DefaultDeployment("chat-small", "SmolLM2-135M-Instruct", 100),
-    DefaultDeployment("embeddings", "all-MiniLM-L6-v2", 100),
+    DefaultDeployment("chat", "Qwen2.5-Coder-0.5B-Instruct", 250),
+    DefaultDeployment("chat-small", "SmolLM2-135M-Instruct", 250),
+    DefaultDeployment("embeddings", "all-MiniLM-L6-v2", 250),
 )
 
 

@@ -9,3 +9,5 @@ GENERATIONS = Counter(
 )
 GENERATED_TOKENS = Counter("azurine_generated_tokens_total", "Tokens generated, by model.", ["model"])
 PROMPT_TOKENS = Counter("azurine_prompt_tokens_total", "Prompt tokens evaluated, by model.", ["model"])
+RATE_LIMITED = Counter("azurine_rate_limited_total", "Requests refused with 429, by deployment and limit.",
+                       ["deployment", "limit"])

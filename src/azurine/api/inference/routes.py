@@ -1,5 +1,5 @@
 """Inference routes. Each handler is the request pipeline, top to bottom:
-api-version → account → identity → deployment → body → serve.
+api-version → account → identity → deployment → body → quota → serve.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from azurine.api.context import (
     services,
 )
 from azurine.api.errors import resource_not_found
+from azurine.api.inference.admission import admit, chat_cost, completion_cost, embeddings_cost, with_headers
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from azurine.api.inference.serving_chat import serve_chat
 from azurine.api.inference.serving_completions import serve_completions
@@ -36,64 +37,70 @@ ApiVersion = Query(None, alias="api-version")
 
 @router.post("/openai/deployments/{deployment_id}/chat/completions")
 async def chat_completions(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
+    api_version = check_classic(api_version)
     account = await resolve_account(request)
     authenticate(request, account, bearer_keys=False)
     target = await find_deployment(request, account, deployment_id, "chat")
     body = await parse_body(request, ChatCompletionRequest)
-    return await serve_chat(request, target, body)
+    limits = await admit(request, account, target, chat_cost(body, target), "chat", api_version)
+    return with_headers(await serve_chat(request, target, body), limits)
 
 
 @router.post("/openai/deployments/{deployment_id}/completions")
 async def completions(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
+    api_version = check_classic(api_version)
     account = await resolve_account(request)
     authenticate(request, account, bearer_keys=False)
     target = await find_deployment(request, account, deployment_id, "completion")
     body = await parse_body(request, CompletionRequest)
-    return await serve_completions(request, target, body)
+    limits = await admit(request, account, target, completion_cost(body), "completion", api_version)
+    return with_headers(await serve_completions(request, target, body), limits)
 
 
 @router.post("/openai/deployments/{deployment_id}/embeddings")
 async def embeddings(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
+    api_version = check_classic(api_version)
     account = await resolve_account(request)
     authenticate(request, account, bearer_keys=False)
     target = await find_deployment(request, account, deployment_id, "embeddings")
     body = await parse_body(request, EmbeddingsRequest)
-    return await serve_embeddings(target, body)
+    limits = await admit(request, account, target, embeddings_cost(body), "embeddings", api_version)
+    return with_headers(await serve_embeddings(target, body), limits)
 
 
 # the v1 surface: /openai/v1/…, body `model` names the deployment -------------------------------------------
 
 @router.post("/openai/v1/chat/completions")
 async def v1_chat_completions(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
+    version = check_v1(api_version)
     account = await resolve_account(request)
     authenticate(request, account, bearer_keys=True)
     body = await parse_body(request, ChatCompletionRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "chat")
-    return await serve_chat(request, target, body)
+    limits = await admit(request, account, target, chat_cost(body, target), "chat", version)
+    return with_headers(await serve_chat(request, target, body), limits)
 
 
 @router.post("/openai/v1/completions")
 async def v1_completions(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
+    version = check_v1(api_version)
     account = await resolve_account(request)
     authenticate(request, account, bearer_keys=True)
     body = await parse_body(request, CompletionRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "completion")
-    return await serve_completions(request, target, body)
+    limits = await admit(request, account, target, completion_cost(body), "completion", version)
+    return with_headers(await serve_completions(request, target, body), limits)
 
 
 @router.post("/openai/v1/embeddings")
 async def v1_embeddings(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
+    version = check_v1(api_version)
     account = await resolve_account(request)
     authenticate(request, account, bearer_keys=True)
     body = await parse_body(request, EmbeddingsRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "embeddings")
-    return await serve_embeddings(target, body)
+    limits = await admit(request, account, target, embeddings_cost(body), "embeddings", version)
+    return with_headers(await serve_embeddings(target, body), limits)
 
 
 # models and deployments ------------------------------------------------------------------------------------

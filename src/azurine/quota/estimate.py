@@ -1,0 +1,39 @@
+"""The tokens a request is charged on arrival, as Azure estimates them: the prompt from its characters,
+plus the completion it may produce (`max_tokens`, or the model's maximum), times the choices asked for."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+CHARS_PER_TOKEN = 4
+
+
+def text_tokens(text: str) -> int:
+    return max(1, -(-len(text) // CHARS_PER_TOKEN))
+
+
+def _content_chars(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return json.dumps(content)
+
+
+def chat_estimate(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, max_tokens: int | None,
+                  n: int, model_maximum: int) -> int:
+    prompt = sum(text_tokens(_content_chars(m.get("content")) + json.dumps(m.get("tool_calls") or "")) + 4
+                 for m in messages)
+    if tools:
+        prompt += text_tokens(json.dumps(tools))
+    return prompt + (max_tokens if max_tokens is not None else model_maximum) * n
+
+
+def completion_estimate(prompts: list[str | list[int]], max_tokens: int | None, choices: int) -> int:
+    prompt = sum(len(p) if isinstance(p, list) else text_tokens(p) for p in prompts)
+    return prompt + (16 if max_tokens is None else max_tokens) * choices * len(prompts)
+
+
+def embeddings_estimate(inputs: list[str] | list[list[int]]) -> int:
+    return sum(len(i) if isinstance(i, list) else text_tokens(i) for i in inputs)
