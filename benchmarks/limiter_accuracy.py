@@ -36,9 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,11 +51,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from azurine.quota.estimate import embeddings_estimate  # noqa: E402
 from azurine.storage.database import make_engine  # noqa: E402
 from azurine.storage.state import StateStore  # noqa: E402
-from conftest import API_KEY, API_VERSION, Server, start_server, stop  # noqa: E402
+from conftest import API_KEY, API_VERSION, Server, fresh_database, start_server, stop  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 REDIS_URL = "redis://127.0.0.1:6379/0"
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REQUEST_WINDOW_S, TOKEN_WINDOW_S = 10, 60
 SENTENCE = "The quick brown fox jumps over the lazy dog while the rate limiter counts every token. "
 
@@ -85,21 +82,6 @@ class Backend:
     deployment: str
     deployment_id: str
     seconds: int
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new PostgreSQL database for the replicas, dropped afterwards (as tests/conftest.py's fixture)."""
-    import psycopg
-
-    name = f"azurine_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def add_deployment(database_url: str, capacity: int) -> tuple[str, str]:
@@ -273,7 +255,7 @@ def main() -> None:
     results: list[Result] = []
     began = time.time()
     ready = waited = stopping = 0.0
-    with fresh_database() as database_url:
+    with fresh_database("azurine_bench") as database_url:
         try:
             with console.status("starting 6 replicas on one PostgreSQL database") as status:
                 threads = str(args.threads)
