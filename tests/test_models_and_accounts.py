@@ -64,7 +64,7 @@ def test_each_account_answers_with_its_own_keys_and_deployments(server: Server) 
     if store.account_named("contoso") is None:
         other = store.create_account("contoso", location="local", subscription_id="sub", resource_group="rg")
         store.create_deployment(other.id, "vectors", model_name="all-MiniLM-L6-v2", model_version="1",
-                                model_format="SentenceTransformers", sku_name="Standard", sku_capacity=1)
+                                model_format="SentenceTransformers", sku_name="Standard", sku_capacity=10)
     contoso = store.account_named("contoso")
     assert contoso is not None
     path = f"/openai/deployments/vectors/embeddings?api-version={API_VERSION}"

@@ -43,7 +43,7 @@ def add_deployment(server: Server, name: str, url: str) -> None:
     assert account is not None
     if store.deployment(account.id, name) is None:
         store.create_deployment(account.id, name, model_name="SmolLM2-135M-Instruct", model_version="1",
-                                model_format="HuggingFace", sku_name="GlobalStandard", sku_capacity=10,
+                                model_format="HuggingFace", sku_name="GlobalStandard", sku_capacity=100,
                                 upstream_url=url, upstream_model="smol")
 
 
