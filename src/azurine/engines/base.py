@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from azurine.catalog import ModelSpec
@@ -50,6 +50,12 @@ class Sampling:
     top_logprobs: int = 0
     # the OpenAI `response_format`: {"type": "json_object"} or {"type": "json_schema", ...}
     response_format: dict[str, Any] | None = None
+
+    def for_choice(self, index: int) -> Sampling:
+        """Choices after the first get their own seed, so `n` answers differ yet stay reproducible."""
+        if index == 0 or self.seed is None:
+            return self
+        return replace(self, seed=self.seed + index)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 from starlette.requests import Request
@@ -54,13 +53,6 @@ def chat_prompt(body: ChatCompletionRequest) -> ChatPrompt:
     )
 
 
-def _for_choice(sampling: Sampling, index: int) -> Sampling:
-    """Choices after the first get their own seed, so `n` answers differ yet stay reproducible."""
-    if index == 0 or sampling.seed is None:
-        return sampling
-    return replace(sampling, seed=sampling.seed + index)
-
-
 def check_content_types(body: ChatCompletionRequest, target: Target) -> None:
     """Images go only to models that can see; the catalog's models read text."""
     if target.model.can("vision"):  # type: ignore[arg-type]
@@ -90,7 +82,7 @@ async def _first_event(events: AsyncIterator[Event]) -> Event:
 
 
 async def _answers(target: Target, prompt: ChatPrompt, sampling: Sampling, n: int) -> list[Any]:
-    return [await collect(target.engine.chat(prompt, _for_choice(sampling, i), CancelToken(), stream=False))
+    return [await collect(target.engine.chat(prompt, sampling.for_choice(i), CancelToken(), stream=False))
             for i in range(n)]
 
 
@@ -137,7 +129,7 @@ async def _stream(target: Target, prompt: ChatPrompt, sampling: Sampling, n: int
     prompt_tokens = completion_tokens = 0
     try:
         for index in range(n):
-            events = first if index == 0 else target.engine.chat(prompt, _for_choice(sampling, index), CancelToken())
+            events = first if index == 0 else target.engine.chat(prompt, sampling.for_choice(index), CancelToken())
             pending: list[Event] = [opening] if index == 0 else []
             yield chunk(index, {"content": "", "refusal": None, "role": "assistant"})
             finished: Finished | None = None

@@ -64,17 +64,13 @@ def check_combination(body: CompletionRequest) -> None:
         raise bad_request("Cannot stream results with best_of > 1.", "best_of", "invalid_value")
 
 
-def _seeded(sampling: Sampling, index: int) -> Sampling:
-    return sampling if index == 0 or sampling.seed is None else replace(sampling, seed=sampling.seed + index)
-
-
 async def _choices(target: Target, prompt: TextPrompt, sampling: Sampling, n: int, best_of: int) -> list[Collected]:
     if best_of <= n:
-        return [await collect(target.engine.complete(prompt, _seeded(sampling, i), CancelToken(), stream=False))
+        return [await collect(target.engine.complete(prompt, sampling.for_choice(i), CancelToken(), stream=False))
                 for i in range(n)]
     # best_of: sample more, keep the n with the highest log probability per token
     scoring = replace(sampling, logprobs=True)
-    candidates = [await collect(target.engine.complete(prompt, _seeded(scoring, i), CancelToken(), stream=False))
+    candidates = [await collect(target.engine.complete(prompt, scoring.for_choice(i), CancelToken(), stream=False))
                   for i in range(best_of)]
     ranked = sorted(candidates, key=lambda c: sum(lp.logprob for lp in c.logprobs), reverse=True)[:n]
     if not sampling.logprobs:
@@ -134,7 +130,7 @@ async def _stream(target: Target, prompts: list[TextPrompt], sampling: Sampling,
                 if index == 0:
                     events, pending = first, [opening]
                 else:
-                    events, pending = target.engine.complete(prompt, _seeded(sampling, j), CancelToken()), []
+                    events, pending = target.engine.complete(prompt, sampling.for_choice(j), CancelToken()), []
                 offset = 0
                 async for item in chained(pending, events):
                     if isinstance(item, Finished):

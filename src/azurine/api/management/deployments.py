@@ -145,6 +145,19 @@ def _policy_exists(request: Request, account: AccountRecord, name: str) -> bool:
     return services(request).store.child(account.id, "raiPolicies", name) is not None
 
 
+async def require_quota(request: Request, owner: AccountRecord, model: ModelSpec, sku: str, capacity: int,
+                        name: str) -> None:
+    """Refuse, as Azure does, a deployment whose capacity the subscription's quota cannot hold."""
+    shortfall = await run_in_threadpool(check_quota, services(request).store, owner.subscription_id, owner.location,
+                                        model, sku, capacity, (owner.id, name))
+    if shortfall is not None:
+        raise arm_error(400, "InsufficientQuota",
+                        f"This operation require {shortfall.needed} new capacity in quota {shortfall.label}, which "
+                        f"is bigger than the current available capacity {shortfall.available}. The current quota "
+                        f"usage is {shortfall.used} and the quota limit is {shortfall.limit} for quota "
+                        f"{shortfall.label}.")
+
+
 async def _find(request: Request, account: AccountRecord, name: str) -> DeploymentRecord:
     deployment = await run_in_threadpool(services(request).store.deployment, account.id, name)
     if deployment is None:
@@ -174,14 +187,7 @@ async def create_deployment(subscription: str, group: str, account: str, name: s
         raise arm_error(400, "InvalidResourceProperties", f"The RAI policy '{policy}' was not found in this account.")
     if sku in BATCH and not model.can("chat") and not model.can("embeddings"):
         raise arm_error(400, "InvalidResourceProperties", f"{model.name} cannot be deployed as {sku}.")
-    shortfall = await run_in_threadpool(check_quota, svc.store, owner.subscription_id, owner.location, model, sku,
-                                        capacity, (owner.id, name))
-    if shortfall is not None:
-        raise arm_error(400, "InsufficientQuota",
-                        f"This operation require {shortfall.needed} new capacity in quota {shortfall.label}, which "
-                        f"is bigger than the current available capacity {shortfall.available}. The current quota "
-                        f"usage is {shortfall.used} and the quota limit is {shortfall.limit} for quota "
-                        f"{shortfall.label}.")
+    await require_quota(request, owner, model, sku, capacity, name)
     extra = {k: v for k, v in (props.model_extra or {}).items() if k not in READ_ONLY}
     deployment, created = await run_in_threadpool(
         lambda: svc.store.put_deployment(
@@ -207,12 +213,7 @@ async def update_deployment(subscription: str, group: str, account: str, name: s
     model = svc.catalog.get(existing.model_name, existing.model_version)
     assert model is not None
     sku, capacity = _sku(body, existing, model)
-    shortfall = await run_in_threadpool(check_quota, svc.store, owner.subscription_id, owner.location, model, sku,
-                                        capacity, (owner.id, name))
-    if shortfall is not None:
-        raise arm_error(400, "InsufficientQuota",
-                        f"This operation require {shortfall.needed} new capacity in quota {shortfall.label}, which "
-                        f"is bigger than the current available capacity {shortfall.available}.")
+    await require_quota(request, owner, model, sku, capacity, name)
     deployment, _ = await run_in_threadpool(
         lambda: svc.store.put_deployment(
             owner.id, name, model_format=existing.model_format, model_name=existing.model_name,
