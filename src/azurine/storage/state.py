@@ -13,7 +13,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from azurine.storage.database import session_factory
-from azurine.storage.tables import Account, AccountChild, Deployment, Operation, QuotaLimit, SigningKeyRow
+from azurine.storage.tables import (
+    Account,
+    AccountChild,
+    Deployment,
+    Operation,
+    QuotaLimit,
+    SigningKeyRow,
+    UsageMinute,
+)
 
 
 def new_key() -> str:
@@ -101,6 +109,19 @@ class OperationRecord:
     status: str
     created_at: float
     ended_at: float | None
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """The counts of one account's deployment in one minute (unix epoch seconds // 60)."""
+
+    account_id: str
+    deployment: str
+    minute: int
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    estimated_tokens: int
 
 
 def _ts(value: datetime | None) -> float:
@@ -407,3 +428,53 @@ class StateStore:
                                        limit=limit))
             else:
                 row.limit = limit
+
+    # settled usage ------------------------------------------------------------------------------------
+
+    def add_usage(self, rows: list[UsageRow]) -> None:
+        """Add the counts to the stored minutes, creating those not there yet, in one transaction.
+
+        Rows of the same key are summed first; keys are written in sorted order so that replicas adding
+        to the same minutes at once take their row locks in the same order and cannot deadlock.
+        """
+        counted = ("requests", "prompt_tokens", "completion_tokens", "estimated_tokens")
+        totals: dict[tuple[str, str, int], dict[str, int]] = {}
+        for row in rows:
+            counts = totals.setdefault((row.account_id, row.deployment, row.minute), dict.fromkeys(counted, 0))
+            for name in counted:
+                counts[name] += getattr(row, name)
+        if not totals:
+            return
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self.engine.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise NotImplementedError(f"usage is stored on SQLite and PostgreSQL, not {self.engine.dialect.name}")
+        statement = insert(UsageMinute)
+        statement = statement.on_conflict_do_update(
+            index_elements=[UsageMinute.account_id, UsageMinute.deployment, UsageMinute.minute],
+            set_={name: getattr(UsageMinute, name) + getattr(statement.excluded, name) for name in counted},
+        )
+        parameters = [{"account_id": account_id, "deployment": deployment, "minute": minute, **counts}
+                      for (account_id, deployment, minute), counts in sorted(totals.items())]
+        with self._sessions.begin() as session:
+            session.execute(statement, parameters)
+
+    def account_names(self) -> dict[str, str]:
+        """Every account's name by its id."""
+        with self._sessions() as session:
+            return {id_: name for id_, name in session.execute(select(Account.id, Account.name))}
+
+    def usage(self, account_id: str | None, since_minute: int) -> list[UsageRow]:
+        """The stored minutes from `since_minute` on, of one account or (None) of all, by minute and deployment."""
+        with self._sessions() as session:
+            query = select(UsageMinute).where(UsageMinute.minute >= since_minute)
+            if account_id is not None:
+                query = query.where(UsageMinute.account_id == account_id)
+            rows = session.scalars(query.order_by(UsageMinute.minute, UsageMinute.deployment,
+                                                  UsageMinute.account_id))
+            return [UsageRow(account_id=r.account_id, deployment=r.deployment, minute=r.minute,
+                             requests=r.requests, prompt_tokens=r.prompt_tokens,
+                             completion_tokens=r.completion_tokens, estimated_tokens=r.estimated_tokens)
+                    for r in rows]

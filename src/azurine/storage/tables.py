@@ -134,3 +134,20 @@ class QuotaLimit(Base):
     location: Mapped[str] = mapped_column(String(64))
     usage_name: Mapped[str] = mapped_column(String(256))
     limit: Mapped[int] = mapped_column(Integer)
+
+
+class UsageMinute(Base):
+    """The tokens one deployment of one account actually used in one minute: what usage and billing read.
+
+    Rate limits charge an estimate when a request arrives; this table holds the settled counts.
+    """
+
+    __tablename__ = "usage_minutes"
+
+    account_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[int] = mapped_column(Integer, primary_key=True)  # unix epoch seconds // 60
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    estimated_tokens: Mapped[int] = mapped_column(Integer, default=0)

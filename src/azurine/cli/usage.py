@@ -1,0 +1,62 @@
+"""`azurine billing show`: the tokens requests actually used, per minute, account and deployment.
+
+The rate limits charge an estimate when a request arrives; these are the settled counts the server's usage
+ledger writes (at most a second behind), read straight from the server's database as `quota show` does.
+`azurine usage …` is already the `az cognitiveservices usage`-shaped quota command, hence the name.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from azurine.config import Settings
+
+if TYPE_CHECKING:
+    from azurine.storage.state import StateStore
+
+app = typer.Typer(help="Settled token usage per minute, account and deployment.", no_args_is_help=True)
+console = Console()
+
+
+def _store(data_dir: Path | None) -> StateStore:
+    from azurine.storage.database import make_engine, migrate
+    from azurine.storage.state import StateStore
+
+    engine = make_engine(Settings.load(data_dir).database_url)
+    migrate(engine)
+    return StateStore(engine)
+
+
+@app.command("show")
+def usage_show(
+    account: str | None = typer.Option(None, help="One account's usage, by name (default: every account)."),
+    minutes: int = typer.Option(60, min=1, help="How many minutes back, the current one included."),
+    data_dir: Path | None = typer.Option(None, help="The server's data directory (default: ./azurine-data)."),
+) -> None:
+    """The requests and tokens of each minute (UTC); total is prompt + completion, estimated what was charged."""
+    store = _store(data_dir)
+    account_id = None
+    if account is not None:
+        record = store.account_named(account)
+        if record is None:
+            console.print(f"[red]No account named {account}.[/]")
+            raise typer.Exit(1)
+        account_id = record.id
+    since = int(time.time() // 60) - minutes + 1
+    names = store.account_names()
+    table = Table("minute (UTC)", "account", "deployment", "requests", "prompt", "completion", "total", "estimated")
+    for column in table.columns[3:]:
+        column.justify = "right"
+    for row in store.usage(account_id, since):
+        table.add_row(datetime.fromtimestamp(row.minute * 60, UTC).strftime("%H:%M"),
+                      names.get(row.account_id, row.account_id), row.deployment, str(row.requests),
+                      str(row.prompt_tokens), str(row.completion_tokens),
+                      str(row.prompt_tokens + row.completion_tokens), str(row.estimated_tokens))
+    console.print(table)

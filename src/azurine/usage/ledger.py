@@ -1,0 +1,118 @@
+"""The usage ledger: actual tokens per account, deployment and minute, batched into the database.
+
+Rate limits charge an estimate when a request arrives, before anyone knows how many tokens it will use;
+usage and billing need the real counts. Every finished request calls `record` with what it actually used
+(and what was estimated for it), and the ledger adds it to an in-memory total for its minute.
+
+The totals are written in batches: every `flush_every_s` (one second by default) the background loop
+swaps the pending totals out and writes them with one upsert in one transaction, so a burst of a thousand
+requests costs one database write per second, not one per request, and request handlers never wait on the
+database. A write that fails puts its counts back, to go out with the next flush.
+
+What this costs: the counts live only in memory until they are flushed. A process that is killed or
+crashes loses what it recorded since the last flush that succeeded (at most about the last second's
+counts, more if the database was unreachable and flushes were failing meanwhile); a clean shutdown
+(`close`) flushes them. The rows in the database are therefore a lower bound of the real usage, never an
+overcount: a flush either commits whole or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from azurine.storage.state import StateStore, UsageRow
+
+logger = logging.getLogger(__name__)
+
+_Key = tuple[str, str, int]  # account id, deployment name, minute (unix epoch seconds // 60)
+
+
+@dataclass
+class _Counts:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated_tokens: int = 0
+
+    def add(self, other: _Counts) -> None:
+        self.requests += other.requests
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.estimated_tokens += other.estimated_tokens
+
+
+class UsageLedger:
+    def __init__(self, store: StateStore, flush_every_s: float = 1.0) -> None:
+        self._store = store
+        self._flush_every_s = flush_every_s
+        self._lock = threading.Lock()  # guards _pending: record runs on worker threads and the event loop
+        self._pending: dict[_Key, _Counts] = {}
+        self._flushing = threading.Lock()  # one flush at a time, so failed rows go back before the next swap
+        self._stopped = asyncio.Event()  # binds to the event loop only when first awaited
+
+    def record(self, account_id: str, deployment: str, prompt_tokens: int, completion_tokens: int,
+               estimated_tokens: int, at: float | None = None) -> None:
+        """Count one finished request in the minute of `at` (unix seconds, default now). Never blocks on I/O."""
+        minute = int((time.time() if at is None else at) // 60)
+        with self._lock:
+            counts = self._pending.get((account_id, deployment, minute))
+            if counts is None:
+                counts = self._pending[(account_id, deployment, minute)] = _Counts()
+            counts.requests += 1
+            counts.prompt_tokens += prompt_tokens
+            counts.completion_tokens += completion_tokens
+            counts.estimated_tokens += estimated_tokens
+
+    def pending(self) -> list[UsageRow]:
+        """The counts recorded and not yet written, by minute and deployment."""
+        with self._lock:
+            return _rows(self._pending)
+
+    def flush(self) -> None:
+        """Write the pending counts in one transaction; on failure keep them for the next flush and re-raise."""
+        with self._flushing:
+            with self._lock:
+                taken, self._pending = self._pending, {}
+            if not taken:
+                return
+            try:
+                self._store.add_usage(_rows(taken))
+            except BaseException:
+                with self._lock:
+                    for key, counts in taken.items():
+                        kept = self._pending.get(key)
+                        if kept is None:
+                            self._pending[key] = counts
+                        else:
+                            kept.add(counts)
+                raise
+
+    async def run(self) -> None:
+        """Flush every `flush_every_s` until `close`; a failed flush is logged and retried on the next tick."""
+        while not self._stopped.is_set():
+            try:
+                await asyncio.wait_for(self._stopped.wait(), timeout=self._flush_every_s)
+                break  # closed: close() writes what is left
+            except TimeoutError:
+                pass
+            try:
+                await asyncio.to_thread(self.flush)
+            except Exception:
+                logger.exception("writing usage failed; the counts are kept for the next flush")
+
+    async def close(self) -> None:
+        """Stop the loop and write what is pending (raising if that last write fails)."""
+        self._stopped.set()
+        await asyncio.to_thread(self.flush)
+
+
+def _rows(pending: dict[_Key, _Counts]) -> list[UsageRow]:
+    ordered = sorted(pending.items(), key=lambda item: (item[0][2], item[0][1], item[0][0]))
+    return [UsageRow(account_id=account_id, deployment=deployment, minute=minute, requests=c.requests,
+                     prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+                     estimated_tokens=c.estimated_tokens)
+            for (account_id, deployment, minute), c in ordered]

@@ -1,0 +1,196 @@
+"""Settled usage: the upsert that adds counts per minute, the ledger that batches them, `azurine billing show`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from sqlalchemy.exc import DBAPIError
+from typer.testing import CliRunner
+
+from azurine.cli import usage as usage_cli
+from azurine.cli.main import app
+from azurine.storage.database import make_engine, migrate
+from azurine.storage.state import StateStore, UsageRow
+from azurine.usage import UsageLedger
+
+MINUTE = 29_000_000  # an arbitrary minute, epoch seconds // 60
+
+
+def sqlite_store(data_dir: Path) -> StateStore:
+    engine = make_engine(f"sqlite:///{data_dir / 'azurine.db'}")
+    migrate(engine)
+    return StateStore(engine)
+
+
+def row(deployment: str, minute: int, requests: int, prompt: int, completion: int, estimated: int,
+        account_id: str = "acct-1") -> UsageRow:
+    return UsageRow(account_id=account_id, deployment=deployment, minute=minute, requests=requests,
+                    prompt_tokens=prompt, completion_tokens=completion, estimated_tokens=estimated)
+
+
+def assert_upsert_adds_to_existing_minutes(store: StateStore) -> None:
+    store.add_usage([row("chat", MINUTE, 2, 10, 20, 50), row("embeddings", MINUTE, 1, 7, 0, 7)])
+    # the same minute again, a key twice in one batch, and a new minute
+    store.add_usage([row("chat", MINUTE, 1, 5, 5, 30), row("chat", MINUTE, 3, 1, 2, 3),
+                     row("chat", MINUTE + 1, 1, 4, 4, 9)])
+    store.add_usage([])
+    assert store.usage("acct-1", MINUTE) == [
+        row("chat", MINUTE, 6, 16, 27, 83),
+        row("embeddings", MINUTE, 1, 7, 0, 7),
+        row("chat", MINUTE + 1, 1, 4, 4, 9),
+    ]
+    assert store.usage("acct-1", MINUTE + 1) == [row("chat", MINUTE + 1, 1, 4, 4, 9)]
+    assert store.usage("someone-else", 0) == []
+    store.add_usage([row("chat", MINUTE, 1, 1, 1, 1, account_id="acct-2")])
+    assert [(r.account_id, r.deployment, r.minute) for r in store.usage(None, MINUTE)] == [
+        ("acct-1", "chat", MINUTE), ("acct-2", "chat", MINUTE), ("acct-1", "embeddings", MINUTE),
+        ("acct-1", "chat", MINUTE + 1)]
+
+
+def test_add_usage_increments_the_stored_minutes_on_sqlite(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path)
+    assert store.engine.dialect.name == "sqlite"
+    assert_upsert_adds_to_existing_minutes(store)
+
+
+def test_add_usage_increments_the_stored_minutes_on_postgresql(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    store = StateStore(engine)
+    assert store.engine.dialect.name == "postgresql"
+    assert_upsert_adds_to_existing_minutes(store)
+
+
+def test_a_batch_that_fails_part_way_writes_nothing(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    store = StateStore(engine)
+    store.add_usage([row("chat", MINUTE, 1, 1, 1, 1)])
+    # written after the good row (keys go in sorted order), and too long for the deployment column
+    with pytest.raises(DBAPIError):
+        store.add_usage([row("chat", MINUTE, 1, 1, 1, 1), row("x" * 65, MINUTE, 1, 1, 1, 1, account_id="acct-2")])
+    assert store.usage(None, 0) == [row("chat", MINUTE, 1, 1, 1, 1)]
+
+
+def test_the_ledger_adds_a_minutes_requests_into_one_row(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path)
+    ledger = UsageLedger(store)
+    start = MINUTE * 60
+    ledger.record("acct-1", "chat", 10, 5, 40, at=start + 1)
+    ledger.record("acct-1", "chat", 20, 7, 40, at=start + 59.9)
+    ledger.record("acct-1", "chat", 3, 1, 8, at=start + 60)  # the next minute
+    ledger.record("acct-1", "embeddings", 6, 0, 6, at=start + 30)
+    ledger.flush()
+    assert ledger.pending() == []
+    assert store.usage("acct-1", 0) == [
+        row("chat", MINUTE, 2, 30, 12, 80),
+        row("embeddings", MINUTE, 1, 6, 0, 6),
+        row("chat", MINUTE + 1, 1, 3, 1, 8),
+    ]
+    ledger.record("acct-1", "chat", 1, 1, 2, at=start + 2)
+    ledger.flush()
+    ledger.flush()  # nothing pending: writes nothing
+    assert store.usage("acct-1", MINUTE)[0] == row("chat", MINUTE, 3, 31, 13, 82)
+
+
+def test_records_from_many_threads_are_all_counted(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = sqlite_store(tmp_path)
+    ledger = UsageLedger(store)
+
+    def work(_: int) -> None:
+        for _i in range(200):
+            ledger.record("acct-1", "chat", 2, 1, 3, at=MINUTE * 60)
+        ledger.flush()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(work, range(8)))
+    ledger.flush()
+    assert store.usage("acct-1", 0) == [row("chat", MINUTE, 1600, 3200, 1600, 4800)]
+
+
+class FailsOnce:
+    """A store whose first write fails, as a database that is briefly unreachable."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self.calls = 0
+
+    def add_usage(self, rows: list[UsageRow]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("database unreachable")
+        self.store.add_usage(rows)
+
+
+def test_a_failed_flush_keeps_the_counts_for_the_next(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path)
+    ledger = UsageLedger(FailsOnce(store))  # type: ignore[arg-type]
+    ledger.record("acct-1", "chat", 10, 5, 20, at=MINUTE * 60)
+    with pytest.raises(ConnectionError):
+        ledger.flush()
+    assert ledger.pending() == [row("chat", MINUTE, 1, 10, 5, 20)]
+    ledger.record("acct-1", "chat", 1, 1, 1, at=MINUTE * 60)  # recorded while the write was failing
+    ledger.flush()
+    assert ledger.pending() == []
+    assert store.usage("acct-1", 0) == [row("chat", MINUTE, 2, 11, 6, 21)]
+
+
+def test_the_background_loop_flushes_and_close_writes_the_rest(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path)
+
+    async def scenario() -> tuple[list[UsageRow], list[UsageRow]]:
+        ledger = UsageLedger(FailsOnce(store), flush_every_s=0.05)  # type: ignore[arg-type]
+        loop = asyncio.create_task(ledger.run())
+        ledger.record("acct-1", "chat", 4, 2, 6, at=MINUTE * 60)
+        deadline = time.monotonic() + 10
+        while not store.usage("acct-1", 0) and time.monotonic() < deadline:  # the first tick fails, a later one writes
+            await asyncio.sleep(0.02)
+        flushed = store.usage("acct-1", 0)
+        ledger.record("acct-1", "chat", 1, 1, 1, at=MINUTE * 60)
+        await ledger.close()
+        await asyncio.wait_for(loop, timeout=5)
+        return flushed, store.usage("acct-1", 0)
+
+    flushed, closed = asyncio.run(scenario())
+    assert flushed == [row("chat", MINUTE, 1, 4, 2, 6)]
+    assert closed == [row("chat", MINUTE, 2, 5, 3, 7)]
+
+
+def test_billing_show_prints_the_minutes_of_an_account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURINE_DATABASE_URL", raising=False)
+    monkeypatch.setattr(usage_cli, "console", Console(width=200))
+    store = sqlite_store(tmp_path)
+    mine = store.create_account("contoso", location="local", subscription_id="sub", resource_group="rg")
+    other = store.create_account("fabrikam", location="local", subscription_id="sub", resource_group="rg")
+    now = int(time.time() // 60)
+    store.add_usage([row("chat", now, 3, 120, 45, 300, account_id=mine.id),
+                     row("embeddings", now - 1, 2, 16, 0, 16, account_id=mine.id),
+                     row("chat", now - 500, 9, 9, 9, 9, account_id=mine.id),  # older than --minutes
+                     row("chat", now, 1, 1, 1, 1, account_id=other.id)])
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["billing", "show", "--account", "contoso", "--minutes", "30",
+                                 "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "contoso" in line]
+    hhmm = time.strftime("%H:%M", time.gmtime(now * 60))
+    earlier = time.strftime("%H:%M", time.gmtime((now - 1) * 60))
+    assert [line.replace("│", " ").split() for line in lines] == [
+        [earlier, "contoso", "embeddings", "2", "16", "0", "16", "16"],
+        [hhmm, "contoso", "chat", "3", "120", "45", "165", "300"],
+    ]
+    assert "fabrikam" not in result.output
+
+    everyone = runner.invoke(app, ["billing", "show", "--data-dir", str(tmp_path)])
+    assert everyone.exit_code == 0, everyone.output
+    assert "fabrikam" in everyone.output and "contoso" in everyone.output
+
+    missing = runner.invoke(app, ["billing", "show", "--account", "nobody", "--data-dir", str(tmp_path)])
+    assert missing.exit_code == 1
+    assert "No account named nobody" in missing.output
