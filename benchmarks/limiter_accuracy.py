@@ -246,7 +246,7 @@ def main() -> None:
     args = parser.parse_args()
     console = Console(width=120)
     text = (SENTENCE * (args.chars // len(SENTENCE) + 1))[:args.chars]
-    tokens = embeddings_estimate([text])
+    tokens = embeddings_estimate([text]).total
     tens = [math.ceil(s / REQUEST_WINDOW_S) * REQUEST_WINDOW_S for s in (args.seconds, args.memory_seconds
                                                                           or args.seconds)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from azurine.storage.bootstrap import ensure_defaults
 from azurine.storage.cache import ShortLivedCache
 from azurine.storage.database import make_engine, migrate
 from azurine.storage.state import AccountRecord, StateStore
+from azurine.usage.ledger import UsageLedger
 
 log = logging.getLogger("azurine")
 management_routers = (accounts_router, deployments_router, locations_router, rai_router)
@@ -52,12 +54,12 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
     created = ensure_defaults(store, catalog, settings.region)
     return Services(settings=settings, store=store, catalog=catalog,
                     engines=EngineRegistry(settings.models_dir), cache=ShortLivedCache(ttl=1.0),
-                    limiter=make_limiter(settings.redis_url)), created
+                    limiter=make_limiter(settings.redis_url), ledger=UsageLedger(store)), created
 
 
 async def engine_error_handler(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
-    return error_response(AzureError(exc.status, exc.code, exc.message, param=exc.param,
+    return error_response(AzureError(exc.status, exc.code, exc.message, param=exc.param, headers=exc.headers,
                                      error_type=exc.error_type, include_openai_fields=exc.status < 500))
 
 
@@ -74,8 +76,11 @@ async def metrics(_: Request) -> Response:
 def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        flushing = asyncio.create_task(services.ledger.run())
         yield
         await services.engines.close()
+        await services.ledger.close()
+        await flushing
         await services.limiter.close()
 
     app = FastAPI(title="Azurine", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)

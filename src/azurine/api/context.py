@@ -26,6 +26,7 @@ from azurine.engines.registry import EngineRegistry
 from azurine.quota.limiter import Limiter
 from azurine.storage.cache import ShortLivedCache
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
+from azurine.usage.ledger import UsageLedger
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -38,6 +39,7 @@ class Services:
     engines: EngineRegistry
     cache: ShortLivedCache
     limiter: Limiter
+    ledger: UsageLedger
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,10 @@ class ModelSpec:
     sha256_of: str | None = None
     dimensions: int | None = None
     fill_in_the_middle: bool = False
+    # what one provisioned throughput unit buys: input tokens per minute, and how many input tokens one
+    # output token counts for (generating costs more than reading, as Azure weights gpt-4o's output 4×)
+    ptu_input_tpm: int = 0
+    ptu_output_weight: float = 1.0
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

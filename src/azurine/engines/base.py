@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from azurine.catalog import ModelSpec
+from azurine.scheduler.priority import Priority
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -22,6 +23,7 @@ class EngineError(Exception):
         self.param = param
         self.status = status
         self.error_type = error_type
+        self.headers: dict[str, str] = {}
 
 
 class ContextLengthExceeded(EngineError):
@@ -121,12 +123,28 @@ class Embeddings:
     prompt_tokens: int
 
 
-class CancelToken:
-    """Set when the client went away; engines check it between tokens."""
+class UsageMeter(Protocol):
+    """Where an engine call's actual token counts go; held while the call runs so settlement waits for it."""
 
-    def __init__(self) -> None:
+    def hold(self) -> None: ...
+
+    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class WorkOrder:
+    """One engine call: how urgent it is, whose queue it waits in, where its usage is counted, and whether
+    it is still wanted (engines check `cancelled` between tokens)."""
+
+    def __init__(self, priority: Priority = Priority.STANDARD, queue: str = "",
+                 meter: UsageMeter | None = None, prompt_index: int = 0) -> None:
         import threading
 
+        self.priority = priority
+        self.queue = queue
+        self.meter = meter
+        self.prompt_index = prompt_index  # which of the request's prompts this call answers
         self._event = threading.Event()
 
     def cancel(self) -> None:
@@ -136,20 +154,32 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
+    def begin(self) -> None:
+        if self.meter is not None:
+            self.meter.hold()
+
+    def report(self, prompt_tokens: int, completion_tokens: int) -> None:
+        if self.meter is not None:
+            self.meter.add(self.prompt_index, prompt_tokens, completion_tokens)
+
+    def end(self) -> None:
+        if self.meter is not None:
+            self.meter.release()
+
 
 class Engine(Protocol):
     spec: ModelSpec
 
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken,
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: WorkOrder,
              stream: bool = True) -> AsyncIterator[Event]:
         """A chat answer as deltas, then exactly one `Finished`; `stream=False` says nobody reads it early."""
         ...
 
-    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken,
+    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: WorkOrder,
                  stream: bool = True) -> AsyncIterator[Event]:
         """A text completion as deltas, then exactly one `Finished`."""
         ...
 
-    async def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings: ...
+    async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Embeddings: ...
 
     async def close(self) -> None: ...

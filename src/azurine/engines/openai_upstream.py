@@ -15,7 +15,6 @@ import httpx
 
 from azurine.catalog import ModelSpec
 from azurine.engines.base import (
-    CancelToken,
     ChatPrompt,
     ContextLengthExceeded,
     Delta,
@@ -29,6 +28,7 @@ from azurine.engines.base import (
     TokenLogprob,
     ToolCall,
     TopLogprob,
+    WorkOrder,
 )
 
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=60.0)
@@ -107,7 +107,7 @@ class OpenAIUpstreamEngine:
         yield Finished(reason=reason if reason in ("stop", "length", "tool_calls") else "stop",  # type: ignore[arg-type]
                        prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0))
 
-    async def _stream(self, path: str, body: dict[str, Any], cancel: CancelToken,
+    async def _stream(self, path: str, body: dict[str, Any], order: WorkOrder,
                       prompt_chars: int) -> AsyncIterator[Event]:
         body = {**body, "model": self._model, "stream": True, "stream_options": {"include_usage": True}}
         calls: dict[int, dict[str, str]] = {}
@@ -118,7 +118,7 @@ class OpenAIUpstreamEngine:
                 if response.status_code != 200:
                     await self._raise_for(response)
                 async for line in response.aiter_lines():
-                    if cancel.cancelled:
+                    if order.cancelled:
                         return
                     if not line.startswith("data:"):
                         continue
@@ -153,7 +153,22 @@ class OpenAIUpstreamEngine:
         completion_tokens = (usage or {}).get("completion_tokens") or chunks
         yield Finished(reason=reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)  # type: ignore[arg-type]
 
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken,
+    async def _metered(self, order: WorkOrder, events: AsyncIterator[Event], prompt_chars: int) -> AsyncIterator[Event]:
+        """Report the upstream's token counts; an answer cut short counts its prompt estimate and its deltas."""
+        order.begin()
+        prompt_tokens, completion_tokens = max(1, prompt_chars // 4), 0
+        try:
+            async for item in events:
+                if isinstance(item, Finished):
+                    prompt_tokens, completion_tokens = item.prompt_tokens, item.completion_tokens
+                elif item.text:
+                    completion_tokens += 1
+                yield item
+        finally:
+            order.report(prompt_tokens, completion_tokens)
+            order.end()
+
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder,
              stream: bool = True) -> AsyncIterator[Event]:
         body = {"messages": prompt.messages, **_sampling_body(sampling)}
         if sampling.logprobs:
@@ -163,11 +178,12 @@ class OpenAIUpstreamEngine:
             body["tools"] = prompt.tools
             if prompt.tool_choice is not None:
                 body["tool_choice"] = prompt.tool_choice
+        chars = len(json.dumps(prompt.messages))
         if not stream:
-            return self._whole("chat/completions", body)
-        return self._stream("chat/completions", body, cancel, len(json.dumps(prompt.messages)))
+            return self._metered(order, self._whole("chat/completions", body), chars)
+        return self._metered(order, self._stream("chat/completions", body, order, chars), chars)
 
-    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken,
+    def complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder,
                  stream: bool = True) -> AsyncIterator[Event]:
         body: dict[str, Any] = {"prompt": prompt.text, "echo": prompt.echo, **_sampling_body(sampling)}
         if prompt.suffix is not None:
@@ -175,10 +191,10 @@ class OpenAIUpstreamEngine:
         if sampling.logprobs:
             body["logprobs"] = max(sampling.top_logprobs, 1)
         if not stream:
-            return self._whole("completions", body)
-        return self._stream("completions", body, cancel, len(prompt.text))
+            return self._metered(order, self._whole("completions", body), len(prompt.text))
+        return self._metered(order, self._stream("completions", body, order, len(prompt.text)), len(prompt.text))
 
-    async def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+    async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Embeddings:
         try:
             response = await self._client.post("embeddings", json={"model": self._model, "input": inputs})
         except httpx.TransportError as error:
@@ -187,8 +203,13 @@ class OpenAIUpstreamEngine:
             await self._raise_for(response)
         payload = response.json()
         data = sorted(payload["data"], key=lambda d: d["index"])
-        return Embeddings(vectors=[d["embedding"] for d in data],
-                          prompt_tokens=(payload.get("usage") or {}).get("prompt_tokens", 0))
+        result = Embeddings(vectors=[d["embedding"] for d in data],
+                            prompt_tokens=(payload.get("usage") or {}).get("prompt_tokens", 0))
+        if order is not None:
+            order.begin()
+            order.report(result.prompt_tokens, 0)
+            order.end()
+        return result
 
     async def close(self) -> None:
         await self._client.aclose()

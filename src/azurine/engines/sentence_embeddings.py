@@ -10,7 +10,6 @@ from typing import Any
 
 from azurine.catalog import ModelSpec
 from azurine.engines.base import (
-    CancelToken,
     ChatPrompt,
     ContextLengthExceeded,
     Embeddings,
@@ -19,8 +18,9 @@ from azurine.engines.base import (
     Event,
     Sampling,
     TextPrompt,
+    WorkOrder,
 )
-from azurine.scheduler.slot import EngineSlot
+from azurine.scheduler.compute import Scheduler
 
 BATCH = 32  # sequences per forward pass: bounds memory for 2,048 long inputs
 
@@ -31,7 +31,7 @@ class SentenceEmbeddingEngine:
         self._dir = model_dir
         self._model: Any = None
         self._lock = threading.Lock()
-        self.slot = EngineSlot(spec.name)
+        self.scheduler = Scheduler(spec.name)
 
     def _load(self) -> Any:
         with self._lock:
@@ -80,16 +80,23 @@ class SentenceEmbeddingEngine:
         # usage counts the text's tokens, as OpenAI's tokenizer counts them: special tokens excluded
         return Embeddings(vectors=vectors, prompt_tokens=sum(len(seq) - 2 for seq in ids))
 
-    async def embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
-        return await self.slot.call(lambda: self._embed(inputs))
+    async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Embeddings:
+        order = order or WorkOrder()
 
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: CancelToken,
+        def work() -> Embeddings:
+            result = self._embed(inputs)
+            order.report(result.prompt_tokens, 0)
+            return result
+
+        return await self.scheduler.call(order, work)
+
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder,
              stream: bool = True) -> AsyncIterator[Event]:
         raise EngineError("chat is not served by this engine", code="OperationNotSupported")
 
-    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: CancelToken,
+    def complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder,
                  stream: bool = True) -> AsyncIterator[Event]:
         raise EngineError("completions are not served by this engine", code="OperationNotSupported")
 
     async def close(self) -> None:
-        self.slot.shutdown()
+        self.scheduler.close()

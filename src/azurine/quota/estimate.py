@@ -4,9 +4,20 @@ plus the completion it may produce (`max_tokens`, or the model's maximum), times
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class Estimate:
+    prompt: int
+    completion: int
+
+    @property
+    def total(self) -> int:
+        return self.prompt + self.completion
 
 
 def text_tokens(text: str) -> int:
@@ -22,18 +33,18 @@ def _content_chars(content: Any) -> str:
 
 
 def chat_estimate(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, max_tokens: int | None,
-                  n: int, model_maximum: int) -> int:
+                  n: int, model_maximum: int) -> Estimate:
     prompt = sum(text_tokens(_content_chars(m.get("content")) + json.dumps(m.get("tool_calls") or "")) + 4
                  for m in messages)
     if tools:
         prompt += text_tokens(json.dumps(tools))
-    return prompt + (max_tokens if max_tokens is not None else model_maximum) * n
+    return Estimate(prompt, (max_tokens if max_tokens is not None else model_maximum) * n)
 
 
-def completion_estimate(prompts: list[str | list[int]], max_tokens: int | None, choices: int) -> int:
+def completion_estimate(prompts: list[str | list[int]], max_tokens: int | None, choices: int) -> Estimate:
     prompt = sum(len(p) if isinstance(p, list) else text_tokens(p) for p in prompts)
-    return prompt + (16 if max_tokens is None else max_tokens) * choices * len(prompts)
+    return Estimate(prompt, (16 if max_tokens is None else max_tokens) * choices * len(prompts))
 
 
-def embeddings_estimate(inputs: list[str] | list[list[int]]) -> int:
-    return sum(len(i) if isinstance(i, list) else text_tokens(i) for i in inputs)
+def embeddings_estimate(inputs: list[str] | list[list[int]]) -> Estimate:
+    return Estimate(sum(len(i) if isinstance(i, list) else text_tokens(i) for i in inputs), 0)

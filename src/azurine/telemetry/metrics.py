@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 GENERATIONS = Counter(
     "azurine_generations_total", "Generations by model and how they ended.", ["model", "outcome"]
@@ -11,3 +11,10 @@ GENERATED_TOKENS = Counter("azurine_generated_tokens_total", "Tokens generated, 
 PROMPT_TOKENS = Counter("azurine_prompt_tokens_total", "Prompt tokens evaluated, by model.", ["model"])
 RATE_LIMITED = Counter("azurine_rate_limited_total", "Requests refused with 429, by deployment and limit.",
                        ["deployment", "limit"])
+QUEUE_DEPTH = Gauge("azurine_queue_depth", "Requests waiting for a compute thread, by scheduler and class.",
+                    ["scheduler", "priority"])
+QUEUE_WAIT = Histogram("azurine_queue_wait_seconds", "Time from arrival to first step, by scheduler and class.",
+                       ["scheduler", "priority"],
+                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
+SETTLED_TOKENS = Counter("azurine_settled_tokens_total", "Actual tokens of finished requests, by deployment.",
+                         ["deployment", "kind"])

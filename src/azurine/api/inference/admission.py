@@ -3,23 +3,37 @@
 Standard-family deployments (Standard, GlobalStandard, DataZoneStandard, DeveloperTier) get `capacity`
 requests per 10 seconds and `capacity × 1000` tokens per minute. A refusal is Azure's 429 with the
 headers the official SDK paces its retries by; an admitted answer carries what remains.
+
+Provisioned deployments have no such counters: each is a leaky bucket of weighted tokens (PTUs × what
+the catalog says one PTU processes), refused while above 100% and corrected by the actual cost once the
+request is over. Their answers carry `azure-openai-deployment-utilization` instead.
 """
 
 from __future__ import annotations
 
-from starlette.requests import Request
-from starlette.responses import Response
+import asyncio
+import logging
+import math
+from functools import partial
 
-from azurine.api.context import Target, services
+from starlette.requests import Request
+
+from azurine.api.context import Services, Target, services
 from azurine.api.errors import AzureError
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from azurine.api.inference.serving_completions import completion_prompts
 from azurine.api.inference.serving_embeddings import embedding_inputs
-from azurine.quota.capacity import STANDARD
-from azurine.quota.estimate import chat_estimate, completion_estimate, embeddings_estimate
-from azurine.quota.limiter import Admission, LimiterUnavailable, Limits, ceil_seconds
+from azurine.api.inference.ticket import Ticket, Usage
+from azurine.catalog import ModelSpec
+from azurine.quota.capacity import BATCH, PROVISIONED, STANDARD
+from azurine.quota.estimate import Estimate, chat_estimate, completion_estimate, embeddings_estimate
+from azurine.quota.limiter import Admission, Limiter, LimiterUnavailable, Limits, Throughput, ceil_seconds
+from azurine.scheduler.priority import Priority
 from azurine.storage.state import AccountRecord
-from azurine.telemetry.metrics import RATE_LIMITED
+from azurine.telemetry.metrics import RATE_LIMITED, SETTLED_TOKENS
+
+log = logging.getLogger("azurine")
+UTILIZATION_HEADER = "azure-openai-deployment-utilization"
 
 OPERATIONS = {"chat": "ChatCompletions_Create", "completion": "Completions_Create", "embeddings": "Embeddings_Create"}
 
@@ -60,40 +74,121 @@ def too_many_requests(admission: Admission, limits: Limits, account: AccountReco
     return AzureError(429, "429", message, headers=headers)
 
 
-async def admit(request: Request, account: AccountRecord, target: Target, estimate: int, operation: str,
-                api_version: str) -> dict[str, str]:
-    """Charge the estimate or refuse with 429; the headers an admitted answer carries."""
-    limits = limits_for(target)
-    if limits is None:
-        return {}
+async def admit(request: Request, account: AccountRecord, target: Target, estimate: Estimate, operation: str,
+                api_version: str) -> Ticket:
+    """Charge the estimate or refuse with 429; the ticket the rest of the request settles its usage on."""
+    svc = services(request)
+    deployment = target.deployment
+    throughput = throughput_for(target)
     try:
-        admission = await services(request).limiter.admit(target.deployment.id, limits, estimate)
+        if throughput is not None:
+            headers = await _admit_provisioned(svc, account, target, throughput, estimate, operation, api_version)
+        else:
+            headers = await _admit_standard(svc, account, target, estimate, operation, api_version)
     except LimiterUnavailable as error:
         # fail closed: without the shared counters no replica can know what the others admitted
         raise AzureError(503, "ServiceUnavailable", "The rate limiter's shared store cannot be reached, so "
                          "requests are refused until it is back. Please retry shortly.",
                          headers={"retry-after": "1"}) from error
+    settle = partial(_settle, svc, asyncio.get_running_loop(), deployment.id, throughput, target.model)
+    return Ticket(account_id=account.id, deployment=deployment.name, queue=deployment.id,
+                  priority=priority_for(deployment.sku_name), estimate=estimate, headers=headers, settle=settle)
+
+
+def priority_for(sku: str) -> Priority:
+    if sku in PROVISIONED:
+        return Priority.PROVISIONED
+    if sku in BATCH:
+        return Priority.BATCH
+    return Priority.STANDARD
+
+
+async def _admit_standard(svc: Services, account: AccountRecord, target: Target, estimate: Estimate,
+                          operation: str, api_version: str) -> dict[str, str]:
+    limits = limits_for(target)
+    if limits is None:
+        return {}
+    admission = await svc.limiter.admit(target.deployment.id, limits, estimate.total)
     if not admission.admitted:
         RATE_LIMITED.labels(target.deployment.name, admission.limited_by or "requests").inc()
         raise too_many_requests(admission, limits, account, operation, api_version)
     return _headers(admission, limits)
 
 
-def chat_cost(body: ChatCompletionRequest, target: Target) -> int:
+# provisioned: a leaky bucket of weighted tokens instead of request and token counters -----------------
+
+def throughput_for(target: Target) -> Throughput | None:
+    deployment, model = target.deployment, target.model
+    if deployment.sku_name not in PROVISIONED:
+        return None
+    return Throughput(per_minute=deployment.sku_capacity * max(1, model.ptu_input_tpm))
+
+
+def weighted(model: ModelSpec, prompt_tokens: int, completion_tokens: int) -> float:
+    return prompt_tokens + model.ptu_output_weight * completion_tokens
+
+
+def utilization_header(percent: float) -> dict[str, str]:
+    return {UTILIZATION_HEADER: f"{percent:.1f}%"}
+
+
+async def _admit_provisioned(svc: Services, account: AccountRecord, target: Target, throughput: Throughput,
+                             estimate: Estimate, operation: str, api_version: str) -> dict[str, str]:
+    cost = weighted(target.model, estimate.prompt, estimate.completion)
+    check = await svc.limiter.admit_provisioned(target.deployment.id, throughput, cost)
+    if check.admitted:
+        return utilization_header(check.utilization)
+    RATE_LIMITED.labels(target.deployment.name, "utilization").inc()
+    wait_ms = max(1, math.ceil(check.retry_after_s * 1000))
+    wait = ceil_seconds(wait_ms / 1000)
+    message = (
+        f"Requests to the {OPERATIONS[operation]} Operation under Azure OpenAI API version {api_version} have "
+        f"exceeded the provisioned throughput of deployment {target.deployment.name} of your current "
+        f"{account.kind} S0 pricing tier (utilization {check.utilization:.1f}%). Please retry after {wait} "
+        "seconds, or add throughput units to the deployment."
+    )
+    raise AzureError(429, "429", message, headers={
+        **utilization_header(check.utilization), "retry-after": str(wait),
+        "retry-after-ms": str(wait_ms),
+    })
+
+
+# settlement: what the request really used, once its last engine call is over ----------------------------
+
+def _settle(svc: Services, loop: asyncio.AbstractEventLoop, key: str, throughput: Throughput | None,
+            model: ModelSpec, usage: Usage) -> None:
+    """Runs on whichever thread let go of the ticket last."""
+    svc.ledger.record(usage.account_id, usage.deployment, usage.prompt_tokens, usage.completion_tokens,
+                      usage.estimate.total)
+    SETTLED_TOKENS.labels(usage.deployment, "prompt").inc(usage.prompt_tokens)
+    SETTLED_TOKENS.labels(usage.deployment, "completion").inc(usage.completion_tokens)
+    if throughput is None:
+        return
+    # Azure corrects provisioned utilization by the difference between the actual and the estimated cost
+    delta = (weighted(model, usage.prompt_tokens, usage.completion_tokens)
+             - weighted(model, usage.estimate.prompt, usage.estimate.completion))
+    if loop.is_closed():
+        return
+    asyncio.run_coroutine_threadsafe(_correct(svc.limiter, key, throughput, delta), loop)
+
+
+async def _correct(limiter: Limiter, key: str, throughput: Throughput, delta: float) -> None:
+    try:
+        await limiter.settle_provisioned(key, throughput, delta)
+    except LimiterUnavailable:
+        log.warning("could not correct the utilization of %s by %.0f: the limiter store is unreachable", key, delta)
+
+
+def chat_cost(body: ChatCompletionRequest, target: Target) -> Estimate:
     return chat_estimate([m.model_dump(exclude_none=True) for m in body.messages],
                          [t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
                          body.max_completion_tokens or body.max_tokens, body.n or 1, target.model.context_length)
 
 
-def completion_cost(body: CompletionRequest) -> int:
+def completion_cost(body: CompletionRequest) -> Estimate:
     prompts = [list(p.tokens) if p.tokens is not None else p.text for p in completion_prompts(body)]
     return completion_estimate(prompts, body.max_tokens, max(body.n or 1, body.best_of or 1))
 
 
-def embeddings_cost(body: EmbeddingsRequest) -> int:
+def embeddings_cost(body: EmbeddingsRequest) -> Estimate:
     return embeddings_estimate(embedding_inputs(body))
-
-
-def with_headers(response: Response, headers: dict[str, str]) -> Response:
-    response.headers.update(headers)
-    return response

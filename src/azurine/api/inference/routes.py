@@ -19,7 +19,7 @@ from azurine.api.context import (
     services,
 )
 from azurine.api.errors import resource_not_found
-from azurine.api.inference.admission import admit, chat_cost, completion_cost, embeddings_cost, with_headers
+from azurine.api.inference.admission import admit, chat_cost, completion_cost, embeddings_cost
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from azurine.api.inference.serving_chat import serve_chat
 from azurine.api.inference.serving_completions import serve_completions
@@ -42,8 +42,8 @@ async def chat_completions(deployment_id: str, request: Request, api_version: st
     authenticate(request, account, bearer_keys=False)
     target = await find_deployment(request, account, deployment_id, "chat")
     body = await parse_body(request, ChatCompletionRequest)
-    limits = await admit(request, account, target, chat_cost(body, target), "chat", api_version)
-    return with_headers(await serve_chat(request, target, body), limits)
+    ticket = await admit(request, account, target, chat_cost(body, target), "chat", api_version)
+    return await ticket.serve(serve_chat(request, target, body, ticket))
 
 
 @router.post("/openai/deployments/{deployment_id}/completions")
@@ -53,8 +53,8 @@ async def completions(deployment_id: str, request: Request, api_version: str | N
     authenticate(request, account, bearer_keys=False)
     target = await find_deployment(request, account, deployment_id, "completion")
     body = await parse_body(request, CompletionRequest)
-    limits = await admit(request, account, target, completion_cost(body), "completion", api_version)
-    return with_headers(await serve_completions(request, target, body), limits)
+    ticket = await admit(request, account, target, completion_cost(body), "completion", api_version)
+    return await ticket.serve(serve_completions(request, target, body, ticket))
 
 
 @router.post("/openai/deployments/{deployment_id}/embeddings")
@@ -64,8 +64,8 @@ async def embeddings(deployment_id: str, request: Request, api_version: str | No
     authenticate(request, account, bearer_keys=False)
     target = await find_deployment(request, account, deployment_id, "embeddings")
     body = await parse_body(request, EmbeddingsRequest)
-    limits = await admit(request, account, target, embeddings_cost(body), "embeddings", api_version)
-    return with_headers(await serve_embeddings(target, body), limits)
+    ticket = await admit(request, account, target, embeddings_cost(body), "embeddings", api_version)
+    return await ticket.serve(serve_embeddings(target, body, ticket))
 
 
 # the v1 surface: /openai/v1/…, body `model` names the deployment -------------------------------------------
@@ -77,8 +77,8 @@ async def v1_chat_completions(request: Request, api_version: str | None = ApiVer
     authenticate(request, account, bearer_keys=True)
     body = await parse_body(request, ChatCompletionRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "chat")
-    limits = await admit(request, account, target, chat_cost(body, target), "chat", version)
-    return with_headers(await serve_chat(request, target, body), limits)
+    ticket = await admit(request, account, target, chat_cost(body, target), "chat", version)
+    return await ticket.serve(serve_chat(request, target, body, ticket))
 
 
 @router.post("/openai/v1/completions")
@@ -88,8 +88,8 @@ async def v1_completions(request: Request, api_version: str | None = ApiVersion)
     authenticate(request, account, bearer_keys=True)
     body = await parse_body(request, CompletionRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "completion")
-    limits = await admit(request, account, target, completion_cost(body), "completion", version)
-    return with_headers(await serve_completions(request, target, body), limits)
+    ticket = await admit(request, account, target, completion_cost(body), "completion", version)
+    return await ticket.serve(serve_completions(request, target, body, ticket))
 
 
 @router.post("/openai/v1/embeddings")
@@ -99,8 +99,8 @@ async def v1_embeddings(request: Request, api_version: str | None = ApiVersion) 
     authenticate(request, account, bearer_keys=True)
     body = await parse_body(request, EmbeddingsRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "embeddings")
-    limits = await admit(request, account, target, embeddings_cost(body), "embeddings", version)
-    return with_headers(await serve_embeddings(target, body), limits)
+    ticket = await admit(request, account, target, embeddings_cost(body), "embeddings", version)
+    return await ticket.serve(serve_embeddings(target, body, ticket))
 
 
 # models and deployments ------------------------------------------------------------------------------------

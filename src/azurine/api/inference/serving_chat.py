@@ -24,8 +24,9 @@ from azurine.api.inference.render import (
     unless_disconnected,
     usage,
 )
+from azurine.api.inference.ticket import Ticket
 from azurine.api.sse import DONE, AzureJSONResponse, event, event_stream
-from azurine.engines.base import CancelToken, ChatPrompt, Delta, EngineError, Event, Finished, Sampling
+from azurine.engines.base import ChatPrompt, Delta, EngineError, Event, Finished, Sampling
 
 
 def chat_sampling(body: ChatCompletionRequest) -> Sampling:
@@ -64,16 +65,16 @@ def check_content_types(body: ChatCompletionRequest, target: Target) -> None:
                                   f"messages[{i}].content[{j}].type", "invalid_value")
 
 
-async def serve_chat(request: Request, target: Target, body: ChatCompletionRequest) -> Response:
+async def serve_chat(request: Request, target: Target, body: ChatCompletionRequest, ticket: Ticket) -> Response:
     check_content_types(body, target)
     sampling, prompt, n = chat_sampling(body), chat_prompt(body), body.n or 1
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        first = target.engine.chat(prompt, sampling, CancelToken())
+        first = target.engine.chat(prompt, sampling, ticket.order())
         opening = await _first_event(first)  # refusals (context length, bad schema) answer as errors
-        return event_stream(_stream(target, prompt, sampling, n, include_usage, first, opening))
+        return event_stream(_stream(target, ticket, prompt, sampling, n, include_usage, first, opening))
     answers = await unless_disconnected(
-        request, _answers(target, prompt, sampling, n))
+        request, _answers(target, ticket, prompt, sampling, n))
     return AzureJSONResponse(_body(target, answers))
 
 
@@ -81,8 +82,8 @@ async def _first_event(events: AsyncIterator[Event]) -> Event:
     return await events.__anext__()
 
 
-async def _answers(target: Target, prompt: ChatPrompt, sampling: Sampling, n: int) -> list[Any]:
-    return [await collect(target.engine.chat(prompt, sampling.for_choice(i), CancelToken(), stream=False))
+async def _answers(target: Target, ticket: Ticket, prompt: ChatPrompt, sampling: Sampling, n: int) -> list[Any]:
+    return [await collect(target.engine.chat(prompt, sampling.for_choice(i), ticket.order(), stream=False))
             for i in range(n)]
 
 
@@ -109,8 +110,8 @@ def _body(target: Target, answers: list[Any]) -> dict[str, Any]:
     }
 
 
-async def _stream(target: Target, prompt: ChatPrompt, sampling: Sampling, n: int, include_usage: bool,
-                  first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
+async def _stream(target: Target, ticket: Ticket, prompt: ChatPrompt, sampling: Sampling, n: int,
+                  include_usage: bool, first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
     completion_id, created, model = new_id("chatcmpl-"), now(), target.model.response_model
     base = {"created": created, "id": completion_id, "model": model, "object": "chat.completion.chunk",
             "system_fingerprint": fingerprint(target.model)}
@@ -129,7 +130,7 @@ async def _stream(target: Target, prompt: ChatPrompt, sampling: Sampling, n: int
     prompt_tokens = completion_tokens = 0
     try:
         for index in range(n):
-            events = first if index == 0 else target.engine.chat(prompt, sampling.for_choice(index), CancelToken())
+            events = first if index == 0 else target.engine.chat(prompt, sampling.for_choice(index), ticket.order())
             pending: list[Event] = [opening] if index == 0 else []
             yield chunk(index, {"content": "", "refusal": None, "role": "assistant"})
             finished: Finished | None = None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -25,8 +26,9 @@ from azurine.api.inference.render import (
     unless_disconnected,
     usage,
 )
+from azurine.api.inference.ticket import Ticket
 from azurine.api.sse import DONE, AzureJSONResponse, event, event_stream
-from azurine.engines.base import CancelToken, Delta, EngineError, Event, Finished, Sampling, TextPrompt
+from azurine.engines.base import Delta, EngineError, Event, Finished, Sampling, TextPrompt, WorkOrder
 
 
 def completion_prompts(body: CompletionRequest) -> list[TextPrompt]:
@@ -64,13 +66,14 @@ def check_combination(body: CompletionRequest) -> None:
         raise bad_request("Cannot stream results with best_of > 1.", "best_of", "invalid_value")
 
 
-async def _choices(target: Target, prompt: TextPrompt, sampling: Sampling, n: int, best_of: int) -> list[Collected]:
+async def _choices(target: Target, order: Callable[[], WorkOrder], prompt: TextPrompt, sampling: Sampling, n: int,
+                   best_of: int) -> list[Collected]:
     if best_of <= n:
-        return [await collect(target.engine.complete(prompt, sampling.for_choice(i), CancelToken(), stream=False))
+        return [await collect(target.engine.complete(prompt, sampling.for_choice(i), order(), stream=False))
                 for i in range(n)]
     # best_of: sample more, keep the n with the highest log probability per token
     scoring = replace(sampling, logprobs=True)
-    candidates = [await collect(target.engine.complete(prompt, scoring.for_choice(i), CancelToken(), stream=False))
+    candidates = [await collect(target.engine.complete(prompt, scoring.for_choice(i), order(), stream=False))
                   for i in range(best_of)]
     ranked = sorted(candidates, key=lambda c: sum(lp.logprob for lp in c.logprobs), reverse=True)[:n]
     if not sampling.logprobs:
@@ -79,17 +82,18 @@ async def _choices(target: Target, prompt: TextPrompt, sampling: Sampling, n: in
     return ranked
 
 
-async def serve_completions(request: Request, target: Target, body: CompletionRequest) -> Response:
+async def serve_completions(request: Request, target: Target, body: CompletionRequest, ticket: Ticket) -> Response:
     check_combination(body)
     prompts, sampling = completion_prompts(body), completion_sampling(body)
     n, best_of = body.n or 1, max(body.best_of or 1, body.n or 1)
     if body.stream:
-        first = target.engine.complete(prompts[0], sampling, CancelToken())
+        first = target.engine.complete(prompts[0], sampling, ticket.order(0))
         opening = await first.__anext__()
-        return event_stream(_stream(target, prompts, sampling, n, body, first, opening))
+        return event_stream(_stream(target, ticket, prompts, sampling, n, body, first, opening))
 
     async def run() -> list[list[Collected]]:
-        return [await _choices(target, p, sampling, n, best_of) for p in prompts]
+        return [await _choices(target, partial(ticket.order, i), p, sampling, n, best_of)
+                for i, p in enumerate(prompts)]
 
     per_prompt = await unless_disconnected(request, run())
     choices, prompt_tokens, completion_tokens = [], 0, 0
@@ -112,8 +116,8 @@ async def serve_completions(request: Request, target: Target, body: CompletionRe
     })
 
 
-async def _stream(target: Target, prompts: list[TextPrompt], sampling: Sampling, n: int, body: CompletionRequest,
-                  first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
+async def _stream(target: Target, ticket: Ticket, prompts: list[TextPrompt], sampling: Sampling, n: int,
+                  body: CompletionRequest, first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
     completion_id, created, model = new_id("cmpl-"), now(), target.model.response_model
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     base: dict[str, Any] = {"created": created, "id": completion_id, "model": model, "object": "text_completion",
@@ -130,7 +134,8 @@ async def _stream(target: Target, prompts: list[TextPrompt], sampling: Sampling,
                 if index == 0:
                     events, pending = first, [opening]
                 else:
-                    events, pending = target.engine.complete(prompt, sampling.for_choice(j), CancelToken()), []
+                    events = target.engine.complete(prompt, sampling.for_choice(j), ticket.order(p_index))
+                    pending = []
                 offset = 0
                 async for item in chained(pending, events):
                     if isinstance(item, Finished):

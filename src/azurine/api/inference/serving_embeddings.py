@@ -10,6 +10,7 @@ from starlette.responses import Response
 from azurine.api.context import Target
 from azurine.api.errors import bad_request
 from azurine.api.inference.protocol import EmbeddingsRequest
+from azurine.api.inference.ticket import Ticket
 from azurine.api.sse import AzureJSONResponse
 
 
@@ -28,11 +29,11 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
     return vector
 
 
-async def serve_embeddings(target: Target, body: EmbeddingsRequest) -> Response:
+async def serve_embeddings(target: Target, body: EmbeddingsRequest, ticket: Ticket) -> Response:
     if body.dimensions is not None and not target.model.extra.get("dimensions_configurable", False):
         # models with a fixed output size refuse the parameter, as text-embedding-ada-002 does on Azure
         raise bad_request("This model does not support specifying dimensions.", "dimensions", "invalid_value")
-    result = await target.engine.embed(embedding_inputs(body))
+    result = await target.engine.embed(embedding_inputs(body), ticket.order())
     encoding = body.encoding_format or "float"
     return AzureJSONResponse({
         "data": [{"embedding": _encode(v, encoding), "index": i, "object": "embedding"}

@@ -1,0 +1,188 @@
+"""One compute thread, many requests: who runs next.
+
+Work comes as a generator of steps (a chunk of prompt evaluation, or one token), so the choice is made
+again between any two steps:
+
+- Classes: provisioned before standard before batch. A class runs only while no higher class has work,
+  so a provisioned request waits at most one step of a standard one, never a whole answer.
+- Within a class, a started request runs to its end: interleaving two answers of one class would only
+  make both later. Waiting requests start in turn between their queues (one per deployment), so one
+  deployment's burst cannot starve another's single request.
+- A request cancelled while it waits leaves the queue at once; a started one stops at its next step.
+
+Each class has at most one started request at a time, which is what lets an engine keep one model
+context per class: a paused answer keeps its evaluated tokens while a higher class runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+from azurine.engines.base import WorkOrder
+from azurine.scheduler.priority import Priority
+from azurine.telemetry.metrics import QUEUE_DEPTH, QUEUE_WAIT
+
+T = TypeVar("T")
+Emit = Callable[[Any], None]
+
+_END = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Job:
+    def __init__(self, order: WorkOrder, start: Callable[[], Iterator[None]],
+                 done: Callable[[BaseException | None], None]) -> None:
+        self.order = order
+        self.start = start
+        self.done = done
+        self.submitted = time.monotonic()
+        self.steps: Iterator[None] | None = None
+
+
+class Scheduler:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._cond = threading.Condition()
+        # per class: queue name → waiting jobs, in the order the queues take turns
+        self._waiting: list[OrderedDict[str, deque[_Job]]] = [OrderedDict() for _ in Priority]
+        self._running: list[_Job | None] = [None for _ in Priority]
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # the event loop's side -------------------------------------------------------------------------
+
+    def stream(self, order: WorkOrder, produce: Callable[[Emit], Iterator[None]]) -> AsyncIterator[Any]:
+        """Run `produce(emit)` step by step in its turn; yield what it emits, as it emits it."""
+        return self._stream(order, produce)
+
+    async def _stream(self, order: WorkOrder, produce: Callable[[Emit], Iterator[None]]) -> AsyncIterator[Any]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        def emit(item: Any) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def done(error: BaseException | None) -> None:
+            if error is not None:
+                emit(_Failure(error))
+            emit(_END)
+
+        job = _Job(order, lambda: produce(emit), done)
+        self._submit(job)
+        finished = False
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    finished = True
+                    return
+                if isinstance(item, _Failure):
+                    finished = True
+                    raise item.error
+                yield item
+        finally:
+            if not finished:
+                order.cancel()  # a started job stops at its next step
+                self._withdraw(job)
+
+    async def call(self, order: WorkOrder, work: Callable[[], T]) -> T:
+        """Run blocking `work` as one step in its turn and return its result."""
+
+        def produce(emit: Emit) -> Iterator[None]:
+            emit(work())
+            yield
+
+        results = [item async for item in self.stream(order, produce)]
+        return results[0]  # type: ignore[no-any-return]
+
+    def depth(self, priority: Priority) -> int:
+        with self._cond:
+            return sum(len(jobs) for jobs in self._waiting[priority].values())
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _submit(self, job: _Job) -> None:
+        priority = job.order.priority
+        with self._cond:
+            self._waiting[priority].setdefault(job.order.queue, deque()).append(job)
+            QUEUE_DEPTH.labels(self.name, priority.name.lower()).inc()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=f"compute-{self.name}", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _withdraw(self, job: _Job) -> None:
+        """Take a job that has not started out of its queue; a started one ends by itself."""
+        priority = job.order.priority
+        with self._cond:
+            queues = self._waiting[priority]
+            jobs = queues.get(job.order.queue)
+            if jobs is None or job not in jobs:
+                return
+            jobs.remove(job)
+            if not jobs:
+                del queues[job.order.queue]
+            QUEUE_DEPTH.labels(self.name, priority.name.lower()).dec()
+        job.done(None)
+
+    # the compute thread's side ---------------------------------------------------------------------
+
+    def _next(self) -> _Job | None:
+        """The job to step now (called with the condition held)."""
+        for priority in Priority:
+            running = self._running[priority]
+            if running is not None:
+                return running
+            queues = self._waiting[priority]
+            if not queues:
+                continue
+            name, jobs = next(iter(queues.items()))
+            job = jobs.popleft()
+            del queues[name]
+            if jobs:
+                queues[name] = jobs  # to the back: the other queues take their turn first
+            QUEUE_DEPTH.labels(self.name, priority.name.lower()).dec()
+            QUEUE_WAIT.labels(self.name, priority.name.lower()).observe(time.monotonic() - job.submitted)
+            job.order.begin()
+            self._running[priority] = job
+            return job
+        return None
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                job = self._next()
+                while job is None:
+                    if self._closed:
+                        return
+                    self._cond.wait()
+                    job = self._next()
+            try:
+                if job.steps is None:
+                    job.steps = iter(()) if job.order.cancelled else job.start()
+                next(job.steps)
+            except StopIteration:
+                self._finish(job, None)
+            except BaseException as error:  # handed to the awaiting request, raised there
+                self._finish(job, error)
+
+    def _finish(self, job: _Job, error: BaseException | None) -> None:
+        with self._cond:
+            self._running[job.order.priority] = None
+        try:
+            job.done(error)
+        finally:
+            job.order.end()
