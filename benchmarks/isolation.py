@@ -1,7 +1,7 @@
 """Does a provisioned deployment keep its latency while a standard deployment on the same engine is flooded?
 
     .venv/bin/python benchmarks/isolation.py [--model Qwen2.5-Coder-0.5B-Instruct] [--samples 30] [--rounds 2]
-        [--flood-clients 6] [--flood-max-tokens 64] [--prompt-words 60]
+        [--peer-samples 8] [--flood-clients 6] [--flood-max-tokens 64] [--prompt-words 60]
 
 One `azurine serve` (embedded defaults) gets three deployments of the same model, so all of them share one
 engine: a provisioned one (ProvisionedManaged, enough PTUs never to be refused), a standard one that is
@@ -13,8 +13,10 @@ so that no request is answered from another's evaluated prefix; 8 tokens of answ
 0.6 s between requests, so arrivals fall at every phase of the engine's steps) and times the first token.
 It runs, in each round: on the provisioned deployment with the engine otherwise idle ("alone"), then on the
 provisioned deployment while --flood-clients clients keep the standard deployment's queue full of streamed
---flood-max-tokens-token answers ("flooded"), then on the peer under the same flood ("peer, flooded"). Rounds
+--flood-max-tokens-token answers ("flooded"), then --peer-samples times on the peer under the same flood
+("peer, flooded": each of its requests waits for its turn among the flood's, so fewer samples). Rounds
 alternate so that drift on a shared machine falls on every phase alike. Ratios compare with "alone".
+The default run takes about 8 minutes on two cores.
 
 Target (issue: isolation): the provisioned deployment's flooded p99 within 1.25× of its p99 alone.
 """
@@ -136,13 +138,15 @@ async def flood_client(server: Server, deployment: str, words: int, max_tokens: 
 
 
 async def flooded(server: Server, names: dict[str, str], measured: str, args: argparse.Namespace,
-                  rng: random.Random, console: Console, label: str) -> tuple[list[float], Flood]:
+                  rng: random.Random, console: Console, label: str,
+                  samples: int | None = None) -> tuple[list[float], Flood]:
     flood = Flood(started=time.perf_counter())
     clients = [asyncio.create_task(flood_client(server, names["flooded"], args.prompt_words, args.flood_max_tokens,
                                                 flood, seed)) for seed in range(args.flood_clients)]
     await asyncio.sleep(3)  # the standard queue fills before the probe starts
     try:
-        times = await probe(server, names[measured], args.samples, args.prompt_words, rng, console, label)
+        times = await probe(server, names[measured], samples or args.samples, args.prompt_words, rng, console,
+                            label)
     finally:
         flood.stop.set()
         flood.stopped = time.perf_counter()
@@ -169,11 +173,12 @@ async def run(server: Server, names: dict[str, str], args: argparse.Namespace, c
         times, flood = await flooded(server, names, "provisioned", args, rng, console, f"round {round_ + 1}: flooded")
         under_flood += times
         floods.append(flood)
-        times, flood = await flooded(server, names, "peer", args, rng, console, f"round {round_ + 1}: peer, flooded")
+        times, flood = await flooded(server, names, "peer", args, rng, console, f"round {round_ + 1}: peer, flooded",
+                                     samples=args.peer_samples)
         peer += times
         floods.append(flood)
 
-    table = Table(title=f"Time to first token, {args.model}, {args.rounds} rounds × {args.samples} requests per row")
+    table = Table(title=f"Time to first token, {args.model}, {args.rounds} rounds")
     for column in ("deployment", "condition", "n", "p50 ms", "p99 ms", "p50 ×alone", "p99 ×alone"):
         table.add_column(column, justify="right" if column not in ("deployment", "condition") else "left")
     base50, base99 = p(alone, 50), p(alone, 99)
@@ -197,6 +202,7 @@ def main() -> None:
     parser.add_argument("--model", default="Qwen2.5-Coder-0.5B-Instruct")
     parser.add_argument("--samples", type=int, default=30, help="probe requests per condition and round")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--peer-samples", type=int, default=8, help="probe requests on the peer per round")
     parser.add_argument("--flood-clients", type=int, default=6)
     parser.add_argument("--flood-max-tokens", type=int, default=64)
     parser.add_argument("--prompt-words", type=int, default=60)
