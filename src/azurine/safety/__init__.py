@@ -1,0 +1,1 @@
+"""Local content-filter detectors: profanity, PII, protected material and custom blocklists, all offline on CPU."""
