@@ -32,6 +32,7 @@ from azurine.api.management.arm import (
 )
 from azurine.api.management.deployments import BUILT_IN_POLICIES
 from azurine.api.sse import AzureJSONResponse
+from azurine.safety.policy import BUILT_IN_PROPERTIES, HARM_FILTER_NAMES
 from azurine.storage.state import AccountRecord, ChildRecord, StateStore
 
 router = APIRouter()
@@ -58,7 +59,7 @@ class ContentFilterKind:
         return self.name.replace(" ", "")  # the SDK's filterName pattern admits no spaces
 
 
-HARM_CATEGORIES = ("Hate", "Sexual", "Violence", "Selfharm")
+HARM_CATEGORIES = HARM_FILTER_NAMES
 CONTENT_FILTERS_CATALOGUE = (
     *(ContentFilterKind(name, SOURCES, True) for name in HARM_CATEGORIES),
     ContentFilterKind("Jailbreak", ("Prompt",), False),
@@ -77,21 +78,6 @@ def _key(name: str) -> str:
 FILTER_BY_KEY = {_key(kind.name): kind for kind in CONTENT_FILTERS_CATALOGUE}
 
 
-def _default_filter(name: str, source: str, severity: str | None = "Medium") -> dict[str, Any]:
-    found: dict[str, Any] = {"blocking": True, "enabled": True, "name": name, "source": source}
-    if severity is not None:
-        found["severityThreshold"] = severity
-    return found
-
-
-_HARM_DEFAULTS = [_default_filter(name, source) for name in HARM_CATEGORIES for source in SOURCES]
-BUILT_IN_PROPERTIES: dict[str, dict[str, Any]] = {
-    "Microsoft.Default": {"mode": "Blocking", "contentFilters": _HARM_DEFAULTS, "customBlocklists": []},
-    "Microsoft.DefaultV2": {"mode": "Default", "customBlocklists": [], "contentFilters": [
-        *_HARM_DEFAULTS, _default_filter("Jailbreak", "Prompt", None),
-        _default_filter("Protected Material Text", "Completion", None),
-        _default_filter("Protected Material Code", "Completion", None)]},
-}
 # deployments check raiPolicyName against BUILT_IN_POLICIES: the two lists must not drift apart
 assert tuple(BUILT_IN_PROPERTIES) == BUILT_IN_POLICIES
 
