@@ -10,28 +10,15 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from azurine.config import Settings
-
-if TYPE_CHECKING:
-    from azurine.storage.state import StateStore
+from azurine.cli.quota import _store
 
 app = typer.Typer(help="Settled token usage per minute, account and deployment.", no_args_is_help=True)
 console = Console()
-
-
-def _store(data_dir: Path | None) -> StateStore:
-    from azurine.storage.database import make_engine, migrate
-    from azurine.storage.state import StateStore
-
-    engine = make_engine(Settings.load(data_dir).database_url)
-    migrate(engine)
-    return StateStore(engine)
 
 
 @app.command("show")
