@@ -243,7 +243,8 @@ def test_streaming_follows_azures_framing(server: Server) -> None:
     finish = chunks[-2]["choices"][0]
     assert finish["delta"] == {} and finish["finish_reason"] in ("stop", "length")
     usage = chunks[-1]
-    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] == len(content)
+    # the content filter releases text in checked windows of one or more tokens, as Azure's default mode does
+    assert usage["choices"] == [] and 1 <= len(content) <= usage["usage"]["completion_tokens"]
 
 
 def test_streaming_with_the_sdk_rebuilds_the_answer(azure: openai.AzureOpenAI) -> None:

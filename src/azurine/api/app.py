@@ -34,6 +34,7 @@ from azurine.config import Settings
 from azurine.engines.base import EngineError
 from azurine.engines.registry import EngineRegistry
 from azurine.quota.limiter import make_limiter
+from azurine.safety.screen import Detectors
 from azurine.storage.bootstrap import ensure_defaults
 from azurine.storage.cache import ShortLivedCache
 from azurine.storage.database import make_engine, migrate
@@ -54,7 +55,8 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
     created = ensure_defaults(store, catalog, settings.region)
     return Services(settings=settings, store=store, catalog=catalog,
                     engines=EngineRegistry(settings.models_dir), cache=ShortLivedCache(ttl=1.0),
-                    limiter=make_limiter(settings.redis_url), ledger=UsageLedger(store)), created
+                    limiter=make_limiter(settings.redis_url), ledger=UsageLedger(store),
+                    safety=Detectors()), created
 
 
 async def engine_error_handler(_: Request, exc: Exception) -> Response:
@@ -77,6 +79,10 @@ def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         flushing = asyncio.create_task(services.ledger.run())
+        try:  # the default policy's detectors, loaded before the first request rather than during it
+            await asyncio.to_thread(services.safety.warm)
+        except Exception:
+            log.exception("the content filters could not load; answers will say they went unfiltered")
         yield
         await services.engines.close()
         await services.ledger.close()

@@ -24,6 +24,7 @@ from azurine.config import Settings
 from azurine.engines.base import Engine
 from azurine.engines.registry import EngineRegistry
 from azurine.quota.limiter import Limiter
+from azurine.safety.screen import Detectors
 from azurine.storage.cache import ShortLivedCache
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
 from azurine.usage.ledger import UsageLedger
@@ -40,6 +41,7 @@ class Services:
     cache: ShortLivedCache
     limiter: Limiter
     ledger: UsageLedger
+    safety: Detectors
 
 
 @dataclass(frozen=True)

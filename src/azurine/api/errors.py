@@ -25,13 +25,15 @@ class AzureError(Exception):
 
     def __init__(self, status: int, code: str, message: str, *, param: str | None = None,
                  error_type: str | None = None, include_openai_fields: bool = False,
-                 innererror: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> None:
+                 innererror: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.param, self.error_type = param, error_type
         self.include_openai_fields = include_openai_fields or param is not None or error_type is not None
         self.innererror = innererror
         self.headers = headers or {}
+        self.extra = extra or {}
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -40,7 +42,7 @@ class AzureError(Exception):
             error["type"] = self.error_type
         if self.innererror is not None:
             error["innererror"] = self.innererror
-        return {"error": error}
+        return {"error": {**error, **self.extra}}
 
 
 def resource_not_found() -> AzureError:

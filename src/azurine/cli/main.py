@@ -13,6 +13,7 @@ from rich.table import Table
 from azurine.catalog import load_catalog
 from azurine.cli.manage import register_management
 from azurine.cli.quota import app as quota_app
+from azurine.cli.safety import app as safety_app
 from azurine.cli.usage import app as billing_app
 from azurine.config import Settings, default_models_dir
 
@@ -24,6 +25,7 @@ models_app = typer.Typer(help="The models Azurine can deploy.", no_args_is_help=
 app.add_typer(models_app, name="models")
 app.add_typer(quota_app, name="quota")
 app.add_typer(billing_app, name="billing")  # `usage` is the az-shaped quota command below
+app.add_typer(safety_app, name="safety")
 # `azurine account|usage|rai-policy`: the management plane over HTTP, shaped like `az cognitiveservices`
 register_management(app)
 console = Console()

@@ -20,8 +20,9 @@ FILTER_KEYS = {
     "Hate": "hate", "Sexual": "sexual", "Violence": "violence", "Selfharm": "self_harm",
     "Jailbreak": "jailbreak", "Indirect Attack": "indirect_attack",
     "Protected Material Text": "protected_material_text", "Protected Material Code": "protected_material_code",
-    "Profanity": "profanity",
+    "Profanity": "profanity", "Personally Identifiable Information": "personally_identifiable_information",
 }
+PII = "personally_identifiable_information"
 HARM_FILTER_NAMES = ("Hate", "Sexual", "Violence", "Selfharm")
 SOURCES = ("Prompt", "Completion")
 
@@ -50,6 +51,7 @@ class Rule:
     key: str  # the annotation key: hate, jailbreak, protected_material_code, …
     blocking: bool
     threshold: int | None = None  # harm categories: the lowest severity index that fires (2 = medium)
+    redact: bool = False  # PII on completions: replace what is found with [TYPE] instead of blocking the answer
 
     def fires(self, severity: str | None = None, detected: bool = False) -> bool:
         if self.threshold is not None:
@@ -90,7 +92,8 @@ def _rule(entry: Mapping[str, Any]) -> tuple[str, str, Rule | None]:
     threshold = None
     if entry["name"] in HARM_FILTER_NAMES:
         threshold = SEVERITIES.index(str(entry.get("severityThreshold") or "Medium").lower())
-    return key, entry["source"], Rule(key, bool(entry.get("blocking", True)), threshold)
+    redact = str(entry.get("action") or "").lower() == "redact"
+    return key, entry["source"], Rule(key, bool(entry.get("blocking", True)) and not redact, threshold, redact)
 
 
 def resolve(name: str, properties: Mapping[str, Any] | None = None) -> Policy:

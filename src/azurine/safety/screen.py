@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from azurine.safety.blocklists import BlocklistMatcher
-from azurine.safety.policy import HARM, Policy
+from azurine.safety.policy import HARM, PII, Policy
 
 log = logging.getLogger("azurine")
 
@@ -26,6 +26,7 @@ class Screening:
     blocklists: list[tuple[str, bool]] = field(default_factory=list)  # (list name, filtered) of the lists hit
     # (category, severity or "detected") of each finding that filters the content
     reasons: list[tuple[str, str]] = field(default_factory=list)
+    redacted: str | None = None  # the text with its PII replaced by [TYPE], where the policy redacts and PII was found
 
     @property
     def filtered(self) -> bool:
@@ -66,6 +67,10 @@ class Detectors:
             from azurine.safety.protected_material import ProtectedMaterialIndex
 
             return ProtectedMaterialIndex.default()
+        if name == "pii":
+            from azurine.safety.pii import PiiDetector
+
+            return PiiDetector.load()
         raise KeyError(name)
 
     def warm(self) -> None:
@@ -80,8 +85,9 @@ class Detectors:
 
         A detector that fails leaves the content unfiltered by the detectors with Azure's `error` annotation,
         as Azure answers when its filters cannot run, rather than failing the request; blocklists still apply."""
+        redacted: str | None = None
         try:
-            results, reasons = self._detect(policy, source, text, attacks, documents)
+            results, reasons, redacted = self._detect(policy, source, text, attacks, documents)
         except Exception:
             log.exception("a content filter failed; the content goes unfiltered by the detectors")
             results = {"error": {"code": "content_filter_error", "message": "The contents are not filtered"}}
@@ -90,10 +96,10 @@ class Detectors:
         if blocklists is not None:
             named = set(blocklists.match(text))
             hits = [(rule.name, rule.blocking) for rule in policy.blocklists(source) if rule.name in named]
-        return Screening(results=results, blocklists=hits, reasons=reasons)
+        return Screening(results=results, blocklists=hits, reasons=reasons, redacted=redacted)
 
     def _detect(self, policy: Policy, source: str, text: str, attacks: str | None,
-                documents: str | None) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
+                documents: str | None) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]], str | None]:
         rules = policy.rules(source)
         results: dict[str, dict[str, Any]] = {}
         reasons: list[tuple[str, str]] = []
@@ -105,8 +111,13 @@ class Detectors:
             if fires and rule.blocking:
                 reasons.append((key, "detected"))
 
+        jailbroken: bool | None = None
         if any(key in rules for key in HARM):
-            severities = self._get("classifiers").harm([text])[0]
+            if "jailbreak" in rules and attacks == text:
+                # one prompt that is all the user's own words (the usual case): both from one scoring pass
+                severities, jailbroken = self._get("classifiers").analyze(text)
+            else:
+                severities = self._get("classifiers").harm([text])[0]
             for key in HARM:
                 if key in rules:
                     rule = rules[key]
@@ -115,7 +126,9 @@ class Detectors:
                     if fires and rule.blocking:
                         reasons.append((key, severities[key]))
         if "jailbreak" in rules:
-            detected("jailbreak", bool(attacks) and self._get("classifiers").jailbreak([attacks])[0])
+            if jailbroken is None:
+                jailbroken = bool(attacks) and self._get("classifiers").jailbreak([attacks])[0]
+            detected("jailbreak", jailbroken)
         if "indirect_attack" in rules:
             detected("indirect_attack", bool(documents) and self._get("classifiers").indirect_attack([documents])[0])
         if "profanity" in rules:
@@ -126,4 +139,13 @@ class Detectors:
             match = self._get("protected").check_code(text)
             detected("protected_material_code", match is not None,
                      {"citation": match.citation} if match is not None else None)
-        return dict(sorted(results.items())), reasons
+        redacted = None
+        if PII in rules:
+            detector = self._get("pii")
+            entities = detector.find(text)
+            found = [{"length": e.end - e.start, "offset": e.start, "type": e.type} for e in entities]
+            detected(PII, bool(entities), {"entities": found})
+            if entities and rules[PII].redact:
+                redacted = detector.redact(text, entities)
+                results[PII]["redacted"] = True
+        return dict(sorted(results.items())), reasons, redacted

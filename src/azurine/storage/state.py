@@ -17,6 +17,7 @@ from azurine.storage.tables import (
     Account,
     AccountChild,
     Deployment,
+    FilterEvent,
     Operation,
     QuotaLimit,
     SigningKeyRow,
@@ -109,6 +110,19 @@ class OperationRecord:
     status: str
     created_at: float
     ended_at: float | None
+
+
+@dataclass(frozen=True)
+class FilterEventRow:
+    """A blocking content filter that fired: when, where, on which side, why; the content if opted in."""
+
+    at: float
+    account_id: str
+    deployment: str
+    source: str
+    category: str
+    severity: str
+    content: str | None = None
 
 
 @dataclass(frozen=True)
@@ -478,3 +492,20 @@ class StateStore:
                              requests=r.requests, prompt_tokens=r.prompt_tokens,
                              completion_tokens=r.completion_tokens, estimated_tokens=r.estimated_tokens)
                     for r in rows]
+
+    def add_filter_events(self, events: list[FilterEventRow]) -> None:
+        with self._sessions.begin() as session:
+            session.add_all(FilterEvent(id=str(uuid.uuid4()), at=datetime.fromtimestamp(e.at, UTC),
+                                        account_id=e.account_id, deployment=e.deployment, source=e.source,
+                                        category=e.category, severity=e.severity, content=e.content)
+                            for e in events)
+
+    def filter_events(self, account_id: str | None, limit: int = 100) -> list[FilterEventRow]:
+        """The newest events first, of one account or (None) of all."""
+        with self._sessions() as session:
+            query = select(FilterEvent)
+            if account_id is not None:
+                query = query.where(FilterEvent.account_id == account_id)
+            rows = session.scalars(query.order_by(FilterEvent.at.desc()).limit(limit)).all()
+            return [FilterEventRow(at=_ts(r.at), account_id=r.account_id, deployment=r.deployment, source=r.source,
+                                   category=r.category, severity=r.severity, content=r.content) for r in rows]

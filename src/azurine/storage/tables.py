@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -151,3 +151,22 @@ class UsageMinute(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     estimated_tokens: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FilterEvent(Base):
+    """A prompt refused or an answer cut by a blocking content filter: what an operator audits.
+
+    The content itself is kept only for accounts that opt in (tag `azurine-record-filtered-content`).
+    """
+
+    __tablename__ = "filter_events"
+    __table_args__ = (Index("ix_filter_events_account_at", "account_id", "at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    account_id: Mapped[str] = mapped_column(String(36))
+    deployment: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))  # prompt or completion
+    category: Mapped[str] = mapped_column(String(64))  # hate, jailbreak, … or the blocklist's name
+    severity: Mapped[str] = mapped_column(String(16))  # low/medium/high, or "detected"
+    content: Mapped[str | None] = mapped_column(Text, nullable=True)

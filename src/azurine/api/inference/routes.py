@@ -1,5 +1,5 @@
 """Inference routes. Each handler is the request pipeline, top to bottom:
-api-version → account → identity → deployment → body → quota → serve.
+api-version → account → identity → deployment → body → quota → content filter → serve.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from azurine.api.context import (
 )
 from azurine.api.errors import resource_not_found
 from azurine.api.inference.admission import admit, chat_cost, completion_cost, embeddings_cost
+from azurine.api.inference.content_filter import PromptText, chat_prompt_text, screen_prompts
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from azurine.api.inference.serving_chat import serve_chat
-from azurine.api.inference.serving_completions import serve_completions
+from azurine.api.inference.serving_completions import completion_prompts, serve_completions
 from azurine.api.inference.serving_embeddings import serve_embeddings
 from azurine.api.sse import AzureJSONResponse
 from azurine.api.versions import check_classic, check_v1
@@ -31,6 +32,11 @@ from azurine.storage.state import DeploymentRecord
 
 router = APIRouter()
 ApiVersion = Query(None, alias="api-version")
+
+
+def completion_texts(body: CompletionRequest) -> list[PromptText]:
+    """Each prompt as the filters read it (they read text: a prompt of token ids goes unread)."""
+    return [PromptText(p.text, p.text) for p in completion_prompts(body)]
 
 
 # the dated surface: /openai/deployments/{deployment-id}/…?api-version=YYYY-MM-DD ---------------------------
@@ -43,7 +49,9 @@ async def chat_completions(deployment_id: str, request: Request, api_version: st
     target = await find_deployment(request, account, deployment_id, "chat")
     body = await parse_body(request, ChatCompletionRequest)
     ticket = await admit(request, account, target, chat_cost(body, target), "chat", api_version)
-    return await ticket.serve(serve_chat(request, target, body, ticket))
+    guard = await ticket.check(screen_prompts(request, account, target, [chat_prompt_text(body.messages)],
+                                              api_version))
+    return await ticket.serve(serve_chat(request, target, body, ticket, guard))
 
 
 @router.post("/openai/deployments/{deployment_id}/completions")
@@ -54,7 +62,8 @@ async def completions(deployment_id: str, request: Request, api_version: str | N
     target = await find_deployment(request, account, deployment_id, "completion")
     body = await parse_body(request, CompletionRequest)
     ticket = await admit(request, account, target, completion_cost(body), "completion", api_version)
-    return await ticket.serve(serve_completions(request, target, body, ticket))
+    guard = await ticket.check(screen_prompts(request, account, target, completion_texts(body), api_version))
+    return await ticket.serve(serve_completions(request, target, body, ticket, guard))
 
 
 @router.post("/openai/deployments/{deployment_id}/embeddings")
@@ -78,7 +87,9 @@ async def v1_chat_completions(request: Request, api_version: str | None = ApiVer
     body = await parse_body(request, ChatCompletionRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "chat")
     ticket = await admit(request, account, target, chat_cost(body, target), "chat", version)
-    return await ticket.serve(serve_chat(request, target, body, ticket))
+    guard = await ticket.check(screen_prompts(request, account, target, [chat_prompt_text(body.messages)],
+                                              version))
+    return await ticket.serve(serve_chat(request, target, body, ticket, guard))
 
 
 @router.post("/openai/v1/completions")
@@ -89,7 +100,8 @@ async def v1_completions(request: Request, api_version: str | None = ApiVersion)
     body = await parse_body(request, CompletionRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "completion")
     ticket = await admit(request, account, target, completion_cost(body), "completion", version)
-    return await ticket.serve(serve_completions(request, target, body, ticket))
+    guard = await ticket.check(screen_prompts(request, account, target, completion_texts(body), version))
+    return await ticket.serve(serve_completions(request, target, body, ticket, guard))
 
 
 @router.post("/openai/v1/embeddings")

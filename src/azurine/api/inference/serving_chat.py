@@ -10,16 +10,15 @@ from starlette.responses import Response
 
 from azurine.api.context import Target
 from azurine.api.errors import AzureError, bad_request
+from azurine.api.inference.content_filter import Annotated, AnswerCheck, Checked, ContentGuard, Filtered
 from azurine.api.inference.protocol import ChatCompletionRequest
 from azurine.api.inference.render import (
     chained,
     chat_logprobs,
     collect,
-    filter_results,
     fingerprint,
     new_id,
     now,
-    prompt_filter_results,
     tool_calls_json,
     unless_disconnected,
     usage,
@@ -65,17 +64,19 @@ def check_content_types(body: ChatCompletionRequest, target: Target) -> None:
                                   f"messages[{i}].content[{j}].type", "invalid_value")
 
 
-async def serve_chat(request: Request, target: Target, body: ChatCompletionRequest, ticket: Ticket) -> Response:
+async def serve_chat(request: Request, target: Target, body: ChatCompletionRequest, ticket: Ticket,
+                     guard: ContentGuard) -> Response:
     check_content_types(body, target)
     sampling, prompt, n = chat_sampling(body), chat_prompt(body), body.n or 1
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         first = target.engine.chat(prompt, sampling, ticket.order())
         opening = await _first_event(first)  # refusals (context length, bad schema) answer as errors
-        return event_stream(_stream(target, ticket, prompt, sampling, n, include_usage, first, opening))
+        return event_stream(_stream(target, ticket, guard, prompt, sampling, n, include_usage, first, opening))
     answers = await unless_disconnected(
         request, _answers(target, ticket, prompt, sampling, n))
-    return AzureJSONResponse(_body(target, answers))
+    checks = [await guard.check_answer(a.text) for a in answers]
+    return AzureJSONResponse(_body(target, guard, answers, checks))
 
 
 async def _first_event(events: AsyncIterator[Event]) -> Event:
@@ -87,31 +88,35 @@ async def _answers(target: Target, ticket: Ticket, prompt: ChatPrompt, sampling:
             for i in range(n)]
 
 
-def _body(target: Target, answers: list[Any]) -> dict[str, Any]:
+def _body(target: Target, guard: ContentGuard, answers: list[Any], checks: list[AnswerCheck]) -> dict[str, Any]:
     choices = []
-    for index, answer in enumerate(answers):
-        message: dict[str, Any] = {"role": "assistant", "content": answer.text, "refusal": None}
+    for index, (answer, check) in enumerate(zip(answers, checks, strict=True)):
+        results, filtered = check.annotations, check.filtered
+        message: dict[str, Any] = {"role": "assistant", "content": check.shown(answer.text), "refusal": None}
         if answer.tool_calls:
             message["content"] = None
             message["tool_calls"] = tool_calls_json(answer.tool_calls)
+        if filtered:  # the answer is withheld; its annotations say why
+            message = {"role": "assistant", "content": None, "refusal": None}
         choices.append({
-            "content_filter_results": filter_results(),
-            "finish_reason": answer.finished.reason,
+            "content_filter_results": results,
+            "finish_reason": "content_filter" if filtered else answer.finished.reason,
             "index": index,
-            "logprobs": chat_logprobs(answer.logprobs) if answer.logprobs else None,
+            "logprobs": chat_logprobs(answer.logprobs) if answer.logprobs and not filtered and check.redacted is None
+            else None,
             "message": message,
         })
     prompt_tokens = answers[0].finished.prompt_tokens
     completion_tokens = sum(a.finished.completion_tokens for a in answers)
     return {
         "choices": choices, "created": now(), "id": new_id("chatcmpl-"), "model": target.model.response_model,
-        "object": "chat.completion", "prompt_filter_results": prompt_filter_results(),
+        "object": "chat.completion", "prompt_filter_results": guard.prompt_filter_results(),
         "system_fingerprint": fingerprint(target.model), "usage": usage(prompt_tokens, completion_tokens),
     }
 
 
-async def _stream(target: Target, ticket: Ticket, prompt: ChatPrompt, sampling: Sampling, n: int,
-                  include_usage: bool, first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
+async def _stream(target: Target, ticket: Ticket, guard: ContentGuard, prompt: ChatPrompt, sampling: Sampling,
+                  n: int, include_usage: bool, first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
     completion_id, created, model = new_id("chatcmpl-"), now(), target.model.response_model
     base = {"created": created, "id": completion_id, "model": model, "object": "chat.completion.chunk",
             "system_fingerprint": fingerprint(target.model)}
@@ -124,9 +129,17 @@ async def _stream(target: Target, ticket: Ticket, prompt: ChatPrompt, sampling: 
                   "finish_reason": finish, "index": index, "logprobs": logprobs}
         return event({**base, "choices": [choice]})
 
+    def annotation(index: int, item: Annotated) -> bytes:
+        # Asynchronous_filter: annotations for text already sent, in a chunk of their own
+        choice = {"content_filter_offsets": {"check_offset": item.check_offset, "end_offset": item.end_offset,
+                                             "start_offset": item.start_offset},
+                  "content_filter_results": item.annotations,
+                  "finish_reason": "content_filter" if item.filtered else None, "index": index}
+        return event({"choices": [choice], "created": 0, "id": "", "model": "", "object": ""})
+
     # Azure's opening chunk carries the prompt's filter results and nothing else
     yield event({"choices": [], "created": 0, "id": "", "model": "", "object": "",
-                 "prompt_filter_results": prompt_filter_results()})
+                 "prompt_filter_results": guard.prompt_filter_results()})
     prompt_tokens = completion_tokens = 0
     try:
         for index in range(n):
@@ -134,18 +147,30 @@ async def _stream(target: Target, ticket: Ticket, prompt: ChatPrompt, sampling: 
             pending: list[Event] = [opening] if index == 0 else []
             yield chunk(index, {"content": "", "refusal": None, "role": "assistant"})
             finished: Finished | None = None
-            async for item in chained(pending, events):
+            async for item in guard.stream(chained(pending, events)):
                 if isinstance(item, Finished):
                     finished = item
                     continue
+                if isinstance(item, Filtered):
+                    yield chunk(index, {}, finish="content_filter", annotations=item.annotations)
+                    break
+                if isinstance(item, Annotated):
+                    yield annotation(index, item)
+                    if item.filtered:
+                        break
+                    continue
+                results = None
+                if isinstance(item, Checked):
+                    item, results = item.delta, item.annotations
                 assert isinstance(item, Delta)
                 if item.text or item.logprobs:
                     yield chunk(index, {"content": item.text},
                                 logprobs=chat_logprobs(item.logprobs) if sampling.logprobs else None,
-                                annotations=filter_results())
+                                annotations=results)
                 if item.tool_calls:
                     yield chunk(index, {"tool_calls": tool_calls_json(item.tool_calls, with_index=True)})
-            assert finished is not None
+            if finished is None:  # cut short by the filter: the engine stops once nobody reads it
+                continue
             yield chunk(index, {}, finish=finished.reason)
             prompt_tokens = finished.prompt_tokens
             completion_tokens += finished.completion_tokens

@@ -12,17 +12,16 @@ from starlette.responses import Response
 
 from azurine.api.context import Target
 from azurine.api.errors import AzureError, bad_request
+from azurine.api.inference.content_filter import Annotated, Checked, ContentGuard, Filtered
 from azurine.api.inference.protocol import CompletionRequest
 from azurine.api.inference.render import (
     Collected,
     chained,
     collect,
     completion_logprobs,
-    filter_results,
     fingerprint,
     new_id,
     now,
-    prompt_filter_results,
     unless_disconnected,
     usage,
 )
@@ -82,14 +81,15 @@ async def _choices(target: Target, order: Callable[[], WorkOrder], prompt: TextP
     return ranked
 
 
-async def serve_completions(request: Request, target: Target, body: CompletionRequest, ticket: Ticket) -> Response:
+async def serve_completions(request: Request, target: Target, body: CompletionRequest, ticket: Ticket,
+                            guard: ContentGuard) -> Response:
     check_combination(body)
     prompts, sampling = completion_prompts(body), completion_sampling(body)
     n, best_of = body.n or 1, max(body.best_of or 1, body.n or 1)
     if body.stream:
         first = target.engine.complete(prompts[0], sampling, ticket.order(0))
         opening = await first.__anext__()
-        return event_stream(_stream(target, ticket, prompts, sampling, n, body, first, opening))
+        return event_stream(_stream(target, ticket, guard, prompts, sampling, n, body, first, opening))
 
     async def run() -> list[list[Collected]]:
         return [await _choices(target, partial(ticket.order, i), p, sampling, n, best_of)
@@ -102,22 +102,25 @@ async def serve_completions(request: Request, target: Target, body: CompletionRe
         for j, answer in enumerate(answers):
             completion_tokens += answer.finished.completion_tokens  # type: ignore[union-attr]
             echo_len = len(prompts[p_index].text) if body.echo else 0
+            check = await guard.check_answer(answer.text)
+            filtered = check.filtered
             choices.append({
-                "content_filter_results": filter_results(),
-                "finish_reason": answer.finished.reason,  # type: ignore[union-attr]
+                "content_filter_results": check.annotations,
+                "finish_reason": "content_filter" if filtered else answer.finished.reason,  # type: ignore[union-attr]
                 "index": p_index * n + j,
-                "logprobs": completion_logprobs(answer.logprobs, echo_len) if body.logprobs is not None else None,
-                "text": answer.text,
+                "logprobs": completion_logprobs(answer.logprobs, echo_len)
+                if body.logprobs is not None and not filtered and check.redacted is None else None,
+                "text": "" if filtered else check.shown(answer.text),
             })
     return AzureJSONResponse({
         "choices": choices, "created": now(), "id": new_id("cmpl-"), "model": target.model.response_model,
-        "object": "text_completion", "prompt_filter_results": prompt_filter_results(len(prompts)),
+        "object": "text_completion", "prompt_filter_results": guard.prompt_filter_results(),
         "system_fingerprint": fingerprint(target.model), "usage": usage(prompt_tokens, completion_tokens),
     })
 
 
-async def _stream(target: Target, ticket: Ticket, prompts: list[TextPrompt], sampling: Sampling, n: int,
-                  body: CompletionRequest, first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
+async def _stream(target: Target, ticket: Ticket, guard: ContentGuard, prompts: list[TextPrompt], sampling: Sampling,
+                  n: int, body: CompletionRequest, first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
     completion_id, created, model = new_id("cmpl-"), now(), target.model.response_model
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     base: dict[str, Any] = {"created": created, "id": completion_id, "model": model, "object": "text_completion",
@@ -125,7 +128,7 @@ async def _stream(target: Target, ticket: Ticket, prompts: list[TextPrompt], sam
     if include_usage:
         base["usage"] = None
     yield event({"choices": [], "created": 0, "id": "", "model": "", "object": "",
-                 "prompt_filter_results": prompt_filter_results(len(prompts))})
+                 "prompt_filter_results": guard.prompt_filter_results()})
     prompt_tokens = completion_tokens = 0
     try:
         for p_index, prompt in enumerate(prompts):
@@ -137,7 +140,13 @@ async def _stream(target: Target, ticket: Ticket, prompts: list[TextPrompt], sam
                     events = target.engine.complete(prompt, sampling.for_choice(j), ticket.order(p_index))
                     pending = []
                 offset = 0
-                async for item in chained(pending, events):
+                async for item in guard.stream(chained(pending, events)):
+                    if isinstance(item, (Filtered, Annotated)):
+                        filtered = isinstance(item, Filtered) or item.filtered
+                        yield event(_filter_chunk(base, index, item, filtered))
+                        if filtered:
+                            break
+                        continue
                     if isinstance(item, Finished):
                         yield event({**base, "choices": [{"content_filter_results": {}, "finish_reason": item.reason,
                                                           "index": index, "logprobs": None, "text": ""}]})
@@ -145,10 +154,13 @@ async def _stream(target: Target, ticket: Ticket, prompts: list[TextPrompt], sam
                         if j == 0:
                             prompt_tokens += item.prompt_tokens
                         continue
+                    results: dict[str, Any] = {}
+                    if isinstance(item, Checked):
+                        item, results = item.delta, item.annotations
                     assert isinstance(item, Delta)
                     logprobs = completion_logprobs(item.logprobs, offset) if body.logprobs is not None else None
                     offset += len(item.text)
-                    yield event({**base, "choices": [{"content_filter_results": filter_results(),
+                    yield event({**base, "choices": [{"content_filter_results": results,
                                                       "finish_reason": None, "index": index,
                                                       "logprobs": logprobs, "text": item.text}]})
     except (EngineError, AzureError) as error:
@@ -157,3 +169,13 @@ async def _stream(target: Target, ticket: Ticket, prompts: list[TextPrompt], sam
     if include_usage:
         yield event({**base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
     yield DONE
+
+
+def _filter_chunk(base: dict[str, Any], index: int, item: Filtered | Annotated, filtered: bool) -> dict[str, Any]:
+    choice: dict[str, Any] = {"content_filter_results": item.annotations,
+                              "finish_reason": "content_filter" if filtered else None, "index": index}
+    if isinstance(item, Annotated):  # Asynchronous_filter: annotations for text already sent
+        choice["content_filter_offsets"] = {"check_offset": item.check_offset, "end_offset": item.end_offset,
+                                            "start_offset": item.start_offset}
+        return {"choices": [choice], "created": 0, "id": "", "model": "", "object": ""}
+    return {**base, "choices": [{**choice, "logprobs": None, "text": ""}]}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.responses import Response, StreamingResponse
 
@@ -19,6 +19,8 @@ from azurine.api.errors import AzureError
 from azurine.engines.base import EngineError, WorkOrder
 from azurine.quota.estimate import Estimate
 from azurine.scheduler.priority import Priority
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,10 @@ class Ticket:
 
     # the request's own hold ------------------------------------------------------------------------
 
-    async def serve(self, answer: Awaitable[Response]) -> Response:
-        """Await the answer, put the admission headers on it, and let go once it has been sent."""
+    async def check(self, stage: Awaitable[T]) -> T:
+        """Await a stage between admission and serving; a refusal there lets go of the ticket."""
         try:
-            response = await answer
+            return await stage
         except (AzureError, EngineError) as error:
             error.headers = {**self.headers, **error.headers}
             self.release()
@@ -83,6 +85,10 @@ class Ticket:
         except BaseException:
             self.release()
             raise
+
+    async def serve(self, answer: Awaitable[Response]) -> Response:
+        """Await the answer, put the admission headers on it, and let go once it has been sent."""
+        response = await self.check(answer)
         response.headers.update(self.headers)
         if isinstance(response, StreamingResponse):
             response.body_iterator = self._released_after(response.body_iterator)

@@ -67,7 +67,10 @@ CONTENT_FILTERS_CATALOGUE = (
     ContentFilterKind("Protected Material Text", ("Completion",), False),
     ContentFilterKind("Protected Material Code", ("Completion",), False),
     ContentFilterKind("Profanity", SOURCES, False),
+    ContentFilterKind("Personally Identifiable Information", SOURCES, False),
 )
+# what a filter does when it fires, beyond Azure's blocking true/false: PII on completions can be redacted
+ACTIONS = ("Redact",)
 
 
 def _key(name: str) -> str:
@@ -93,6 +96,7 @@ class ContentFilterIn(BaseModel):
     allowedContentLevel: str | None = None  # what 2023-10-01-preview called severityThreshold
     enabled: bool | None = None
     blocking: bool | None = None
+    action: str | None = None
 
 
 class BlocklistReferenceIn(BaseModel):
@@ -195,6 +199,11 @@ def _content_filter(index: int, given: ContentFilterIn) -> dict[str, Any]:
                              "name": kind.name, "source": source}
     if kind.graded:
         found["severityThreshold"] = severity
+    if given.action is not None:
+        found["action"] = _choice(given.action, ACTIONS, f"{field}.action")
+        if kind.name != "Personally Identifiable Information" or source != "Completion":
+            raise invalid(f"The action '{found['action']}' in '{field}.action' applies to the Personally "
+                          "Identifiable Information filter on Completion only.")
     return found
 
 

@@ -1,0 +1,194 @@
+"""What content filtering costs and how well it judges.
+
+    .venv/bin/python benchmarks/safety.py [--runs 200] [--pairs 25]
+
+1. Detector latency: the default policy (Microsoft.DefaultV2: four harm categories and jailbreak on the
+   prompt) on a 200-token prompt, and its completion side (harm and protected material) on a 200-token
+   answer, --runs times each in this process after a warm-up; p50 and p99.
+2. Added time to first token: one `azurine serve` with two deployments of SmolLM2 — one under the default
+   policy (prompt check, then the first token checked before it is released), one under a policy with every
+   filter turned off — and --pairs interleaved pairs of the same streamed request; the paired difference.
+3. Judgement: the detectors on the repository's evaluation set (tests/data/safety), per category F1 at the
+   medium threshold, and the false-positive rate on the benign work prompts.
+
+Targets (issue: content filtering): default-policy p50 under 15 ms; hold-back under 50 ms of added TTFT;
+F1 ≥ 0.85 jailbreak, ≥ 0.80 each harm category; benign false-positive rate ≤ 2%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from azurine.safety.classifiers import SafetyClassifiers  # noqa: E402
+from azurine.safety.evaluation import Prediction, evaluate, read_labelled  # noqa: E402
+from azurine.safety.policy import BUILT_IN_PROPERTIES, resolve  # noqa: E402
+from azurine.safety.screen import Detectors  # noqa: E402
+from azurine.storage.database import make_engine  # noqa: E402
+from azurine.storage.state import StateStore  # noqa: E402
+from conftest import API_KEY, API_VERSION, Server, start_server, stop  # noqa: E402
+
+EVAL = ROOT / "tests" / "data" / "safety"
+PROMPT_200 = ("I am preparing a quarterly report for the operations team and need help structuring it. The report "
+              "covers incident response times, the migration of our database cluster to a new region, the hiring "
+              "plan for the next two quarters, and the budget for cloud spending. Please suggest a clear outline "
+              "with headings, a short executive summary, and a list of the metrics we should show in charts. Our "
+              "audience is the leadership team, who prefer concise bullet points over long paragraphs, and who "
+              "will read the report on their phones during a two-hour offsite meeting. Also mention which risks "
+              "deserve a dedicated section, how to present the on-call load fairly across teams, and how to "
+              "explain the delay in the migration without blaming any single team. Finally, propose three "
+              "questions the leadership team should discuss at the end of the meeting.")
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    array = np.array(values) * 1000
+    return float(np.percentile(array, 50)), float(np.percentile(array, 99))
+
+
+def detector_latency(runs: int) -> list[tuple[str, float, float]]:
+    detectors = Detectors()
+    detectors.warm()
+    policy = resolve("Microsoft.DefaultV2")
+    rows = []
+    for label, source in (("prompt side (harm ×4, jailbreak)", "Prompt"),
+                          ("completion side (harm ×4, protected material)", "Completion")):
+        for _ in range(10):
+            detectors.screen(policy, source, PROMPT_200, attacks=PROMPT_200)
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            detectors.screen(policy, source, PROMPT_200, attacks=PROMPT_200)
+            times.append(time.perf_counter() - started)
+        rows.append((label, *percentiles(times)))
+    return rows
+
+
+def unfiltered_policy() -> dict[str, Any]:
+    filters = [{**f, "enabled": False} for f in BUILT_IN_PROPERTIES["Microsoft.DefaultV2"]["contentFilters"]]
+    return {"basePolicyName": "Microsoft.DefaultV2", "contentFilters": filters, "customBlocklists": [],
+            "mode": "Default"}
+
+
+def add_deployments(data_dir: Path) -> dict[str, str]:
+    store = StateStore(make_engine(f"sqlite:///{data_dir / 'azurine.db'}"))
+    account = store.first_account()
+    assert account is not None
+    store.put_child(account.id, "raiPolicies", "no-filters", properties=unfiltered_policy(), tags={},
+                    principal="benchmark")
+    names = {}
+    for role, policy in (("filtered", "Microsoft.DefaultV2"), ("unfiltered", "no-filters")):
+        name = f"{role}-{uuid.uuid4().hex[:6]}"
+        store.put_deployment(account.id, name, model_format="x", model_name="SmolLM2-135M-Instruct",
+                             model_version="1", sku_name="GlobalStandard", sku_capacity=1000, rai_policy_name=policy,
+                             version_upgrade_option="NoAutoUpgrade", properties={}, tags={}, principal="benchmark")
+        names[role] = name
+    return names
+
+
+def first_token(http: httpx.Client, server: Server, deployment: str, content: str) -> float:
+    body = {"messages": [{"role": "user", "content": content}], "max_tokens": 4, "temperature": 0, "stream": True}
+    url = f"{server.url}/openai/deployments/{deployment}/chat/completions?api-version={API_VERSION}"
+    started = time.perf_counter()
+    with http.stream("POST", url, json=body) as response:
+        assert response.status_code == 200, response.read()
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                chunk = json.loads(line[6:])
+                if chunk.get("choices") and chunk["choices"][0].get("delta", {}).get("content"):
+                    return time.perf_counter() - started
+    raise RuntimeError("no content in the answer")
+
+
+def added_ttft(pairs: int, console: Console) -> tuple[list[float], list[float]]:
+    data = Path(tempfile.mkdtemp(prefix="azurine-safety-")) / "data"
+    server = start_server(data)
+    try:
+        names = add_deployments(data)
+        filtered, unfiltered = [], []
+        with httpx.Client(timeout=300, headers={"api-key": API_KEY}) as http:
+            for role in ("filtered", "unfiltered"):  # load the model and the detectors
+                first_token(http, server, names[role], "Hello.")
+            for i in range(pairs):
+                content = f"Request {uuid.uuid4().hex[:8]}. {PROMPT_200}"
+                order = ("filtered", "unfiltered") if i % 2 == 0 else ("unfiltered", "filtered")
+                for role in order:
+                    (filtered if role == "filtered" else unfiltered).append(
+                        first_token(http, server, names[role], content))
+                console.log(f"pair {i + 1}/{pairs}: {filtered[-1] * 1000:.0f} ms filtered, "
+                            f"{unfiltered[-1] * 1000:.0f} ms unfiltered")
+        return filtered, unfiltered
+    finally:
+        stop(server.process)
+
+
+def judgement() -> tuple[dict[str, float], float]:
+    classifiers = SafetyClassifiers.load()
+    rows = [row for name in ("harm_eval", "jailbreak_eval", "indirect_eval", "benign_eval")
+            for row in read_labelled(EVAL / f"{name}.jsonl")]
+
+    def predict(batch: list[dict[str, Any]]) -> list[Prediction]:
+        texts = [r["text"] for r in batch]
+        return [Prediction(h, {"jailbreak": j, "indirect_attack": i}) for h, j, i in
+                zip(classifiers.harm(texts), classifiers.jailbreak(texts), classifiers.indirect_attack(texts),
+                    strict=True)]
+
+    report = evaluate(rows, predict)
+    return {name: counts.f1 for name, counts in report.categories.items()}, report.false_positive_rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--pairs", type=int, default=25)
+    args = parser.parse_args()
+    console = Console(width=120)
+
+    latency = detector_latency(args.runs)
+    table = Table(title="default policy on a 200-token text, in this process")
+    for column in ("side", "p50 ms", "p99 ms", "target"):
+        table.add_column(column)
+    for label, p50, p99 in latency:
+        table.add_row(label, f"{p50:.2f}", f"{p99:.2f}", "p50 < 15 ms" if label.startswith("prompt") else "")
+    console.print(table)
+
+    filtered, unfiltered = added_ttft(args.pairs, console)
+    differences = [f - u for f, u in zip(filtered, unfiltered, strict=True)]
+    table = Table(title=f"time to first token through the server, {args.pairs} interleaved pairs (SmolLM2)")
+    for column in ("deployment", "p50 ms", "p99 ms", "÷ unfiltered p50"):
+        table.add_column(column)
+    base = percentiles(unfiltered)[0]
+    for label, values in (("default policy (held back)", filtered), ("every filter off", unfiltered)):
+        p50, p99 = percentiles(values)
+        table.add_row(label, f"{p50:.0f}", f"{p99:.0f}", f"{p50 / base:.2f}")
+    console.print(table)
+    console.print(f"added by filtering (paired difference): median {statistics.median(differences) * 1000:.1f} ms "
+                  "(target < 50 ms)")
+
+    scores, fpr = judgement()
+    table = Table(title="the detectors on tests/data/safety (harm positive from medium)")
+    for column in ("category", "F1", "target"):
+        table.add_column(column)
+    for name, f1 in scores.items():
+        target = 0.85 if name == "jailbreak" else 0.80 if name in ("hate", "sexual", "violence", "self_harm") else None
+        table.add_row(name, f"{f1:.3f}", f"≥ {target:.2f}" if target else "—")
+    console.print(table)
+    console.print(f"benign work prompts flagged: {fpr:.1%} (target ≤ 2%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""`azurine safety eval FILE.jsonl`: the content filters against labelled data, so an operator can choose
+thresholds from figures rather than from trust."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+app = typer.Typer(help="Content filtering: evaluate the detectors on labelled data.", no_args_is_help=True)
+console = Console()
+
+
+@app.command("eval")
+def safety_eval(
+    files: list[Path] = typer.Argument(..., exists=True, dir_okay=False,
+                                       help='JSON Lines: {"text": ..., "labels": {"hate": "medium", ...}}'),
+    threshold: str = typer.Option("medium", help="the severity from which a harm category counts as positive"),
+) -> None:
+    """Per-category precision, recall and F1 at the threshold, the severity confusion matrices, and the
+    false-positive rate on the lines labelled safe throughout."""
+    from azurine.safety.classifiers import SafetyClassifiers
+    from azurine.safety.evaluation import Prediction, evaluate, read_labelled
+    from azurine.safety.policy import HARM, SEVERITIES
+
+    if threshold not in SEVERITIES[1:]:
+        console.print(f"[red]--threshold is one of {', '.join(SEVERITIES[1:])}[/]")
+        raise typer.Exit(2)
+    rows = [row for path in files for row in read_labelled(path)]
+    classifiers = SafetyClassifiers.load()
+
+    def predict(batch: list[dict[str, Any]]) -> list[Prediction]:
+        texts = [row["text"] for row in batch]
+        harm = classifiers.harm(texts)
+        jailbreak = classifiers.jailbreak(texts)
+        indirect = classifiers.indirect_attack(texts)
+        return [Prediction(h, {"jailbreak": j, "indirect_attack": i})
+                for h, j, i in zip(harm, jailbreak, indirect, strict=True)]
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"checking {len(rows)} lines", total=len(rows))
+        report = evaluate(rows, predict, threshold, progress=lambda done: progress.advance(task, done))
+
+    table = Table("category", "support", "precision", "recall", "F1",
+                  title=f"{len(rows)} lines; harm positive from {threshold}")
+    for category, counts in report.categories.items():
+        table.add_row(category, str(counts.support), f"{counts.precision:.3f}", f"{counts.recall:.3f}",
+                      f"{counts.f1:.3f}")
+    console.print(table)
+    for category in HARM:
+        if category not in report.confusion:
+            continue
+        matrix = Table("labelled \\ predicted", *SEVERITIES, title=f"{category}: severity confusion")
+        for truth in SEVERITIES:
+            matrix.add_row(truth, *(str(report.confusion[category][truth][guess]) for guess in SEVERITIES))
+        console.print(matrix)
+    benign = report.benign.fp + report.benign.tn
+    if benign:
+        console.print(f"benign lines: {benign}, false positives: {report.benign.fp} "
+                      f"({report.false_positive_rate:.1%})")
+
+
+@app.command("events")
+def safety_events(
+    account: str | None = typer.Option(None, help="one account's events (default: every account's)"),
+    limit: int = typer.Option(50, min=1),
+    data_dir: Path | None = typer.Option(None, help="The server's data directory (default: ./azurine-data)."),
+) -> None:
+    """The newest prompts refused and answers cut by a blocking filter (content only where kept)."""
+    from datetime import UTC, datetime
+
+    from azurine.cli.usage import _store
+
+    store = _store(data_dir)
+    account_id = None
+    if account is not None:
+        record = store.account_named(account)
+        if record is None:
+            console.print(f"[red]No account named {account}.[/]")
+            raise typer.Exit(1)
+        account_id = record.id
+    table = Table("time (UTC)", "deployment", "side", "category", "severity", "content")
+    for event in store.filter_events(account_id, limit):
+        table.add_row(datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%d %H:%M:%S"), event.deployment,
+                      event.source, event.category, event.severity, (event.content or "")[:60])
+    console.print(table)

@@ -1,0 +1,378 @@
+"""Harm-category severity classifiers and prompt shields (jailbreak, indirect attack).
+
+Two linear stages over the same text features (word uni/bigram and character 3-5-gram TF-IDF, plus
+a 64-dimensional static embedding distilled from all-MiniLM-L6-v2):
+
+- the fast stage scores every text (~1-2 ms for a 200-token prompt on two cores);
+- where one of its blocking scores reaches the gate, the contextual stage scores the text again
+  with MiniLM sentence vectors added, and decides. MiniLM costs ~25 ms for 200 tokens, so only
+  texts near or over a threshold pay for it; clearly benign traffic stays on the fast stage.
+
+Measured on tests/data/safety/ (scripts/train_safety.py prints it): the fast stage alone misses
+the CI target for violence (F1 0.79 < 0.80); MiniLM on every text would cost ~25-45 ms per
+200-token prompt; the cascade meets every target, and only ~7% of the trigger-word-heavy benign
+prompts there (and not the ordinary 200-token business prompt used for timing) reach stage two.
+
+Severity is ordinal: per category three binary outputs score P(severity >= low|medium|high). Their
+intercepts were shifted at training time so that 0.5 is each output's tuned decision threshold; the
+cumulative scores are made monotonic and the severity is the highest level whose score is >= 0.5.
+
+Long texts are scored in windows (sentences, short ones joined to the next, an overlong one cut;
+see split_windows) and each harm score is the maximum over windows: a harmful sentence buried in a long benign
+text is judged on its own instead of being diluted by the benign words around it. The prompt
+shields take the same maximum: an injection is usually a sentence or two appended to a legitimate
+request, and is then scored without the request around it.
+
+The artifact (src/azurine/safety/artifacts/) is npz arrays, loaded with allow_pickle=False, JSON
+and a WordPiece vocabulary: nothing in it can run code on load. MiniLM is read from the models
+directory that `azurine models install` fills, never from a hub.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HARM_CATEGORIES = ("hate", "sexual", "violence", "self_harm")
+SEVERITIES = ("safe", "low", "medium", "high")
+SHIELDS = ("jailbreak", "indirect_attack")
+# order of the model's outputs: for each category its ">= low", ">= medium", ">= high" scores, then the shields
+OUTPUTS = tuple(f"{c}>={s}" for c in HARM_CATEGORIES for s in SEVERITIES[1:]) + SHIELDS
+ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
+log = logging.getLogger(__name__)
+WINDOW_WORDS = 48
+WINDOW_MIN_WORDS = 12
+CHAR_NGRAMS = (3, 4, 5)
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
+# zero-width and bidi controls are stripped: attackers use them to split trigger words apart
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u00ad"))
+
+
+def normalize(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).lower()
+
+
+def split_windows(text: str, max_words: int = WINDOW_WORDS, min_words: int = WINDOW_MIN_WORDS) -> list[str]:
+    """The text cut at sentence ends into windows of at least `min_words` and at most `max_words` words.
+
+    A sentence shorter than `min_words` joins the next one ("Write a story. The hero kills the dragon."
+    keeps its context); a window closes as soon as it has enough words, so one harmful sentence among
+    benign ones is scored nearly alone; a sentence longer than `max_words` is cut.
+    """
+    windows: list[str] = []
+    current: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        words = sentence.split()
+        while len(current) + len(words) > max_words:
+            room = max_words - len(current)
+            windows.append(" ".join(current + words[:room]))
+            current, words = [], words[room:]
+        current.extend(words)
+        if len(current) >= min_words:
+            windows.append(" ".join(current))
+            current = []
+    if current or not windows:
+        windows.append(" ".join(current))
+    return windows
+
+
+def word_terms(norm: str) -> list[str]:
+    words = _WORD.findall(norm)
+    return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+
+
+def char_codes(norm: str) -> np.ndarray:
+    """Character 3-5-grams of the text (whitespace collapsed), each packed into one int64.
+
+    A character is one byte of the code: ASCII as itself, anything else folded into 128-255. Packing
+    lets numpy find every n-gram in the vocabulary at once (a sorted array and searchsorted), which is
+    ~10x faster than building and looking up substrings in Python; the folding only merges rare
+    non-ASCII n-grams with each other.
+    """
+    chars = np.frombuffer(f" {' '.join(norm.split())} ".encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    chars = np.where(chars < 128, chars, 128 + chars % 128)
+    grams = []
+    for n in CHAR_NGRAMS:
+        if len(chars) < n:
+            continue
+        code = np.full(len(chars) - n + 1, n << 40, dtype=np.int64)
+        for j in range(n):
+            code |= chars[j : len(chars) - n + 1 + j] << (8 * (n - 1 - j))
+        grams.append(code)
+    return np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Featurizer:
+    """Sublinear TF-IDF over word uni/bigrams and character n-grams; each block is L2-normalised on its own."""
+
+    words: dict[str, int]
+    chars: np.ndarray  # sorted int64 codes (see char_codes); feature index = len(words) + position
+    idf: np.ndarray  # float32, words first then chars
+
+    @property
+    def size(self) -> int:
+        return len(self.words) + len(self.chars)
+
+    def _block(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(ids):
+            return ids, np.zeros(0, dtype=np.float32)
+        idx, tf = np.unique(ids, return_counts=True)
+        weights = (1.0 + np.log(tf.astype(np.float32))) * self.idf[idx]
+        return idx, weights / np.linalg.norm(weights)
+
+    def transform(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        norm = normalize(text)
+        words = [i for i in map(self.words.get, word_terms(norm)) if i is not None]
+        codes = char_codes(norm)
+        pos = np.searchsorted(self.chars, codes)
+        pos[pos == len(self.chars)] = 0
+        found = pos[self.chars[pos] == codes] + len(self.words) if len(self.chars) else pos[:0]
+        w_idx, w_val = self._block(np.array(words, dtype=np.int64))
+        c_idx, c_val = self._block(found)
+        return np.concatenate([w_idx, c_idx]), np.concatenate([w_val, c_val])
+
+
+class StaticEmbedder:
+    """Mean of per-token vectors distilled from all-MiniLM-L6-v2 (model2vec-style): a sentence vector in ~0.1 ms."""
+
+    def __init__(self, vocab_file: Path, table: np.ndarray) -> None:
+        from tokenizers.implementations import BertWordPieceTokenizer
+
+        self._tokenizer = BertWordPieceTokenizer(str(vocab_file), lowercase=True)
+        self._tokenizer.no_truncation()
+        self.table = table  # (wordpieces, dims) float32
+
+    @property
+    def dims(self) -> int:
+        return self.table.shape[1]
+
+    def ids(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def embed(self, text: str) -> np.ndarray:
+        ids = self.ids(text)
+        if not ids:
+            return np.zeros(self.dims, dtype=np.float32)
+        vector = self.table[ids].mean(axis=0)
+        norm = float(np.linalg.norm(vector))
+        return vector / norm if norm else vector
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """Logits = sparse TF-IDF @ sparse + static vector @ static + contextual vector @ context + bias."""
+
+    sparse: np.ndarray  # (featurizer.size, outputs)
+    static: np.ndarray  # (static dims, outputs); 0 rows without static embeddings
+    context: np.ndarray  # (contextual dims, outputs); 0 rows for the fast head
+    bias: np.ndarray  # (outputs,), shifted so that 0.5 is each output's tuned decision threshold
+
+    @classmethod
+    def split(cls, weights: np.ndarray, bias: np.ndarray, sizes: tuple[int, int, int]) -> LinearHead:
+        a, b, _ = sizes
+        return cls(weights[:a], weights[a : a + b], weights[a + b :], bias)
+
+
+# the outputs that can block (">= low" alone never does) open the gate to the contextual stage, each
+# only for the calls that ask for it: the document shield's score must not slow down a prompt check
+_HARM_GATE = [OUTPUTS.index(o) for o in OUTPUTS if ">=" in o and not o.endswith(">=low")]
+_JAILBREAK_GATE = [OUTPUTS.index("jailbreak")]
+_INDIRECT_GATE = [OUTPUTS.index("indirect_attack")]
+
+
+class SafetyClassifiers:
+    """A fast linear cascade stage and, where MiniLM is installed, a contextual second stage.
+
+    Every text is scored by the fast head (TF-IDF + static embeddings, ~1 ms). When one of the
+    blocking scores that the call asks for (>= medium, >= high, a shield) reaches its gate, the text
+    is scored again by the contextual head, which adds all-MiniLM-L6-v2 sentence vectors and decides
+    alone. Clearly benign
+    text, most traffic, never pays for the transformer. Without the MiniLM directory the fast head
+    decides everything (less accurate; see the training report).
+
+    Loaded once per (artifact, models) directory pair; the object is immutable and thread-safe.
+    """
+
+    _cache: dict[tuple[Path, Path | None], SafetyClassifiers] = {}
+    _lock = threading.Lock()
+
+    def __init__(
+        self,
+        featurizer: Featurizer,
+        fast: LinearHead,
+        info: dict,
+        embedder: StaticEmbedder | None = None,
+        contextual: LinearHead | None = None,
+        encoder: Callable[[list[str]], np.ndarray] | None = None,
+    ) -> None:
+        self._featurizer = featurizer
+        self._embedder = embedder
+        self._fast = fast
+        self._contextual = contextual if encoder is not None else None
+        self._encoder = encoder
+        gates = info.get("gates", {})
+        # per output, the fast score from which the contextual stage decides (">= low" never opens it)
+        self.gates = np.array(
+            [np.inf if o.endswith(">=low") else float(gates.get(o, gates.get(o.split(">=")[0], 0.0))) for o in OUTPUTS]
+        )
+        self.info = info
+
+    @property
+    def uses_contextual_model(self) -> bool:
+        return self._contextual is not None
+
+    @classmethod
+    def load(cls, models_dir: Path | None = None, artifact_dir: Path | None = None) -> SafetyClassifiers:
+        """`models_dir`: where `azurine models install` put all-minilm-l6-v2 (default: the configured one).
+
+        `artifact_dir` overrides the shipped artifact (tests, a freshly trained one).
+        """
+        if models_dir is None:
+            from azurine.config import default_models_dir
+
+            models_dir = default_models_dir()
+        minilm = (models_dir / MINILM_NAME).resolve()
+        key = ((artifact_dir or ARTIFACT_DIR).resolve(), minilm if minilm.is_dir() else None)
+        with cls._lock:
+            if key not in cls._cache:
+                cls._cache[key] = cls._read(*key)
+            return cls._cache[key]
+
+    @classmethod
+    def _read(cls, directory: Path, minilm: Path | None) -> SafetyClassifiers:
+        vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
+        if tuple(vocab["outputs"]) != OUTPUTS:
+            raise ValueError(f"safety artifact in {directory} has outputs {vocab['outputs']}, expected {OUTPUTS}")
+        info = vocab.get("info", {})
+        embedder = None
+        if (directory / "embeddings.npz").exists():
+            with np.load(directory / "embeddings.npz", allow_pickle=False) as arrays:
+                table = arrays["table"].astype(np.float32) * arrays["scale"].astype(np.float32)[:, None]
+            embedder = StaticEmbedder(directory / "wordpiece_vocab.txt", table)
+        with np.load(directory / "model.npz", allow_pickle=False) as arrays:
+            idf = arrays["idf"].astype(np.float32)
+            chars = arrays["char_codes"].astype(np.int64)
+            featurizer = Featurizer({t: i for i, t in enumerate(vocab["words"])}, chars, idf)
+            static = embedder.dims if embedder else 0
+            fast = LinearHead.split(
+                arrays["fast_weights"].astype(np.float32),
+                arrays["fast_bias"].astype(np.float32),
+                (featurizer.size, static, 0),
+            )
+            contextual = None
+            if "contextual_weights" in arrays.files:
+                weights = arrays["contextual_weights"].astype(np.float32)
+                contextual = LinearHead.split(
+                    weights,
+                    arrays["contextual_bias"].astype(np.float32),
+                    (featurizer.size, static, weights.shape[0] - featurizer.size - static),
+                )
+        encoder = None
+        if contextual is not None and minilm is not None:
+            encoder = minilm_encoder(minilm)
+        elif contextual is not None:
+            log.warning("%s is not installed: content filtering uses its fast stage only", MINILM_NAME)
+        return cls(featurizer, fast, info, embedder, contextual, encoder)
+
+    # -- scoring ------------------------------------------------------------------------------------
+
+    def _pieces_scores(self, pieces: list[str], gate: list[int]) -> np.ndarray:
+        """Probabilities (pieces, outputs): the fast head, then the contextual head if a `gate` output opens it."""
+        features = [self._featurizer.transform(p) for p in pieces]
+        statics = [self._embedder.embed(p) if self._embedder else np.zeros(0, np.float32) for p in pieces]
+        head = self._fast
+        z = np.stack([v @ head.sparse[i] + e @ head.static for (i, v), e in zip(features, statics, strict=True)])
+        probs = _sigmoid(z + head.bias)
+        if self._contextual is None or self._encoder is None or not (probs[:, gate] >= self.gates[gate]).any():
+            return probs
+        head = self._contextual
+        context = self._encoder(pieces)
+        z = np.stack(
+            [
+                v @ head.sparse[i] + e @ head.static + c @ head.context
+                for (i, v), e, c in zip(features, statics, context, strict=True)
+            ]
+        )
+        return _sigmoid(z + head.bias)
+
+    def _window_scores(self, text: str, gate: list[int]) -> np.ndarray:
+        """Per output, the maximum over the text's windows (nothing to judge in an empty text: all zero)."""
+        if not normalize(text).strip():
+            return np.zeros(len(OUTPUTS))
+        return self._pieces_scores(split_windows(text), gate).max(axis=0)
+
+    @staticmethod
+    def _cumulative(scores: np.ndarray, category: int) -> np.ndarray:
+        """P(>= low), P(>= medium), P(>= high), made monotonic (a higher level implies the lower ones)."""
+        ge = scores[3 * category : 3 * category + 3]
+        return np.maximum.accumulate(ge[::-1])[::-1]
+
+    def _severities(self, windows: np.ndarray) -> dict[str, str]:
+        return {
+            name: SEVERITIES[int((self._cumulative(windows, c) >= 0.5).sum())] for c, name in enumerate(HARM_CATEGORIES)
+        }
+
+    def harm_scores(self, texts: list[str]) -> list[dict[str, list[float]]]:
+        out = []
+        for text in texts:
+            windows = self._window_scores(text, _HARM_GATE)
+            result = {}
+            for c, name in enumerate(HARM_CATEGORIES):
+                ge = self._cumulative(windows, c)
+                result[name] = [float(p) for p in (1.0 - ge[0], ge[0] - ge[1], ge[1] - ge[2], ge[2])]
+            out.append(result)
+        return out
+
+    def harm(self, texts: list[str]) -> list[dict[str, str]]:
+        return [self._severities(self._window_scores(text, _HARM_GATE)) for text in texts]
+
+    def jailbreak(self, texts: list[str]) -> list[bool]:
+        column = OUTPUTS.index("jailbreak")
+        return [bool(self._window_scores(text, _JAILBREAK_GATE)[column] >= 0.5) for text in texts]
+
+    def indirect_attack(self, texts: list[str]) -> list[bool]:
+        column = OUTPUTS.index("indirect_attack")
+        return [bool(self._window_scores(text, _INDIRECT_GATE)[column] >= 0.5) for text in texts]
+
+    def analyze(self, text: str) -> tuple[dict[str, str], bool]:
+        """Harm severities and the jailbreak flag of one prompt from one scoring pass (the default policy)."""
+        windows = self._window_scores(text, _HARM_GATE + _JAILBREAK_GATE)
+        return self._severities(windows), bool(windows[OUTPUTS.index("jailbreak")] >= 0.5)
+
+
+MINILM_NAME = "all-minilm-l6-v2"
+
+
+def minilm_encoder(minilm_dir: Path) -> Callable[[list[str]], np.ndarray]:
+    """Normalised mean-pooled all-MiniLM-L6-v2 vectors, from the local directory only (never the hub)."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(minilm_dir), device="cpu", local_files_only=True)
+
+    def encode(texts: list[str]) -> np.ndarray:
+        # windows are of similar length, so one padded batch wastes little
+        return model.encode(
+            texts, batch_size=16, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+        ).astype(np.float32)
+
+    return encode
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
