@@ -302,7 +302,8 @@ def test_location_content_filters(server: TlsServer) -> None:
     client = server.mgmt()
     filters = {f.name: f for f in client.rai_content_filters.list("eastus")}
     assert set(filters) == {"Hate", "Sexual", "Violence", "Selfharm", "Jailbreak", "IndirectAttack",
-                            "ProtectedMaterialText", "ProtectedMaterialCode", "Profanity"}
+                            "ProtectedMaterialText", "ProtectedMaterialCode", "Profanity",
+                            "PersonallyIdentifiableInformation"}
     assert filters["Hate"].properties.is_multi_level_filter is True
     assert (filters["Jailbreak"].properties.source, filters["Jailbreak"].properties.is_multi_level_filter) == (
         "Prompt", False)

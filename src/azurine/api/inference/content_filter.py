@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from azurine.api.context import Services, Target, services
 from azurine.api.errors import AzureError
-from azurine.engines.base import Delta, Event, Finished
+from azurine.engines.base import ContextLengthExceeded, Delta, Event, Finished
 from azurine.safety.blocklists import Blocklist, BlocklistItem, BlocklistMatcher
 from azurine.safety.policy import BUILT_IN_PROPERTIES, PII, Policy, blocklists_as_array, resolve
 from azurine.safety.screen import Screening
@@ -43,6 +43,7 @@ class PromptText:
     text: str  # everything the model reads on this prompt
     attacks: str = ""  # what the user wrote: for prompt shields
     documents: str = ""  # tool output and documents: for indirect attacks
+    param: str = "messages"  # where the text came from, for errors about it
 
 
 @dataclass(frozen=True)
@@ -287,9 +288,22 @@ async def _blocklists(svc: Services, account: AccountRecord, names: tuple[str, .
     return matcher  # type: ignore[return-value]
 
 
+def refuse_oversized(target: Target, prompts: list[PromptText]) -> None:
+    """A prompt with more words than the model has tokens of context cannot fit (the tokenizers served make no
+    fewer tokens than words): refused for its length, as the engine would, before the filters spend time on it."""
+    for prompt in prompts:
+        words = len(prompt.text.split())
+        if words >= target.model.context_length:
+            what = "messages" if prompt.param == "messages" else "prompt"
+            raise ContextLengthExceeded(
+                f"This model's maximum context length is {target.model.context_length} tokens. However, your "
+                f"{what} resulted in at least {words} tokens. Please reduce the length of the {what}.", prompt.param)
+
+
 async def screen_prompts(request: Request, account: AccountRecord, target: Target, prompts: list[PromptText],
                          api_version: str) -> ContentGuard:
     """Check the prompts against the deployment's policy; refuse with 400 if a blocking filter fires."""
+    refuse_oversized(target, prompts)
     svc = services(request)
     policy = await _policy(svc, account, target.deployment.rai_policy_name or "Microsoft.DefaultV2")
     prompt_lists = await _blocklists(svc, account, tuple(r.name for r in policy.prompt_blocklists))

