@@ -29,7 +29,8 @@ def sqlite_store(data_dir: Path) -> StateStore:
 def row(deployment: str, minute: int, requests: int, prompt: int, completion: int, estimated: int,
         account_id: str = "acct-1") -> UsageRow:
     return UsageRow(account_id=account_id, deployment=deployment, minute=minute, requests=requests,
-                    prompt_tokens=prompt, completion_tokens=completion, estimated_tokens=estimated)
+                    prompt_tokens=prompt, completion_tokens=completion, estimated_tokens=estimated,
+                    billed_tokens=prompt + completion)
 
 
 def assert_upsert_adds_to_existing_minutes(store: StateStore) -> None:
@@ -182,8 +183,8 @@ def test_billing_show_prints_the_minutes_of_an_account(tmp_path: Path, monkeypat
     hhmm = time.strftime("%H:%M", time.gmtime(now * 60))
     earlier = time.strftime("%H:%M", time.gmtime((now - 1) * 60))
     assert [line.replace("│", " ").split() for line in lines] == [
-        [earlier, "contoso", "embeddings", "2", "16", "0", "16", "16"],
-        [hhmm, "contoso", "chat", "3", "120", "45", "165", "300"],
+        [earlier, "contoso", "embeddings", "2", "16", "0", "16", "16", "16"],
+        [hhmm, "contoso", "chat", "3", "120", "45", "165", "300", "165"],
     ]
     assert "fabrikam" not in result.output
 
@@ -194,3 +195,13 @@ def test_billing_show_prints_the_minutes_of_an_account(tmp_path: Path, monkeypat
     missing = runner.invoke(app, ["billing", "show", "--account", "nobody", "--data-dir", str(tmp_path)])
     assert missing.exit_code == 1
     assert "No account named nobody" in missing.output
+
+
+def test_batch_requests_are_billed_at_their_price(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path)
+    ledger = UsageLedger(store)
+    ledger.record("acct-1", "batch", 10, 5, 0, at=MINUTE * 60, price=0.5)
+    ledger.record("acct-1", "batch", 3, 4, 0, at=MINUTE * 60, price=0.5)
+    ledger.flush()
+    (stored,) = store.usage("acct-1", 0)
+    assert (stored.prompt_tokens + stored.completion_tokens, stored.billed_tokens) == (22, 8 + 4)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +24,8 @@ from azurine.api.errors import (
     unexpected_error_handler,
     validation_error_handler,
 )
+from azurine.api.inference.batches import router as batches_router
+from azurine.api.inference.files import router as files_router
 from azurine.api.inference.render import ClientDisconnected
 from azurine.api.inference.routes import router as inference_router
 from azurine.api.management.accounts import router as accounts_router
@@ -33,11 +37,16 @@ from azurine.catalog import load_catalog
 from azurine.config import Settings
 from azurine.engines.base import EngineError
 from azurine.engines.registry import EngineRegistry
+from azurine.jobs.batch_runner import LineOutcome, LineRunner
+from azurine.jobs.batch_worker import BatchWorker
 from azurine.quota.limiter import make_limiter
 from azurine.safety.screen import Detectors
+from azurine.storage.batches import BatchRecord, BatchStore
 from azurine.storage.bootstrap import ensure_defaults
 from azurine.storage.cache import ShortLivedCache
+from azurine.storage.content import ContentSealer
 from azurine.storage.database import make_engine, migrate
+from azurine.storage.files import FileStore
 from azurine.storage.state import AccountRecord, StateStore
 from azurine.usage.ledger import UsageLedger
 
@@ -53,10 +62,12 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
     store = StateStore(engine)
     catalog = load_catalog()
     created = ensure_defaults(store, catalog, settings.region)
+    sealer = ContentSealer()
     return Services(settings=settings, store=store, catalog=catalog,
                     engines=EngineRegistry(settings.models_dir), cache=ShortLivedCache(ttl=1.0),
                     limiter=make_limiter(settings.redis_url), ledger=UsageLedger(store),
-                    safety=Detectors()), created
+                    safety=Detectors(), files=FileStore(engine, sealer),
+                    batches=BatchStore(engine, sealer)), created
 
 
 async def engine_error_handler(_: Request, exc: Exception) -> Response:
@@ -75,15 +86,45 @@ async def metrics(_: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app(services: Services) -> FastAPI:
+BATCH_PRICE = 0.5  # Azure bills Global and Data Zone Batch tokens at half the standard price
+
+
+def batch_worker(app: FastAPI, services: Services, name: str) -> BatchWorker:
+    names: dict[str, str] = {}
+
+    def account_name(account_id: str) -> str | None:
+        if account_id not in names:
+            names.update(services.store.account_names())
+        return names.get(account_id)
+
+    def record_usage(batch: BatchRecord, outcome: LineOutcome) -> None:
+        services.ledger.record(batch.account_id, batch.deployment, outcome.prompt_tokens, outcome.completion_tokens,
+                               0, price=BATCH_PRICE)
+
+    # the run's id starts with the stable name, so a restart can drop what the previous run held
+    return BatchWorker(services.batches, services.files, LineRunner(app), account_name,
+                       f"{name}:{uuid.uuid4().hex[:8]}", record_usage=record_usage)
+
+
+def create_app(services: Services, batch_worker_name: str | None = None) -> FastAPI:
+    """The API; with `batch_worker_name`, a batch worker of that name runs beside it."""
+
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         flushing = asyncio.create_task(services.ledger.run())
         try:  # the default policy's detectors, loaded before the first request rather than during it
             await asyncio.to_thread(services.safety.warm)
         except Exception:
             log.exception("the content filters could not load; answers will say they went unfiltered")
+        stop = asyncio.Event()
+        working = None
+        if batch_worker_name is not None:
+            await asyncio.to_thread(services.batches.forget, f"{batch_worker_name}:")
+            working = asyncio.create_task(batch_worker(app, services, batch_worker_name).run(stop))
         yield
+        stop.set()
+        if working is not None:
+            await working
         await services.engines.close()
         await services.ledger.close()
         await flushing
@@ -92,6 +133,8 @@ def create_app(services: Services) -> FastAPI:
     app = FastAPI(title="Azurine", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
     app.include_router(inference_router)
+    app.include_router(files_router)
+    app.include_router(batches_router)
     for router in management_routers:
         app.include_router(router)
     app.add_route("/metrics", metrics, methods=["GET"])
@@ -104,3 +147,17 @@ def create_app(services: Services) -> FastAPI:
     app.add_middleware(AccountPrefixMiddleware)
     app.add_middleware(AzureHeadersMiddleware, region=services.settings.region_display_name)
     return app
+
+
+def run_worker_only(app: FastAPI) -> None:
+    """Run the application's services and batch worker without a listener, until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with app.router.lifespan_context(app):
+            await stop.wait()
+
+    asyncio.run(main())

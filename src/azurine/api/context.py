@@ -23,9 +23,13 @@ from azurine.catalog import Catalog, ModelSpec
 from azurine.config import Settings
 from azurine.engines.base import Engine
 from azurine.engines.registry import EngineRegistry
+from azurine.jobs.batch_runner import BATCH_SCOPE_KEY
+from azurine.quota.capacity import BATCH
 from azurine.quota.limiter import Limiter
 from azurine.safety.screen import Detectors
+from azurine.storage.batches import BatchStore
 from azurine.storage.cache import ShortLivedCache
+from azurine.storage.files import FileStore
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
 from azurine.usage.ledger import UsageLedger
 
@@ -42,6 +46,8 @@ class Services:
     limiter: Limiter
     ledger: UsageLedger
     safety: Detectors
+    files: FileStore
+    batches: BatchStore
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,17 @@ async def resolve_account(request: Request) -> AccountRecord:
     return account  # type: ignore[return-value]
 
 
+def batch_line(request: Request) -> str | None:
+    """The batch this request is a line of, when a batch worker of this process sent it (nobody else can)."""
+    return request.scope.get("state", {}).get(BATCH_SCOPE_KEY) or None
+
+
 def authenticate(request: Request, account: AccountRecord, *, bearer_keys: bool) -> None:
-    """An account key in `api-key`, or (on `/openai/v1`) as `Authorization: Bearer <key>`."""
+    """An account key in `api-key`, or (on `/openai/v1`) as `Authorization: Bearer <key>`.
+
+    A batch line was authorised when its batch was created, on the account its worker addresses."""
+    if batch_line(request):
+        return
     key = request.headers.get("api-key")
     if key is None and bearer_keys:
         scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
@@ -111,6 +126,9 @@ async def find_deployment(request: Request, account: AccountRecord, name: str, c
         svc.cache.put(key, deployment)
     if not isinstance(deployment, DeploymentRecord):
         raise deployment_not_found()
+    if deployment.sku_name in BATCH and not batch_line(request):
+        raise bad_request(f"The deployment '{name}' is a {deployment.sku_name} deployment: it runs batch jobs "
+                          "(/openai/batches), not online requests.", None, "OperationNotSupported")
     model = svc.catalog.get(deployment.model_name, deployment.model_version)
     if model is None:
         raise deployment_not_found()

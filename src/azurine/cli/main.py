@@ -31,6 +31,9 @@ register_management(app)
 console = Console()
 
 
+ROLES = ("all", "gateway", "worker")
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
@@ -38,15 +41,29 @@ def serve(
     data_dir: Path | None = typer.Option(None, help="Where the database and files live [default: ./azurine-data]."),
     ssl_certfile: Path | None = typer.Option(None, help="Serve HTTPS with this certificate (PEM)."),
     ssl_keyfile: Path | None = typer.Option(None, help="The certificate's private key (PEM)."),
+    role: str = typer.Option("all", envvar="AZURINE_ROLE",
+                             help="all: the API and a batch worker; gateway: the API only; worker: batch work "
+                             "only, no listener (several share one PostgreSQL)."),
+    worker_name: str | None = typer.Option(None, help="A batch worker's stable name, distinct per worker process "
+                                           "sharing a database [default: host, role and data directory]."),
 ) -> None:
     """Run the server on the embedded defaults: SQLite in --data-dir, models in-process."""
     import uvicorn
 
-    from azurine.api.app import build_services, create_app
+    from azurine.api.app import build_services, create_app, run_worker_only
 
+    if role not in ROLES:
+        console.print(f"[red]--role is one of {', '.join(ROLES)}[/]")
+        raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.load(data_dir)
     services, created = build_services(settings)
+    name = worker_name or default_worker_name(settings, role)
+    application = create_app(services, batch_worker_name=name if role != "gateway" else None)
+    if role == "worker":
+        console.print(f"Batch worker [bold]{name}[/] on {settings.database_url.split('@')[-1]}")
+        run_worker_only(application)
+        return
     account = services.store.first_account()
     assert account is not None
     scheme = "https" if ssl_certfile else "http"
@@ -55,10 +72,19 @@ def serve(
         console.print(f"Created account [bold]{account.name}[/] with deployments chat, chat-small, embeddings.")
     console.print(f"Endpoint: [bold]{scheme}://{shown_host}:{port}/[/]")
     console.print(f"Key:      [bold]{account.key1}[/]")
-    uvicorn.run(create_app(services), host=host, port=port, log_level="info",
+    uvicorn.run(application, host=host, port=port, log_level="info",
                 ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                 ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
                 timeout_graceful_shutdown=5)
+
+
+def default_worker_name(settings: Settings, role: str) -> str:
+    """Stable across restarts, so a restarted worker takes back at once the lines its earlier run held."""
+    import hashlib
+    import socket
+
+    where = hashlib.sha256(str(settings.data_dir).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{role}-{where}"
 
 
 def _open_account(data_dir: Path | None, account: str | None) -> tuple[StateStore, AccountRecord]:

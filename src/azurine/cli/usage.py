@@ -27,7 +27,8 @@ def usage_show(
     minutes: int = typer.Option(60, min=1, help="How many minutes back, the current one included."),
     data_dir: Path | None = typer.Option(None, help="The server's data directory (default: ./azurine-data)."),
 ) -> None:
-    """The requests and tokens of each minute (UTC); total is prompt + completion, estimated what was charged."""
+    """The requests and tokens of each minute (UTC); total is prompt + completion, estimated what the rate limit
+    charged, billed the total at the deployment's price (batch deployments: half)."""
     store = _store(data_dir)
     account_id = None
     if account is not None:
@@ -38,12 +39,14 @@ def usage_show(
         account_id = record.id
     since = int(time.time() // 60) - minutes + 1
     names = store.account_names()
-    table = Table("minute (UTC)", "account", "deployment", "requests", "prompt", "completion", "total", "estimated")
+    table = Table("minute (UTC)", "account", "deployment", "requests", "prompt", "completion", "total", "estimated",
+                  "billed")
     for column in table.columns[3:]:
         column.justify = "right"
     for row in store.usage(account_id, since):
         table.add_row(datetime.fromtimestamp(row.minute * 60, UTC).strftime("%H:%M"),
                       names.get(row.account_id, row.account_id), row.deployment, str(row.requests),
                       str(row.prompt_tokens), str(row.completion_tokens),
-                      str(row.prompt_tokens + row.completion_tokens), str(row.estimated_tokens))
+                      str(row.prompt_tokens + row.completion_tokens), str(row.estimated_tokens),
+                      str(row.billed_tokens))
     console.print(table)

@@ -136,6 +136,7 @@ class UsageRow:
     prompt_tokens: int
     completion_tokens: int
     estimated_tokens: int
+    billed_tokens: int = 0  # prompt + completion at the deployment's price: half for batch deployments
 
 
 def _ts(value: datetime | None) -> float:
@@ -451,7 +452,7 @@ class StateStore:
         Rows of the same key are summed first; keys are written in sorted order so that replicas adding
         to the same minutes at once take their row locks in the same order and cannot deadlock.
         """
-        counted = ("requests", "prompt_tokens", "completion_tokens", "estimated_tokens")
+        counted = ("requests", "prompt_tokens", "completion_tokens", "estimated_tokens", "billed_tokens")
         totals: dict[tuple[str, str, int], dict[str, int]] = {}
         for row in rows:
             counts = totals.setdefault((row.account_id, row.deployment, row.minute), dict.fromkeys(counted, 0))
@@ -490,7 +491,8 @@ class StateStore:
                                                   UsageMinute.account_id))
             return [UsageRow(account_id=r.account_id, deployment=r.deployment, minute=r.minute,
                              requests=r.requests, prompt_tokens=r.prompt_tokens,
-                             completion_tokens=r.completion_tokens, estimated_tokens=r.estimated_tokens)
+                             completion_tokens=r.completion_tokens, estimated_tokens=r.estimated_tokens,
+                             billed_tokens=r.billed_tokens)
                     for r in rows]
 
     def add_filter_events(self, events: list[FilterEventRow]) -> None:

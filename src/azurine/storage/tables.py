@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -151,6 +164,7 @@ class UsageMinute(Base):
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     estimated_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    billed_tokens: Mapped[int] = mapped_column(Integer, default=0)  # at the deployment's price: batch is half
 
 
 class FilterEvent(Base):
@@ -170,3 +184,80 @@ class FilterEvent(Base):
     category: Mapped[str] = mapped_column(String(64))  # hate, jailbreak, … or the blocklist's name
     severity: Mapped[str] = mapped_column(String(16))  # low/medium/high, or "detected"
     content: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class StoredFile(Base):
+    """A file of an account (`/openai/files`): what it is; its bytes are in `file_chunks`."""
+
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_account_created", "account_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # file- and 32 hexadecimal characters
+    # deleting an account deletes its files with it: customer content outlives no account
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(32))
+    filename: Mapped[str] = mapped_column(String(1024))
+    bytes: Mapped[int] = mapped_column(BigInteger)  # the size the customer uploaded, before sealing
+    status: Mapped[str] = mapped_column(String(16))
+    status_details: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FileChunk(Base):
+    """One piece, at most 4 MiB, of a file's sealed content, so a big file never needs one huge row."""
+
+    __tablename__ = "file_chunks"
+
+    file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0, 1, 2, … in the order they join
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Batch(Base):
+    """A batch job: one input file of requests run on a Batch deployment within its completion window."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_status", "status"), Index("ix_batches_account_created", "account_id",
+                                                                   "created_at"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(36))
+    deployment: Mapped[str] = mapped_column(String(64))
+    endpoint: Mapped[str] = mapped_column(String(32))
+    input_file_id: Mapped[str] = mapped_column(String(64))
+    completion_window: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    # when each status was entered, by name (in_progress_at, finalizing_at, completed_at, …)
+    times: Mapped[dict] = mapped_column(JSON, default=dict)
+    output_file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_file_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    errors: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    batch_metadata: Mapped[dict | None] = mapped_column("metadata", JSON, nullable=True)
+    enqueued_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BatchLine(Base):
+    """One request of a batch: pending until a worker stores its result, in the same row, exactly once.
+
+    A worker holds the lines it runs under a lease; a worker that dies leaves its leases to expire, and
+    another (or itself, restarted) takes the lines again.
+    """
+
+    __tablename__ = "batch_lines"
+    __table_args__ = (Index("ix_batch_lines_state", "batch_id", "state"),)
+
+    batch_id: Mapped[str] = mapped_column(String(64), ForeignKey("batches.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    custom_id: Mapped[str] = mapped_column(String(512))
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # sealed JSON of the request body
+    estimate: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, succeeded, failed
+    result: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # sealed output or error line
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the worker that stored the result

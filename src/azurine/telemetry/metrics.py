@@ -21,3 +21,9 @@ CONTENT_FILTERED = Counter("azurine_content_filtered_total",
                            ["deployment", "source", "category"])
 SETTLED_TOKENS = Counter("azurine_settled_tokens_total", "Actual tokens of finished requests, by deployment.",
                          ["deployment", "kind"])
+
+BATCH_LINES = Counter(
+    "azurine_batch_lines_total",
+    "Batch lines whose result was stored, by outcome (succeeded: the request answered 200).",
+    ["outcome"],
+)

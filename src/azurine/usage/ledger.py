@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -37,12 +38,14 @@ class _Counts:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated_tokens: int = 0
+    billed_tokens: int = 0
 
     def add(self, other: _Counts) -> None:
         self.requests += other.requests
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.estimated_tokens += other.estimated_tokens
+        self.billed_tokens += other.billed_tokens
 
 
 class UsageLedger:
@@ -55,8 +58,11 @@ class UsageLedger:
         self._stopped = asyncio.Event()  # binds to the event loop only when first awaited
 
     def record(self, account_id: str, deployment: str, prompt_tokens: int, completion_tokens: int,
-               estimated_tokens: int, at: float | None = None) -> None:
-        """Count one finished request in the minute of `at` (unix seconds, default now). Never blocks on I/O."""
+               estimated_tokens: int, at: float | None = None, price: float = 1.0) -> None:
+        """Count one finished request in the minute of `at` (unix seconds, default now). Never blocks on I/O.
+
+        `price` is the share of the full token price it is billed at (0.5 for batch deployments); each request's
+        billed tokens are rounded half up."""
         minute = int((time.time() if at is None else at) // 60)
         with self._lock:
             counts = self._pending.get((account_id, deployment, minute))
@@ -66,6 +72,7 @@ class UsageLedger:
             counts.prompt_tokens += prompt_tokens
             counts.completion_tokens += completion_tokens
             counts.estimated_tokens += estimated_tokens
+            counts.billed_tokens += math.floor((prompt_tokens + completion_tokens) * price + 0.5)  # half up
 
     def pending(self) -> list[UsageRow]:
         """The counts recorded and not yet written, by minute and deployment."""
@@ -114,5 +121,5 @@ def _rows(pending: dict[_Key, _Counts]) -> list[UsageRow]:
     ordered = sorted(pending.items(), key=lambda item: (item[0][2], item[0][1], item[0][0]))
     return [UsageRow(account_id=account_id, deployment=deployment, minute=minute, requests=c.requests,
                      prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-                     estimated_tokens=c.estimated_tokens)
+                     estimated_tokens=c.estimated_tokens, billed_tokens=c.billed_tokens)
             for (account_id, deployment, minute), c in ordered]

@@ -18,7 +18,7 @@ from functools import partial
 
 from starlette.requests import Request
 
-from azurine.api.context import Services, Target, services
+from azurine.api.context import Services, Target, batch_line, services
 from azurine.api.errors import AzureError
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from azurine.api.inference.serving_completions import completion_prompts
@@ -90,7 +90,10 @@ async def admit(request: Request, account: AccountRecord, target: Target, estima
         raise AzureError(503, "ServiceUnavailable", "The rate limiter's shared store cannot be reached, so "
                          "requests are refused until it is back. Please retry shortly.",
                          headers={"retry-after": "1"}) from error
-    settle = partial(_settle, svc, asyncio.get_running_loop(), deployment.id, throughput, target.model)
+    # a batch line's usage is recorded by its worker, once, when its result is stored (a line run again after a
+    # crash is billed once)
+    settle = partial(_settle, svc, asyncio.get_running_loop(), deployment.id, throughput, target.model,
+                     batch_line(request) is None)
     return Ticket(account_id=account.id, deployment=deployment.name, queue=deployment.id,
                   priority=priority_for(deployment.sku_name), estimate=estimate, headers=headers, settle=settle)
 
@@ -156,10 +159,11 @@ async def _admit_provisioned(svc: Services, account: AccountRecord, target: Targ
 # settlement: what the request really used, once its last engine call is over ----------------------------
 
 def _settle(svc: Services, loop: asyncio.AbstractEventLoop, key: str, throughput: Throughput | None,
-            model: ModelSpec, usage: Usage) -> None:
+            model: ModelSpec, record_usage: bool, usage: Usage) -> None:
     """Runs on whichever thread let go of the ticket last."""
-    svc.ledger.record(usage.account_id, usage.deployment, usage.prompt_tokens, usage.completion_tokens,
-                      usage.estimate.total)
+    if record_usage:
+        svc.ledger.record(usage.account_id, usage.deployment, usage.prompt_tokens, usage.completion_tokens,
+                          usage.estimate.total)
     SETTLED_TOKENS.labels(usage.deployment, "prompt").inc(usage.prompt_tokens)
     SETTLED_TOKENS.labels(usage.deployment, "completion").inc(usage.completion_tokens)
     if throughput is None:

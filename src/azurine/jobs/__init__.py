@@ -1,0 +1,1 @@
+"""Work that runs apart from requests: batch jobs."""
