@@ -100,11 +100,14 @@ def add_deployments(data_dir: Path) -> dict[str, str]:
     return names
 
 
-def first_token(http: httpx.Client, server: Server, deployment: str, content: str) -> float:
+def first_token(http: httpx.Client, server: Server, deployment: str, content: str) -> float | None:
+    """Seconds to the first content chunk; None when the prompt was refused by the content filter."""
     body = {"messages": [{"role": "user", "content": content}], "max_tokens": 4, "temperature": 0, "stream": True}
     url = f"{server.url}/openai/deployments/{deployment}/chat/completions?api-version={API_VERSION}"
     started = time.perf_counter()
     with http.stream("POST", url, json=body) as response:
+        if response.status_code == 400 and b'"content_filter"' in response.read():
+            return None
         assert response.status_code == 200, response.read()
         for line in response.iter_lines():
             if line.startswith("data: {"):
@@ -123,14 +126,23 @@ def added_ttft(pairs: int, console: Console) -> tuple[list[float], list[float]]:
         with httpx.Client(timeout=300, headers={"api-key": API_KEY}) as http:
             for role in ("filtered", "unfiltered"):  # load the model and the detectors
                 first_token(http, server, names[role], "Hello.")
-            for i in range(pairs):
-                content = f"Request {uuid.uuid4().hex[:8]}. {PROMPT_200}"
-                order = ("filtered", "unfiltered") if i % 2 == 0 else ("unfiltered", "filtered")
+            refused = 0
+            while len(filtered) < pairs:
+                order = ("filtered", "unfiltered") if len(filtered) % 2 == 0 else ("unfiltered", "filtered")
+                times: dict[str, float | None] = {}
                 for role in order:
-                    (filtered if role == "filtered" else unfiltered).append(
-                        first_token(http, server, names[role], content))
-                console.log(f"pair {i + 1}/{pairs}: {filtered[-1] * 1000:.0f} ms filtered, "
+                    # each request its own prefix: the engine reuses an evaluated prefix, which a shared prompt
+                    # would hand to whichever of the pair runs second
+                    content = f"Request {uuid.uuid4().hex[:8]}. {PROMPT_200}"
+                    times[role] = first_token(http, server, names[role], content)
+                if times["filtered"] is None:  # a false positive of the filter: counted, and the pair is redone
+                    refused += 1
+                    continue
+                filtered.append(times["filtered"])
+                unfiltered.append(times["unfiltered"])  # type: ignore[arg-type]
+                console.log(f"pair {len(filtered)}/{pairs}: {filtered[-1] * 1000:.0f} ms filtered, "
                             f"{unfiltered[-1] * 1000:.0f} ms unfiltered")
+            console.log(f"{refused} of {pairs + refused} filtered requests were refused by the filter")
         return filtered, unfiltered
     finally:
         stop(server.process)

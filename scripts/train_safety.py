@@ -384,15 +384,22 @@ def cross_validated_scores(
     return scores
 
 
-def best_threshold(scores: np.ndarray, y: np.ndarray) -> float:
-    """The F1-maximising threshold, kept within [0.2, 0.9] so that a small or lucky CV cannot push it to an edge."""
-    best, best_f1 = 0.5, -1.0
+# The jailbreak shield is on for every prompt by default, and when it fires it refuses the whole request: its
+# threshold weighs precision twice as much as recall (F0.5). The other outputs keep F1
+JAILBREAK_BETA = 0.5
+
+
+def best_threshold(scores: np.ndarray, y: np.ndarray, beta: float = 1.0) -> float:
+    """The F-beta-maximising threshold, kept within [0.2, 0.9] so that a small or lucky CV cannot push it to an
+    edge."""
+    best, best_f = 0.5, -1.0
+    positives = float((y == 1).sum())
     for t in np.arange(0.2, 0.901, 0.01):
         pred = scores >= t
         tp = float(np.sum(pred & (y == 1)))
-        f1 = 2 * tp / max(1.0, float(pred.sum() + (y == 1).sum()))
-        if f1 > best_f1 + 1e-9:
-            best, best_f1 = float(t), f1
+        f = (1 + beta**2) * tp / max(1.0, beta**2 * positives + float(pred.sum()))
+        if f > best_f + 1e-9:
+            best, best_f = float(t), f
     return round(best, 2)
 
 
@@ -467,7 +474,7 @@ def fit_head(
     thresholds = {}
     for k, output in enumerate(OUTPUTS):
         m = known[:, k]
-        thresholds[output] = best_threshold(oof[m, k], y[m, k])
+        thresholds[output] = best_threshold(oof[m, k], y[m, k], JAILBREAK_BETA if output == "jailbreak" else 1.0)
         if cv:
             p, r, f1, n = prf(list(oof[m, k] >= thresholds[output]), list(y[m, k] == 1))
             print(f"  cv {name} {output:20s} thr={thresholds[output]:.2f} P={p:.3f} R={r:.3f} F1={f1:.3f} (pos {n})")
