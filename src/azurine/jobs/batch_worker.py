@@ -50,6 +50,8 @@ class BatchWorker:
         self._poll_s = poll_s
         self._record_usage = record_usage
         self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
+        # set when a line ends, so that its slot is filled at once rather than at the next poll
+        self._slot_free = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; lines still running then are cancelled and handed back."""
@@ -57,16 +59,14 @@ class BatchWorker:
         log.info("batch worker %s started", self.worker_id)
         try:
             while not stop.is_set():
+                self._slot_free.clear()
                 try:
                     busy = await self.tick()
                 except Exception:
                     log.exception("a batch worker pass failed; trying again")
                     busy = False
                 if not busy:
-                    try:
-                        await asyncio.wait_for(stop.wait(), timeout=self._poll_s)
-                    except TimeoutError:
-                        pass
+                    await self._idle(stop)
         finally:
             renewing.cancel()
             for task in self._running.values():
@@ -76,6 +76,15 @@ class BatchWorker:
                 await asyncio.to_thread(self._store.release, self.worker_id)
             except Exception:  # the leases run out by themselves
                 log.exception("could not hand back the lines this worker held")
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        """Until the next poll, a line ending, or `stop`, whichever comes first."""
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(self._slot_free.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self._poll_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def tick(self) -> bool:
         """One pass over the active batches; whether anything was started or finished."""
@@ -103,7 +112,7 @@ class BatchWorker:
             for line in lines:
                 task = asyncio.create_task(self._run_line(batch, line))
                 self._running[(batch.id, line.line)] = task
-                task.add_done_callback(lambda _, key=(batch.id, line.line): self._running.pop(key, None))
+                task.add_done_callback(lambda _, key=(batch.id, line.line): self._line_ended(key))
         if lines or self._running_in(batch.id):
             return bool(lines)
         if await asyncio.to_thread(self._store.pending, batch.id) == 0:
@@ -129,6 +138,10 @@ class BatchWorker:
             BATCH_LINES.labels("succeeded" if outcome.result.succeeded else "failed").inc()
             if self._record_usage is not None:
                 self._record_usage(batch, outcome)
+
+    def _line_ended(self, key: tuple[str, int]) -> None:
+        self._running.pop(key, None)
+        self._slot_free.set()
 
     def _running_in(self, batch_id: str) -> bool:
         return any(key[0] == batch_id for key in self._running)
