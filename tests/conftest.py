@@ -93,8 +93,10 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout
     raise RuntimeError(f"server did not start:\n{log.read_text(errors='replace')}")
 
 
-def start_server(data_dir: Path, env: dict[str, str] | None = None, tls: bool = False) -> Server:
-    """`azurine serve` on a free port; with `tls`, over HTTPS with a new self-signed certificate."""
+def start_server(data_dir: Path, env: dict[str, str] | None = None, tls: bool = False,
+                 args: list[str] | None = None) -> Server:
+    """`azurine serve` on a free port; with `tls`, over HTTPS with a new self-signed certificate; `args` are
+    further options of `azurine serve`."""
     port = free_port()
     log = data_dir.parent / f"{data_dir.name}-server.log"
     full_env = {**os.environ, "AZURINE_API_KEY": API_KEY, **(env or {})}
@@ -104,6 +106,7 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None, tls: bool = 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         cert, key = self_signed(data_dir.parent)
         command += ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    command += args or []
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
     url = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"

@@ -24,11 +24,13 @@ from azurine.api.errors import (
     unexpected_error_handler,
     validation_error_handler,
 )
+from azurine.api.identity_stage import trusted_issuers
 from azurine.api.inference.batches import router as batches_router
 from azurine.api.inference.files import router as files_router
 from azurine.api.inference.render import ClientDisconnected
 from azurine.api.inference.routes import router as inference_router
 from azurine.api.management.accounts import router as accounts_router
+from azurine.api.management.authorization import router as authorization_router
 from azurine.api.management.deployments import router as deployments_router
 from azurine.api.management.locations import router as locations_router
 from azurine.api.management.rai import router as rai_router
@@ -37,10 +39,12 @@ from azurine.catalog import load_catalog
 from azurine.config import Settings
 from azurine.engines.base import EngineError
 from azurine.engines.registry import EngineRegistry
+from azurine.identity.access import AccessControl
 from azurine.jobs.batch_runner import LineOutcome, LineRunner
 from azurine.jobs.batch_worker import BatchWorker
 from azurine.quota.limiter import make_limiter
 from azurine.safety.screen import Detectors
+from azurine.storage.access import AccessStore
 from azurine.storage.batches import BatchRecord, BatchStore
 from azurine.storage.bootstrap import ensure_defaults
 from azurine.storage.cache import ShortLivedCache
@@ -51,7 +55,7 @@ from azurine.storage.state import AccountRecord, StateStore
 from azurine.usage.ledger import UsageLedger
 
 log = logging.getLogger("azurine")
-management_routers = (accounts_router, deployments_router, locations_router, rai_router)
+management_routers = (accounts_router, deployments_router, locations_router, rai_router, authorization_router)
 
 
 def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
@@ -67,7 +71,8 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
                     engines=EngineRegistry(settings.models_dir), cache=ShortLivedCache(ttl=1.0),
                     limiter=make_limiter(settings.redis_url), ledger=UsageLedger(store),
                     safety=Detectors(), files=FileStore(engine, sealer),
-                    batches=BatchStore(engine, sealer)), created
+                    batches=BatchStore(engine, sealer), access=AccessControl(AccessStore(engine)),
+                    issuers=trusted_issuers()), created
 
 
 async def engine_error_handler(_: Request, exc: Exception) -> Response:

@@ -13,16 +13,18 @@ from starlette.requests import Request
 from azurine.api.errors import (
     bad_request,
     deployment_not_found,
-    invalid_key,
     operation_not_supported,
     resource_not_found,
     validation_error,
 )
+from azurine.api.identity_stage import identify
 from azurine.api.middleware import ACCOUNT_SCOPE_KEY
 from azurine.catalog import Catalog, ModelSpec
 from azurine.config import Settings
 from azurine.engines.base import Engine
 from azurine.engines.registry import EngineRegistry
+from azurine.identity.access import AccessControl
+from azurine.identity.issuers import OidcIssuers
 from azurine.jobs.batch_runner import BATCH_SCOPE_KEY
 from azurine.quota.capacity import BATCH
 from azurine.quota.limiter import Limiter
@@ -48,6 +50,8 @@ class Services:
     safety: Detectors
     files: FileStore
     batches: BatchStore
+    access: AccessControl
+    issuers: OidcIssuers
 
 
 @dataclass(frozen=True)
@@ -103,18 +107,14 @@ def batch_line(request: Request) -> str | None:
     return request.scope.get("state", {}).get(BATCH_SCOPE_KEY) or None
 
 
-def authenticate(request: Request, account: AccountRecord, *, bearer_keys: bool) -> None:
-    """An account key in `api-key`, or (on `/openai/v1`) as `Authorization: Bearer <key>`.
-
-    A batch line was authorised when its batch was created, on the account its worker addresses."""
+async def authenticate(request: Request, account: AccountRecord, *, bearer_keys: bool) -> None:
+    """An account key, or a bearer token whose principal has a role with the operation's data action (see
+    `identity_stage`). A batch line was authorised when its batch was created, on the account its worker
+    addresses."""
     if batch_line(request):
         return
-    key = request.headers.get("api-key")
-    if key is None and bearer_keys:
-        scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-        key = token.strip() if scheme.lower() == "bearer" else None
-    if not key or not account.key_matches(key):
-        raise invalid_key()
+    svc = services(request)
+    await identify(request, account, bearer_keys, svc.store, svc.issuers, svc.access)
 
 
 async def find_deployment(request: Request, account: AccountRecord, name: str, capability: str) -> Target:

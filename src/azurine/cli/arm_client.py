@@ -82,6 +82,10 @@ class ArmClient:
     def _account(self, group: str, account: str) -> str:
         return f"{self._accounts(group)}/{_segment(account)}"
 
+    def call(self, method: str, path: str, body: Resource | None = None) -> Any:
+        """Any ARM call on this endpoint; a path that names its own api-version keeps it."""
+        return self._request(method, path, body)
+
     def _request(self, method: str, path: str, body: Resource | None = None) -> Any:
         try:
             # a nextLink already names its api-version

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from azurine.catalog import load_catalog
+from azurine.cli.access import audit_app, role_app
 from azurine.cli.manage import register_management
 from azurine.cli.quota import app as quota_app
 from azurine.cli.safety import app as safety_app
@@ -18,6 +23,9 @@ from azurine.cli.usage import app as billing_app
 from azurine.config import Settings, default_models_dir
 
 if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
     from azurine.storage.state import AccountRecord, StateStore
 
 app = typer.Typer(help="Azure OpenAI Service that you run yourself.", no_args_is_help=True)
@@ -26,6 +34,8 @@ app.add_typer(models_app, name="models")
 app.add_typer(quota_app, name="quota")
 app.add_typer(billing_app, name="billing")  # `usage` is the az-shaped quota command below
 app.add_typer(safety_app, name="safety")
+app.add_typer(role_app, name="role")
+app.add_typer(audit_app, name="audit")
 # `azurine account|usage|rai-policy`: the management plane over HTTP, shaped like `az cognitiveservices`
 register_management(app)
 console = Console()
@@ -46,20 +56,34 @@ def serve(
                              "only, no listener (several share one PostgreSQL)."),
     worker_name: str | None = typer.Option(None, help="A batch worker's stable name, distinct per worker process "
                                            "sharing a database [default: host, role and data directory]."),
+    private_listen: list[str] | None = typer.Option(None, metavar="HOST:PORT",
+                                                    help="Also serve the API here, as a private endpoint: requests "
+                                                    "that arrive on it pass public-access and firewall rules "
+                                                    "(repeatable)."),
 ) -> None:
     """Run the server on the embedded defaults: SQLite in --data-dir, models in-process."""
     import uvicorn
 
     from azurine.api.app import build_services, create_app, run_worker_only
+    from azurine.network import Listener, NetworkSettings
 
     if role not in ROLES:
         console.print(f"[red]--role is one of {', '.join(ROLES)}[/]")
         raise typer.Exit(2)
+    if private_listen and role == "worker":
+        console.print("[red]--private-listen needs a listener: a --role worker process has none[/]")
+        raise typer.Exit(2)
+    try:
+        network = NetworkSettings.from_environment([Listener.parse(spec) for spec in private_listen or []])
+    except ValueError as error:
+        console.print(f"[red]{error}[/]")
+        raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.load(data_dir)
     services, created = build_services(settings)
     name = worker_name or default_worker_name(settings, role)
     application = create_app(services, batch_worker_name=name if role != "gateway" else None)
+    application.state.network = network
     if role == "worker":
         console.print(f"Batch worker [bold]{name}[/] on {settings.database_url.split('@')[-1]}")
         run_worker_only(application)
@@ -71,11 +95,52 @@ def serve(
     if created:
         console.print(f"Created account [bold]{account.name}[/] with deployments chat, chat-small, embeddings.")
     console.print(f"Endpoint: [bold]{scheme}://{shown_host}:{port}/[/]")
+    for listener in network.private_listeners:
+        console.print(f"Private:  [bold]{scheme}://{listener.bind_host}:{listener.port}/[/]")
     console.print(f"Key:      [bold]{account.key1}[/]")
-    uvicorn.run(application, host=host, port=port, log_level="info",
-                ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-                ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
-                timeout_graceful_shutdown=5)
+    # uvicorn rewrites the client address from X-Forwarded-For for the peers it trusts: exactly ours, so that
+    # a forged header from anyone else never becomes the address the firewall sees
+    options: dict[str, Any] = {
+        "log_level": "info", "ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
+        "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None, "timeout_graceful_shutdown": 5,
+        "forwarded_allow_ips": [str(proxy) for proxy in network.trusted_proxies.networks]}
+    if not network.private_listeners:
+        uvicorn.run(application, host=host, port=port, **options)
+        return
+    configs = [uvicorn.Config(application, host=host, port=port, lifespan="off", **options)]
+    configs += [uvicorn.Config(application, host=listener.bind_host, port=listener.port, lifespan="off", **options)
+                for listener in network.private_listeners]
+    serve_listeners(application, configs)
+
+
+def serve_listeners(application: FastAPI, configs: list[uvicorn.Config]) -> None:
+    """One app on several sockets in one event loop: the app starts once before any of them accepts a request,
+    SIGINT or SIGTERM closes them all (a second SIGINT without waiting for open connections), and the app stops
+    after the last one has."""
+    import uvicorn
+
+    class Listener(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # signals are the process's, handled once below for every listener
+
+    servers = [Listener(config) for config in configs]
+
+    def stop(sig: signal.Signals) -> None:
+        for server in servers:
+            server.force_exit = server.force_exit or (server.should_exit and sig == signal.SIGINT)
+            server.should_exit = True
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop, sig)
+        async with application.router.lifespan_context(application):
+            await asyncio.gather(*(server.serve() for server in servers))
+
+    # the loop uvicorn.run would pick (uvloop where installed), for every listener alike
+    with asyncio.Runner(loop_factory=configs[0].get_loop_factory()) as runner:
+        runner.run(main())
 
 
 def default_worker_name(settings: Settings, role: str) -> str:

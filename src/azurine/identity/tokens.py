@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -60,15 +61,26 @@ def issue_token(store: StateStore, audience: str = MANAGEMENT_AUDIENCES[0],
     return token, claims["exp"]
 
 
+_public_keys: dict[str, Any] = {}  # kid → public key: a key id never changes its key, so this never goes stale
+
+
+def _public_key(store: StateStore, kid: str) -> Any:
+    if kid not in _public_keys:
+        key = store.signing_key(kid)
+        if key is None:
+            return None
+        _public_keys[kid] = serialization.load_pem_private_key(key.private_pem.encode(), None).public_key()
+    return _public_keys[kid]
+
+
 def verify_token(store: StateStore, token: str, audiences: tuple[str, ...]) -> Principal:
     try:
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError as error:
         raise InvalidToken("The access token is invalid.") from error
-    key = store.signing_key(kid) if kid else None
-    if key is None:
+    public = _public_key(store, kid) if kid else None
+    if public is None:
         raise InvalidToken("The access token is invalid.")
-    public = serialization.load_pem_private_key(key.private_pem.encode(), None).public_key()
     try:
         claims = jwt.decode(token, public, algorithms=["ES256"], audience=list(audiences), issuer=ISSUER,
                             leeway=CLOCK_SKEW_SECONDS, options={"require": ["exp", "aud", "iss"]})

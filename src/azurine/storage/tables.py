@@ -261,3 +261,34 @@ class BatchLine(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_by: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the worker that stored the result
+
+
+class RoleAssignmentRow(Base):
+    """`Microsoft.Authorization/roleAssignments`: a role given to a principal at a scope and beneath it."""
+
+    __tablename__ = "role_assignments"
+    __table_args__ = (Index("ix_role_assignments_principal", "principal_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the assignment's name, a GUID
+    scope: Mapped[str] = mapped_column(String(512))
+    role_definition_id: Mapped[str] = mapped_column(String(512))
+    principal_id: Mapped[str] = mapped_column(String(64))
+    principal_type: Mapped[str] = mapped_column(String(32), default="User")
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    """What was done, or refused, by whom, where and when: management changes, role changes, key reads and
+    regenerations, denied requests."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    principal: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(256))
+    scope: Mapped[str] = mapped_column(String(512))
+    outcome: Mapped[str] = mapped_column(String(16))  # allowed, denied
+    detail: Mapped[str] = mapped_column(Text, default="")

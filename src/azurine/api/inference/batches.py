@@ -21,6 +21,7 @@ from azurine.api.errors import AzureError, bad_request
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from azurine.api.inference.serving_completions import completion_prompts
 from azurine.api.inference.serving_embeddings import embedding_inputs
+from azurine.api.network_stage import check_network
 from azurine.api.sse import AzureJSONResponse
 from azurine.api.versions import check_classic, check_v1
 from azurine.catalog import ModelSpec
@@ -190,7 +191,8 @@ def _limit(limit: int | None) -> int:
 async def batches_create(request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     return AzureJSONResponse(batch_json(await create_batch(request, account)))
 
 
@@ -199,7 +201,8 @@ async def batches_list(request: Request, api_version: str | None = ApiVersion, a
                        limit: int | None = None) -> Response:
     check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     count = _limit(limit)
     found = await run_in_threadpool(services(request).batches.list, account.id, after, count + 1)
     return AzureJSONResponse(batch_list(found, count))
@@ -209,7 +212,8 @@ async def batches_list(request: Request, api_version: str | None = ApiVersion, a
 async def batches_get(batch_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     return AzureJSONResponse(batch_json(await get_batch(request, account, batch_id)))
 
 
@@ -217,7 +221,8 @@ async def batches_get(batch_id: str, request: Request, api_version: str | None =
 async def batches_cancel(batch_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     batch = await run_in_threadpool(services(request).batches.cancel, account.id, batch_id)
     if batch is None:
         raise batch_not_found(batch_id)
@@ -230,7 +235,8 @@ async def batches_cancel(batch_id: str, request: Request, api_version: str | Non
 async def v1_batches_create(request: Request, api_version: str | None = ApiVersion) -> Response:
     check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     return AzureJSONResponse(batch_json(await create_batch(request, account)))
 
 
@@ -239,7 +245,8 @@ async def v1_batches_list(request: Request, api_version: str | None = ApiVersion
                           limit: int | None = None) -> Response:
     check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     count = _limit(limit)
     found = await run_in_threadpool(services(request).batches.list, account.id, after, count + 1)
     return AzureJSONResponse(batch_list(found, count))
@@ -249,7 +256,8 @@ async def v1_batches_list(request: Request, api_version: str | None = ApiVersion
 async def v1_batches_get(batch_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     return AzureJSONResponse(batch_json(await get_batch(request, account, batch_id)))
 
 
@@ -257,7 +265,8 @@ async def v1_batches_get(batch_id: str, request: Request, api_version: str | Non
 async def v1_batches_cancel(batch_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     batch = await run_in_threadpool(services(request).batches.cancel, account.id, batch_id)
     if batch is None:
         raise batch_not_found(batch_id)

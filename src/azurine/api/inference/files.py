@@ -19,6 +19,7 @@ from starlette.responses import Response
 from azurine.api.context import authenticate, resolve_account, services
 from azurine.api.errors import AzureError
 from azurine.api.middleware import ACCOUNT_SCOPE_KEY
+from azurine.api.network_stage import check_network
 from azurine.api.sse import AzureJSONResponse
 from azurine.api.versions import check_classic, check_v1
 from azurine.files.batch_input import LineError, validate_batch_lines
@@ -233,7 +234,8 @@ async def delete_file(request: Request, account: AccountRecord, file_id: str) ->
 async def upload_file(request: Request, api_version: str | None = ApiVersion) -> Response:
     api_version = check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     upload = await read_upload(request)
     await check_upload(upload)
     record = await store_upload(request, account, upload)
@@ -245,7 +247,8 @@ async def upload_file(request: Request, api_version: str | None = ApiVersion) ->
 async def list_files(request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     return await list_page(request, account, list_query(request))
 
 
@@ -253,7 +256,8 @@ async def list_files(request: Request, api_version: str | None = ApiVersion) -> 
 async def get_file(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     return AzureJSONResponse(file_object(await find_file(request, account, file_id)))
 
 
@@ -261,7 +265,8 @@ async def get_file(file_id: str, request: Request, api_version: str | None = Api
 async def remove_file(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     return await delete_file(request, account, file_id)
 
 
@@ -269,7 +274,8 @@ async def remove_file(file_id: str, request: Request, api_version: str | None = 
 async def get_file_content(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     return await file_content(request, account, file_id)
 
 
@@ -279,7 +285,8 @@ async def get_file_content(file_id: str, request: Request, api_version: str | No
 async def v1_upload_file(request: Request, api_version: str | None = ApiVersion) -> Response:
     check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     upload = await read_upload(request)
     await check_upload(upload)
     record = await store_upload(request, account, upload)
@@ -290,7 +297,8 @@ async def v1_upload_file(request: Request, api_version: str | None = ApiVersion)
 async def v1_list_files(request: Request, api_version: str | None = ApiVersion) -> Response:
     check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     return await list_page(request, account, list_query(request))
 
 
@@ -298,7 +306,8 @@ async def v1_list_files(request: Request, api_version: str | None = ApiVersion) 
 async def v1_get_file(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     return AzureJSONResponse(file_object(await find_file(request, account, file_id)))
 
 
@@ -306,7 +315,8 @@ async def v1_get_file(file_id: str, request: Request, api_version: str | None = 
 async def v1_remove_file(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     return await delete_file(request, account, file_id)
 
 
@@ -314,5 +324,6 @@ async def v1_remove_file(file_id: str, request: Request, api_version: str | None
 async def v1_get_file_content(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     return await file_content(request, account, file_id)

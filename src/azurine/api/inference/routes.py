@@ -25,6 +25,7 @@ from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequ
 from azurine.api.inference.serving_chat import serve_chat
 from azurine.api.inference.serving_completions import completion_prompts, serve_completions
 from azurine.api.inference.serving_embeddings import serve_embeddings
+from azurine.api.network_stage import check_network
 from azurine.api.sse import AzureJSONResponse
 from azurine.api.versions import check_classic, check_v1
 from azurine.catalog import ModelSpec
@@ -45,7 +46,8 @@ def completion_texts(body: CompletionRequest) -> list[PromptText]:
 async def chat_completions(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     api_version = check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     target = await find_deployment(request, account, deployment_id, "chat")
     body = await parse_body(request, ChatCompletionRequest)
     ticket = await admit(request, account, target, chat_cost(body, target), "chat", api_version)
@@ -58,7 +60,8 @@ async def chat_completions(deployment_id: str, request: Request, api_version: st
 async def completions(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     api_version = check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     target = await find_deployment(request, account, deployment_id, "completion")
     body = await parse_body(request, CompletionRequest)
     ticket = await admit(request, account, target, completion_cost(body), "completion", api_version)
@@ -70,7 +73,8 @@ async def completions(deployment_id: str, request: Request, api_version: str | N
 async def embeddings(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     api_version = check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     target = await find_deployment(request, account, deployment_id, "embeddings")
     body = await parse_body(request, EmbeddingsRequest)
     ticket = await admit(request, account, target, embeddings_cost(body), "embeddings", api_version)
@@ -83,7 +87,8 @@ async def embeddings(deployment_id: str, request: Request, api_version: str | No
 async def v1_chat_completions(request: Request, api_version: str | None = ApiVersion) -> Response:
     version = check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     body = await parse_body(request, ChatCompletionRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "chat")
     ticket = await admit(request, account, target, chat_cost(body, target), "chat", version)
@@ -96,7 +101,8 @@ async def v1_chat_completions(request: Request, api_version: str | None = ApiVer
 async def v1_completions(request: Request, api_version: str | None = ApiVersion) -> Response:
     version = check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     body = await parse_body(request, CompletionRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "completion")
     ticket = await admit(request, account, target, completion_cost(body), "completion", version)
@@ -108,7 +114,8 @@ async def v1_completions(request: Request, api_version: str | None = ApiVersion)
 async def v1_embeddings(request: Request, api_version: str | None = ApiVersion) -> Response:
     version = check_v1(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=True)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     body = await parse_body(request, EmbeddingsRequest)
     target = await find_deployment(request, account, require_model_field(body.model), "embeddings")
     ticket = await admit(request, account, target, embeddings_cost(body), "embeddings", version)
@@ -149,28 +156,36 @@ def _model_by_id(request: Request, model_id: str) -> dict[str, Any]:
 @router.get("/openai/models")
 async def list_models(request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
-    authenticate(request, await resolve_account(request), bearer_keys=False)
+    account = await resolve_account(request)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     return AzureJSONResponse(_model_list(request))
 
 
 @router.get("/openai/models/{model_id}")
 async def get_model(model_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
-    authenticate(request, await resolve_account(request), bearer_keys=False)
+    account = await resolve_account(request)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     return AzureJSONResponse(_model_by_id(request, model_id))
 
 
 @router.get("/openai/v1/models")
 async def v1_list_models(request: Request, api_version: str | None = ApiVersion) -> Response:
     check_v1(api_version)
-    authenticate(request, await resolve_account(request), bearer_keys=True)
+    account = await resolve_account(request)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     return AzureJSONResponse(_model_list(request))
 
 
 @router.get("/openai/v1/models/{model_id}")
 async def v1_get_model(model_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_v1(api_version)
-    authenticate(request, await resolve_account(request), bearer_keys=True)
+    account = await resolve_account(request)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=True)
     return AzureJSONResponse(_model_by_id(request, model_id))
 
 
@@ -188,7 +203,8 @@ def deployment_object(deployment: DeploymentRecord) -> dict[str, Any]:
 async def list_deployments(request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     rows = await run_in_threadpool(services(request).store.deployments, account.id)
     return AzureJSONResponse({"data": [deployment_object(d) for d in rows], "object": "list"})
 
@@ -197,7 +213,8 @@ async def list_deployments(request: Request, api_version: str | None = ApiVersio
 async def get_deployment(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
     check_classic(api_version)
     account = await resolve_account(request)
-    authenticate(request, account, bearer_keys=False)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=False)
     row = await run_in_threadpool(services(request).store.deployment, account.id, deployment_id)
     if row is None:
         raise resource_not_found()

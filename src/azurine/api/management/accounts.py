@@ -26,6 +26,7 @@ from azurine.api.management.arm import (
     system_data,
 )
 from azurine.api.sse import AzureJSONResponse
+from azurine.network import normalized_acls
 from azurine.storage.state import AccountRecord, Conflict
 
 router = APIRouter()
@@ -124,6 +125,13 @@ def _validated(body: AccountIn, existing: AccountRecord | None) -> tuple[str, st
                             "The customSubDomainName of an account cannot be changed once set.")
     if "publicNetworkAccess" in properties and properties["publicNetworkAccess"] not in ("Enabled", "Disabled"):
         raise arm_error(400, "InvalidResourceProperties", "publicNetworkAccess must be Enabled or Disabled.")
+    # rules stored before they were checked must not block an update that leaves them as they are
+    if "networkAcls" in properties and (existing is None
+                                        or properties["networkAcls"] != existing.properties.get("networkAcls")):
+        try:
+            properties["networkAcls"] = normalized_acls(properties["networkAcls"])
+        except ValueError as error:
+            raise arm_error(400, "InvalidResourceProperties", str(error)) from None
     return kind, location, sku, subdomain, properties  # type: ignore[return-value]
 
 

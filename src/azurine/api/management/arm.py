@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from azurine.api.context import services
 from azurine.api.errors import AzureError
+from azurine.identity.access import Operation, arm_operation
 from azurine.identity.tokens import MANAGEMENT_AUDIENCES, InvalidToken, Principal, verify_token
 
 PROVIDER = "Microsoft.CognitiveServices"
@@ -54,10 +55,33 @@ async def authenticate(request: Request) -> Principal:
         raise arm_error(401, "InvalidAuthenticationToken", str(error)) from error
 
 
+def authorization_failed(principal: Principal, operation: Operation) -> AzureError:
+    return arm_error(403, "AuthorizationFailed",
+                     f"The client '{principal.object_id}' with object id '{principal.object_id}' does not have "
+                     f"authorization to perform action '{operation.action}' over scope '{operation.scope}' or the "
+                     "scope is invalid. If access was recently granted, please refresh your credentials.")
+
+
+async def authorize(request: Request, principal: Principal) -> Operation:
+    """RBAC on the call's ARM operation (derived from its path and method). Every change, every action (reading
+    or regenerating keys among them) and every denial goes to the audit log."""
+    access = services(request).access
+    operation = arm_operation(request.method, request.url.path)
+    allowed = await run_in_threadpool(access.allowed, principal.object_id, operation)
+    if not allowed or request.method != "GET":
+        await run_in_threadpool(access.audit, principal.object_id, operation, "allowed" if allowed else "denied",
+                                f"{request.method} {request.url.path}")
+    if not allowed:
+        raise authorization_failed(principal, operation)
+    return operation
+
+
 async def arm_request(request: Request) -> Principal:
-    """The first two stages of every ARM call: a known api-version, then a valid token."""
+    """The first stages of every ARM call: a known api-version, a valid token, a role that allows the call."""
     check_api_version(request)
-    return await authenticate(request)
+    principal = await authenticate(request)
+    await authorize(request, principal)
+    return principal
 
 
 async def parse_arm_body(request: Request, model: type[Body]) -> Body:

@@ -1,0 +1,122 @@
+"""Which operation a request is, in Azure RBAC's words, and whether its principal may perform it.
+
+Management requests are ARM paths, so their action follows from the path and the method, as ARM derives it:
+`PUT …/accounts/{a}/deployments/{d}` is `Microsoft.CognitiveServices/accounts/deployments/write` on that
+deployment; `POST …/accounts/{a}/listKeys` is `Microsoft.CognitiveServices/accounts/listKeys/action`. Data-plane
+requests map to the data actions Azure's OpenAI roles name (`…/OpenAI/deployments/chat/completions/action`).
+
+Assignments are read per principal and kept for `ttl_s`, so a request costs no database read while a role
+given or taken away takes effect within that time on every replica.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from azurine.identity.roles import OPENAI, RoleAssignment, is_allowed
+from azurine.identity.tokens import ADMIN_OBJECT_ID
+from azurine.storage.access import AccessStore, AuditRecord
+
+VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    scope: str  # the resource the operation is on; assignments at it or above it apply
+    action: str
+    data: bool
+    display: str = ""  # how Azure names the operation in a denial: "POST /openai/deployments/{deployment-id}/…"
+
+
+def arm_operation(method: str, path: str) -> Operation:
+    parts = [p for p in path.split("/") if p]
+    lowered = [p.lower() for p in parts]
+    if "providers" not in lowered:
+        return Operation("/" + "/".join(parts), f"Microsoft.Resources/{VERBS.get(method, 'read')}", False)
+    at = len(lowered) - 1 - lowered[::-1].index("providers")
+    namespace, rest, resource = (parts[at + 1] if at + 1 < len(parts) else ""), parts[at + 2:], parts
+    action_name = None
+    if method == "POST" and len(rest) % 2 == 1 and len(rest) >= 3:  # …/accounts/{a}/listKeys
+        action_name, rest, resource = rest[-1], rest[:-1], parts[:-1]
+    resource_type = "/".join([namespace, *rest[0::2]])  # a collection's own type too, when listing it
+    verb = f"{action_name}/action" if action_name else VERBS.get(method, f"{method.lower()}/action")
+    return Operation("/" + "/".join(resource), f"{resource_type}/{verb}", False)
+
+
+# data-plane routes (after an /accounts/{name} prefix is removed) → the data action Azure's roles name
+_DATA_ROUTES: tuple[tuple[str, re.Pattern[str], str, str], ...] = tuple(
+    (method, re.compile(pattern), action, display) for method, pattern, action, display in (
+        ("POST", r"^/openai/deployments/[^/]+/chat/completions$", "deployments/chat/completions/action",
+         "/openai/deployments/{deployment-id}/chat/completions"),
+        ("POST", r"^/openai/deployments/[^/]+/completions$", "deployments/completions/action",
+         "/openai/deployments/{deployment-id}/completions"),
+        ("POST", r"^/openai/deployments/[^/]+/embeddings$", "deployments/embeddings/action",
+         "/openai/deployments/{deployment-id}/embeddings"),
+        ("POST", r"^/openai/v1/chat/completions$", "deployments/chat/completions/action",
+         "/openai/v1/chat/completions"),
+        ("POST", r"^/openai/v1/completions$", "deployments/completions/action", "/openai/v1/completions"),
+        ("POST", r"^/openai/v1/embeddings$", "deployments/embeddings/action", "/openai/v1/embeddings"),
+        ("POST", r"^/openai(/v1)?/batches/[^/]+/cancel$", "batches/cancel/action", "/openai/batches/{batch-id}/cancel"),
+        ("POST", r"^/openai(/v1)?/batches$", "batches/write", "/openai/batches"),
+        ("GET", r"^/openai(/v1)?/batches(/[^/]+)?$", "batches/read", "/openai/batches"),
+        ("POST", r"^/openai(/v1)?/files$", "files/write", "/openai/files"),
+        ("DELETE", r"^/openai(/v1)?/files/[^/]+$", "files/delete", "/openai/files/{file-id}"),
+        ("GET", r"^/openai(/v1)?/files(/[^/]+(/content)?)?$", "files/read", "/openai/files"),
+        ("GET", r"^/openai(/v1)?/deployments(/[^/]+)?$", "deployments/read", "/openai/deployments"),
+        ("GET", r"^/openai(/v1)?/models(/[^/]+)?$", "models/read", "/openai/models"),
+    ))
+
+
+def data_operation(method: str, path: str, account_resource_id: str) -> Operation:
+    for route_method, pattern, action, display in _DATA_ROUTES:
+        if method == route_method and pattern.match(path):
+            return Operation(account_resource_id, f"{OPENAI}/{action}", True, f"{method} {display}")
+    return Operation(account_resource_id, f"{OPENAI}/{VERBS.get(method, 'read')}", True, f"{method} {path}")
+
+
+class AccessControl:
+    """RBAC decisions with each principal's assignments cached for `ttl_s`. The built-in administrator, who
+    `azurine token get` speaks for, holds Owner over everything and no data actions."""
+
+    def __init__(self, store: AccessStore, ttl_s: float = 1.0) -> None:
+        self.store = store
+        self._store = store
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, list[RoleAssignment]]] = {}
+        self._lock = threading.Lock()
+
+    def _assignments(self, principal_id: str) -> list[RoleAssignment]:
+        key = principal_id.lower()
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and now - cached[0] < self._ttl_s:
+                return cached[1]
+        found = [RoleAssignment(a.scope, a.role_definition_id, a.principal_id) for a in self._store.assignments(key)]
+        with self._lock:
+            self._cache[key] = (now, found)
+        return found
+
+    def knows(self, principal_id: str) -> bool:
+        """Whether the principal's assignments are cached and fresh (a decision then reads no database)."""
+        cached = self._cache.get(principal_id.lower())
+        return cached is not None and time.monotonic() - cached[0] < self._ttl_s
+
+    def forget(self) -> None:
+        """Drop the cache (this replica changed an assignment: it applies here at once)."""
+        with self._lock:
+            self._cache.clear()
+
+    def audit(self, principal: str, operation: Operation, outcome: str, detail: str = "") -> None:
+        self._store.audit([AuditRecord(datetime.now(UTC), principal, operation.action, operation.scope, outcome,
+                                       detail)])
+
+    def allowed(self, principal_id: str, operation: Operation) -> bool:
+        if principal_id.lower() == ADMIN_OBJECT_ID and not operation.data:
+            return True
+        return is_allowed(self._assignments(principal_id), principal_id, operation.scope, operation.action,
+                          operation.data)

@@ -1,0 +1,141 @@
+"""Bearer tokens from trusted issuers: Azurine's own, and OpenID Connect providers (Entra ID, Keycloak, …).
+
+An external issuer is trusted by its issuer URL. Its signing keys come from the `jwks_uri` of its OpenID
+configuration (`{issuer}/.well-known/openid-configuration`), are cached, and are fetched again when a token
+names a key id not seen yet (a provider rotates keys by publishing the new one first), at most once per
+`refetch_after_s` per issuer so that tokens with made-up key ids cannot make Azurine hammer the provider.
+
+Entra ID issues two forms for one tenant: v1 tokens say `https://sts.windows.net/{tenant}/` and v2 tokens
+`https://login.microsoftonline.com/{tenant}/v2.0`; both are trusted when either is configured, and both read
+their keys from the tenant's v2 configuration.
+
+Only asymmetric signatures are accepted (RS256/384/512, PS256, ES256/384): `alg: none` and HMAC tokens, whose
+"key" would be public, are refused before any key is looked at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+from jwt import PyJWK
+
+from azurine.identity.tokens import CLOCK_SKEW_SECONDS, InvalidToken, Principal
+
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384")
+ENTRA_V1 = re.compile(r"^https://sts\.windows\.net/(?P<tenant>[^/]+)/$")
+ENTRA_V2 = re.compile(r"^https://login\.microsoftonline\.com/(?P<tenant>[^/]+)/v2\.0$")
+INVALID = "The access token is invalid."
+
+
+def issuer_forms(issuer: str) -> tuple[str, ...]:
+    """The issuer strings one configured issuer stands for (Entra's v1 and v2 forms of a tenant)."""
+    issuer = issuer.rstrip("/") if not ENTRA_V1.match(issuer) else issuer
+    for pattern in (ENTRA_V1, ENTRA_V2):
+        match = pattern.match(issuer)
+        if match:
+            tenant = match["tenant"]
+            return (f"https://sts.windows.net/{tenant}/", f"https://login.microsoftonline.com/{tenant}/v2.0")
+    return (issuer,)
+
+
+def configuration_url(issuer: str) -> str:
+    v1 = ENTRA_V1.match(issuer)
+    if v1:  # v1 tokens are signed with the same keys the tenant's v2 configuration lists
+        return f"https://login.microsoftonline.com/{v1['tenant']}/v2.0/.well-known/openid-configuration"
+    return f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+
+
+@dataclass
+class _Keys:
+    keys: dict[str, PyJWK] = field(default_factory=dict)
+    fetched_at: float = 0.0
+
+
+class OidcIssuers:
+    """The external issuers, each with its cached signing keys; thread-safe."""
+
+    def __init__(self, issuers: list[str], *, refetch_after_s: float = 60.0, timeout_s: float = 5.0,
+                 verify: Any = True) -> None:
+        self._canonical: dict[str, str] = {}  # any accepted form → the configured issuer whose keys it uses
+        for configured in issuers:
+            for form in issuer_forms(configured):
+                self._canonical[form] = form
+        self._keys: dict[str, _Keys] = {}
+        self._lock = threading.Lock()
+        self._refetch_after_s = refetch_after_s
+        self._timeout_s = timeout_s
+        self._verify = verify
+
+    def trusts(self, issuer: str) -> bool:
+        return issuer in self._canonical
+
+    def key(self, issuer: str, kid: str) -> PyJWK:
+        with self._lock:
+            cached = self._keys.setdefault(issuer, _Keys())
+            if kid in cached.keys:
+                return cached.keys[kid]
+            if time.monotonic() - cached.fetched_at < self._refetch_after_s and cached.fetched_at:
+                raise InvalidToken(INVALID)
+        fetched = self._fetch(issuer)  # outside the lock: a slow provider must not stall other issuers
+        with self._lock:
+            self._keys[issuer] = _Keys(fetched, time.monotonic())
+        if kid not in fetched:
+            raise InvalidToken(INVALID)
+        return fetched[kid]
+
+    def _fetch(self, issuer: str) -> dict[str, PyJWK]:
+        try:
+            with httpx.Client(timeout=self._timeout_s, verify=self._verify) as http:
+                configuration = http.get(configuration_url(issuer)).raise_for_status().json()
+                document = http.get(configuration["jwks_uri"]).raise_for_status().json()
+        except (httpx.HTTPError, KeyError, ValueError) as error:
+            raise InvalidToken(f"The signing keys of issuer {issuer} could not be read.") from error
+        keys = {}
+        for entry in document.get("keys", []):
+            if entry.get("use", "sig") != "sig" or "kid" not in entry:
+                continue
+            try:
+                keys[entry["kid"]] = PyJWK.from_dict(entry)
+            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError):
+                continue  # a key type this library cannot use is not one our tokens can be signed with
+        return keys
+
+
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    try:
+        return jwt.get_unverified_header(token), jwt.decode(token, options={"verify_signature": False})
+    except (jwt.PyJWTError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidToken(INVALID) from error
+
+
+def verify_external(issuers: OidcIssuers, token: str, audiences: tuple[str, ...]) -> Principal:
+    """The principal of a token from a trusted external issuer; InvalidToken for anything else."""
+    header, claims = _unverified(token)
+    if header.get("alg") not in ALGORITHMS:
+        raise InvalidToken(INVALID)
+    issuer = str(claims.get("iss", ""))
+    if not issuers.trusts(issuer) or not header.get("kid"):
+        raise InvalidToken(INVALID)
+    key = issuers.key(issuer, str(header["kid"]))
+    try:
+        verified = jwt.decode(token, key.key, algorithms=[header["alg"]], audience=list(audiences), issuer=issuer,
+                              leeway=CLOCK_SKEW_SECONDS, options={"require": ["exp", "aud", "iss"]})
+    except jwt.ExpiredSignatureError as error:
+        raise InvalidToken("The access token expiry UTC time is earlier than current UTC time.") from error
+    except jwt.ImmatureSignatureError as error:
+        raise InvalidToken("The access token is not yet valid.") from error
+    except jwt.InvalidAudienceError as error:
+        raise InvalidToken("The access token has been obtained for wrong audience or resource.") from error
+    except jwt.PyJWTError as error:
+        raise InvalidToken(INVALID) from error
+    return Principal(object_id=str(verified.get("oid") or verified.get("sub") or ""),
+                     tenant_id=str(verified.get("tid", "")),
+                     name=str(verified.get("name") or verified.get("preferred_username") or verified.get("appid")
+                              or verified.get("azp") or ""))

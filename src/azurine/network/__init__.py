@@ -1,0 +1,29 @@
+"""Network rules of the data plane: public access, IP rules, private listeners, trusted proxies."""
+
+from azurine.network.rules import (
+    RULES,
+    AccessRules,
+    Listener,
+    NetworkSettings,
+    TrustedProxies,
+    Verdict,
+    decide,
+    normalized_acls,
+    parse_address,
+    parse_network,
+    parse_rules,
+)
+
+__all__ = [
+    "RULES",
+    "AccessRules",
+    "Listener",
+    "NetworkSettings",
+    "TrustedProxies",
+    "Verdict",
+    "decide",
+    "normalized_acls",
+    "parse_address",
+    "parse_network",
+    "parse_rules",
+]

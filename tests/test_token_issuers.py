@@ -1,0 +1,145 @@
+"""Tokens of external OpenID Connect issuers: keys read from a real provider over HTTP, rotation, and every
+kind of bad token refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from azurine.identity.issuers import OidcIssuers, issuer_forms, verify_external
+from azurine.identity.tokens import COGNITIVE_AUDIENCES, InvalidToken
+
+AUDIENCE = COGNITIVE_AUDIENCES[0]
+
+
+class Provider:
+    """A minimal OpenID provider: a discovery document and a JWKS that can be rotated; counts JWKS reads."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, rsa.RSAPrivateKey] = {}
+        self.jwks_reads = 0
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.endswith("/.well-known/openid-configuration"):
+                    body = {"issuer": provider.issuer, "jwks_uri": f"{provider.base}/keys"}
+                elif self.path == "/keys":
+                    provider.jwks_reads += 1
+                    body = {"keys": [provider.jwk(kid, key) for kid, key in provider.keys.items()]}
+                else:
+                    self.send_error(404)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.issuer = f"{self.base}/tenant-a"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def jwk(kid: str, key: rsa.RSAPrivateKey) -> dict[str, str]:
+        numbers = key.public_key().public_numbers()
+
+        def b64(value: int) -> str:
+            raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+        return {"kty": "RSA", "use": "sig", "kid": kid, "n": b64(numbers.n), "e": b64(numbers.e), "alg": "RS256"}
+
+    def add_key(self, kid: str) -> rsa.RSAPrivateKey:
+        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self.keys[kid]
+
+    def token(self, kid: str, key: rsa.RSAPrivateKey | None = None, **claims: Any) -> str:
+        now = int(time.time())
+        body = {"iss": self.issuer, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 600, "oid": "user-1",
+                "tid": "tenant-a", "name": "Dana", **claims}
+        return jwt.encode(body, key or self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.fixture()
+def provider() -> Iterator[Provider]:
+    running = Provider()
+    running.add_key("k1")
+    try:
+        yield running
+    finally:
+        running.server.shutdown()
+
+
+def test_a_token_of_a_trusted_issuer_names_its_principal(provider: Provider) -> None:
+    issuers = OidcIssuers([provider.issuer])
+    principal = verify_external(issuers, provider.token("k1"), (AUDIENCE,))
+    assert (principal.object_id, principal.tenant_id, principal.name) == ("user-1", "tenant-a", "Dana")
+    verify_external(issuers, provider.token("k1"), (AUDIENCE,))
+    assert provider.jwks_reads == 1  # the keys are cached
+
+
+def test_a_rotated_key_is_fetched_once_and_unknown_ids_do_not_hammer_the_provider(provider: Provider) -> None:
+    issuers = OidcIssuers([provider.issuer], refetch_after_s=0.5)
+    verify_external(issuers, provider.token("k1"), (AUDIENCE,))
+    time.sleep(0.6)
+    provider.add_key("k2")
+    assert verify_external(issuers, provider.token("k2"), (AUDIENCE,)).object_id == "user-1"
+    assert provider.jwks_reads == 2
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for _ in range(5):
+        with pytest.raises(InvalidToken):
+            verify_external(issuers, provider.token("k9", stranger), (AUDIENCE,))
+    assert provider.jwks_reads == 2  # unknown ids within the interval after a read cost the provider nothing
+    time.sleep(0.6)
+    with pytest.raises(InvalidToken):
+        verify_external(issuers, provider.token("k9", stranger), (AUDIENCE,))
+    assert provider.jwks_reads == 3  # after it, one read to look for the id
+
+
+@pytest.mark.parametrize("case", ["expired", "not_yet", "audience", "issuer", "signature", "none", "hmac", "garbage"])
+def test_bad_tokens_are_refused(provider: Provider, case: str) -> None:
+    issuers = OidcIssuers([provider.issuer])
+    now = int(time.time())
+    tokens = {
+        "expired": lambda: provider.token("k1", exp=now - 3600, nbf=now - 7200),
+        "not_yet": lambda: provider.token("k1", nbf=now + 3600, exp=now + 7200),
+        "audience": lambda: provider.token("k1", aud="https://management.azure.com/"),
+        "issuer": lambda: provider.token("k1", iss=f"{provider.base}/tenant-b"),
+        "signature": lambda: provider.token("k1", rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+        "none": lambda: jwt.encode({"iss": provider.issuer, "aud": AUDIENCE, "exp": now + 600}, None,
+                                   algorithm="none", headers={"kid": "k1"}),
+        "hmac": lambda: jwt.encode({"iss": provider.issuer, "aud": AUDIENCE, "exp": now + 600}, "k1" * 16,
+                                   algorithm="HS256", headers={"kid": "k1"}),
+        "garbage": lambda: "not.a.token",
+    }
+    with pytest.raises(InvalidToken):
+        verify_external(issuers, tokens[case](), (AUDIENCE,))
+
+
+def test_clock_skew_is_tolerated(provider: Provider) -> None:
+    now = int(time.time())
+    token = provider.token("k1", exp=now - 60, nbf=now - 600)  # expired a minute ago: within five minutes' skew
+    assert verify_external(OidcIssuers([provider.issuer]), token, (AUDIENCE,)).object_id == "user-1"
+
+
+def test_entra_tenants_are_trusted_in_both_issuer_forms() -> None:
+    tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    v1, v2 = f"https://sts.windows.net/{tenant}/", f"https://login.microsoftonline.com/{tenant}/v2.0"
+    assert issuer_forms(v1) == issuer_forms(v2) == (v1, v2)
+    issuers = OidcIssuers([v2])
+    assert issuers.trusts(v1) and issuers.trusts(v2) and not issuers.trusts("https://sts.windows.net/other/")
