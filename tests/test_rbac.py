@@ -219,3 +219,46 @@ def test_the_cli_gives_lists_and_removes_roles_and_shows_the_audit_log(plane: Pl
     assert "Microsoft.Authorization/roleAssignments/write" in audit and "roleAssignments/delete" in audit
     denied = run("audit", "show", "--denied", "--data-dir", str(plane.server.data_dir))
     assert "denied" in denied and "allowed" not in denied
+
+
+def test_a_key_or_token_for_one_account_reaches_nothing_of_another(plane: Plane) -> None:
+    """Account B gets its own batch deployment, file and batch; A's key and a token whose role is on A alone are
+    refused on every B route, and B's routes never show A's file or batch."""
+    from batch_helpers import add_batch_deployment, chat_lines, submit, wait_for
+
+    name = f"iso{uuid.uuid4().hex[:8]}"
+    other = plane.store.create_account(name, location="local", subscription_id=plane.account.subscription_id,
+                                       resource_group=plane.account.resource_group)
+    add_batch_deployment(f"sqlite:///{plane.server.data_dir / 'azurine.db'}")  # on A, the first account
+    principal = str(uuid.uuid4())
+    plane.assign(principal, OPENAI_USER, plane.account_id)
+    time.sleep(SETTLE)
+
+    mine = plane.server.azure()
+    a_file = mine.files.create(file=("a.jsonl", chat_lines(1)), purpose="batch")
+    a_batch = wait_for(mine, submit(mine, chat_lines(1)).id)
+    base = f"{plane.server.url}/accounts/{name}/openai"
+    routes = [("POST", f"{base}/deployments/chat-small/chat/completions?api-version={API_VERSION}",
+               {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}),
+              ("GET", f"{base}/files?api-version={API_VERSION}", None),
+              ("GET", f"{base}/files/{a_file.id}?api-version={API_VERSION}", None),
+              ("GET", f"{base}/files/{a_file.id}/content?api-version={API_VERSION}", None),
+              ("GET", f"{base}/batches?api-version={API_VERSION}", None),
+              ("GET", f"{base}/batches/{a_batch.id}?api-version={API_VERSION}", None),
+              ("POST", f"{base}/batches?api-version={API_VERSION}",
+               {"input_file_id": a_file.id, "endpoint": "/chat/completions", "completion_window": "24h"}),
+              ("GET", f"{plane.server.url}/accounts/{name}/openai/v1/files", None)]
+    for credentials in ({"api-key": plane.account.key1}, {"Authorization": f"Bearer {plane.token(principal)}"}):
+        for method, url, body in routes:
+            refused = httpx.request(method, url, headers=credentials, json=body, timeout=60)
+            assert refused.status_code == 401, (method, url, credentials.keys(), refused.text)
+
+    # with B's own key, A's file and batch do not exist there
+    theirs = {"api-key": other.key1}
+    assert httpx.get(f"{base}/files/{a_file.id}?api-version={API_VERSION}", headers=theirs).status_code == 404
+    assert httpx.get(f"{base}/batches/{a_batch.id}?api-version={API_VERSION}", headers=theirs).status_code == 404
+    assert a_file.id not in httpx.get(f"{base}/files?api-version={API_VERSION}", headers=theirs).text
+    assert a_batch.id not in httpx.get(f"{base}/batches?api-version={API_VERSION}", headers=theirs).text
+    stolen = httpx.post(f"{base}/batches?api-version={API_VERSION}", headers=theirs, json={
+        "input_file_id": a_file.id, "endpoint": "/chat/completions", "completion_window": "24h"})
+    assert stolen.status_code == 404
