@@ -32,6 +32,17 @@ def _store(data_dir: Path | None) -> StateStore:
     return StateStore(engine)
 
 
+def _account_id(store: StateStore, account: str | None, console: Console) -> str | None:
+    """The id of the account named `account` (None: every account); exit 1 when there is none of that name."""
+    if account is None:
+        return None
+    record = store.account_named(account)
+    if record is None:
+        console.print(f"[red]No account named {account}.[/]")
+        raise typer.Exit(1)
+    return record.id
+
+
 @app.command("set")
 def quota_set(
     usage_name: str = typer.Argument(..., help="e.g. OpenAI.GlobalStandard.qwen2.5-coder-0.5b-instruct"),

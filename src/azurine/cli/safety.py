@@ -73,16 +73,10 @@ def safety_events(
     """The newest prompts refused and answers cut by a blocking filter (content only where kept)."""
     from datetime import UTC, datetime
 
-    from azurine.cli.usage import _store
+    from azurine.cli.quota import _account_id, _store
 
     store = _store(data_dir)
-    account_id = None
-    if account is not None:
-        record = store.account_named(account)
-        if record is None:
-            console.print(f"[red]No account named {account}.[/]")
-            raise typer.Exit(1)
-        account_id = record.id
+    account_id = _account_id(store, account, console)
     table = Table("time (UTC)", "deployment", "side", "category", "severity", "content")
     for event in store.filter_events(account_id, limit):
         table.add_row(datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%d %H:%M:%S"), event.deployment,

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from azurine.cli.quota import _store
+from azurine.cli.quota import _account_id, _store
 
 app = typer.Typer(help="Settled token usage per minute, account and deployment.", no_args_is_help=True)
 console = Console()
@@ -30,13 +30,7 @@ def usage_show(
     """The requests and tokens of each minute (UTC); total is prompt + completion, estimated what the rate limit
     charged, billed the total at the deployment's price (batch deployments: half)."""
     store = _store(data_dir)
-    account_id = None
-    if account is not None:
-        record = store.account_named(account)
-        if record is None:
-            console.print(f"[red]No account named {account}.[/]")
-            raise typer.Exit(1)
-        account_id = record.id
+    account_id = _account_id(store, account, console)
     since = int(time.time() // 60) - minutes + 1
     names = store.account_names()
     table = Table("minute (UTC)", "account", "deployment", "requests", "prompt", "completion", "total", "estimated",

@@ -32,15 +32,16 @@ def arm_error(status: int, code: str, message: str) -> AzureError:
     return AzureError(status, code, message)
 
 
-def check_api_version(request: Request) -> str:
+def check_api_version(request: Request, versions: frozenset[str] = ARM_VERSIONS) -> str:
+    """The call's api-version, one of `versions` (each resource provider has its own)."""
     version = request.query_params.get("api-version")
     if not version:
         raise arm_error(400, "MissingApiVersionParameter",
                         "The api-version query parameter (?api-version=) is required for all requests.")
-    if version not in ARM_VERSIONS:
+    if version not in versions:
         raise arm_error(400, "InvalidApiVersionParameter",
                         f"The api-version '{version}' is invalid. The supported versions are "
-                        f"'{','.join(sorted(ARM_VERSIONS, reverse=True))}'.")
+                        f"'{','.join(sorted(versions, reverse=True))}'.")
     return version
 
 
@@ -76,9 +77,9 @@ async def authorize(request: Request, principal: Principal) -> Operation:
     return operation
 
 
-async def arm_request(request: Request) -> Principal:
+async def arm_request(request: Request, versions: frozenset[str] = ARM_VERSIONS) -> Principal:
     """The first stages of every ARM call: a known api-version, a valid token, a role that allows the call."""
-    check_api_version(request)
+    check_api_version(request, versions)
     principal = await authenticate(request)
     await authorize(request, principal)
     return principal

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from azurine.api.context import services
-from azurine.api.management.arm import arm_error, authenticate, authorize, parse_arm_body
+from azurine.api.management.arm import arm_error, arm_request, parse_arm_body
 from azurine.api.sse import AzureJSONResponse
 from azurine.identity.roles import BUILT_IN_ROLES, RoleDefinition, covers
 from azurine.storage.access import AssignmentRecord
@@ -38,17 +38,6 @@ class AssignmentPropertiesIn(BaseModel):
 class AssignmentIn(BaseModel):
     model_config = ConfigDict(extra="allow")
     properties: AssignmentPropertiesIn | None = None
-
-
-def _check_version(request: Request) -> None:
-    version = request.query_params.get("api-version")
-    if not version:
-        raise arm_error(400, "MissingApiVersionParameter",
-                        "The api-version query parameter (?api-version=) is required for all requests.")
-    if version not in API_VERSIONS:
-        raise arm_error(400, "InvalidApiVersionParameter",
-                        f"The api-version '{version}' is invalid. The supported versions are "
-                        f"'{','.join(sorted(API_VERSIONS, reverse=True))}'.")
 
 
 def _scope(scope: str) -> str:
@@ -85,10 +74,7 @@ def assignment_json(record: AssignmentRecord) -> dict[str, Any]:
 
 
 async def _authorized(request: Request) -> str:
-    _check_version(request)
-    principal = await authenticate(request)
-    await authorize(request, principal)
-    return principal.object_id
+    return (await arm_request(request, API_VERSIONS)).object_id
 
 
 @router.get("/{scope:path}/providers/Microsoft.Authorization/roleDefinitions")
