@@ -84,7 +84,6 @@ class AccessControl:
 
     def __init__(self, store: AccessStore, ttl_s: float = 1.0) -> None:
         self.store = store
-        self._store = store
         self._ttl_s = ttl_s
         self._cache: dict[str, tuple[float, list[RoleAssignment]]] = {}
         self._lock = threading.Lock()
@@ -96,7 +95,7 @@ class AccessControl:
             cached = self._cache.get(key)
             if cached is not None and now - cached[0] < self._ttl_s:
                 return cached[1]
-        found = [RoleAssignment(a.scope, a.role_definition_id, a.principal_id) for a in self._store.assignments(key)]
+        found = [RoleAssignment(a.scope, a.role_definition_id, a.principal_id) for a in self.store.assignments(key)]
         with self._lock:
             self._cache[key] = (now, found)
         return found
@@ -112,7 +111,7 @@ class AccessControl:
             self._cache.clear()
 
     def audit(self, principal: str, operation: Operation, outcome: str, detail: str = "") -> None:
-        self._store.audit([AuditRecord(datetime.now(UTC), principal, operation.action, operation.scope, outcome,
+        self.store.audit([AuditRecord(datetime.now(UTC), principal, operation.action, operation.scope, outcome,
                                        detail)])
 
     def allowed(self, principal_id: str, operation: Operation) -> bool:
