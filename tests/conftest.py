@@ -24,6 +24,8 @@ from cryptography.x509.oid import NameOID
 from openai import AzureOpenAI, OpenAI
 
 API_KEY = "0123456789abcdef0123456789abcdef"
+# every process of a test that shares one database (replicas, workers, the CLI) must wrap data keys alike
+os.environ.setdefault("AZURINE_SERVICE_KEY", "dGVzdHMgc2hhcmUgdGhpcyBzZXJ2aWNlIGtleSAzMmI=")
 API_VERSION = "2024-10-21"
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,9 @@ from azure.mgmt.cognitiveservices.models import (
 )
 
 import test_management_sdk
+from azurine.storage.content import unseal_text
 from azurine.storage.database import make_engine
+from azurine.storage.envelope import EnvelopeSealer
 from azurine.storage.state import StateStore
 from test_management_sdk import GROUP, TlsServer, openai_account, smol
 
@@ -163,7 +165,10 @@ def test_every_block_is_recorded_with_content_only_where_the_account_opts_in(acc
     with pytest.raises(openai.BadRequestError):
         account.openai().chat.completions.create(
             model=deployment, messages=[{"role": "user", "content": HATEFUL}], max_tokens=4)
-    assert store.filter_events(record.id, limit=1)[0].content == HATEFUL
+    kept = store.filter_events(record.id, limit=1)[0].content
+    assert kept is not None and HATEFUL not in kept  # sealed at rest like all customer content
+    sealer = EnvelopeSealer.open(store.engine, account.tls.data_dir)
+    assert unseal_text(sealer, record.id, kept) == HATEFUL
 
 
 def test_a_jailbreak_attempt_is_refused(account: Account) -> None:

@@ -235,11 +235,14 @@ def test_the_default_account_is_managed_too(tls_server: TlsServer) -> None:
 
 def test_network_encryption_and_local_auth_settings_are_kept(tls_server: TlsServer) -> None:
     client = tls_server.mgmt()
+    # a customer-managed key must exist and be usable when it is set: one of the built-in key store
+    subprocess.run([sys.executable, "-m", "azurine", "key-store", "create", "cmk", "--data-dir",
+                    str(tls_server.data_dir)], check=True, capture_output=True, cwd=ROOT)
     settings = Account(kind="AIServices", sku=Sku(name="S0"), location="eastus", properties=AccountProperties(
         public_network_access="Disabled", disable_local_auth=True,
         network_acls=NetworkRuleSet(default_action="Deny", ip_rules=[IpRule(value="203.0.113.0/24")]),
         encryption=Encryption(key_source="Microsoft.KeyVault", key_vault_properties=KeyVaultProperties(
-            key_name="cmk", key_version="1", key_vault_uri="https://vault.example/"))))
+            key_name="cmk", key_vault_uri="https://keys.azurine.local/"))))
     account = client.accounts.begin_create(GROUP, "settings-ai", settings).result()
     again = client.accounts.get(GROUP, "settings-ai")
     for found in (account, again):

@@ -180,3 +180,95 @@ def test_failures_reach_the_awaiting_request_and_waits_are_measured() -> None:
     waits = REGISTRY.get_sample_value("azurine_queue_wait_seconds_count",
                                       {"scheduler": "test-failure", "priority": "provisioned"})
     assert waits == 1
+
+
+class CountingGang:
+    """Steps its members together, each member being a number of steps to live; logs who ran in each step."""
+
+    def __init__(self, width: int, log: list[str]) -> None:
+        self.width = width
+        self.log = log
+
+    def run(self, first: list[Any], take: Callable[[int], list[Any]]) -> Iterator[None]:
+        members: dict[Any, list[Any]] = {}
+        arrivals = list(first)
+        while True:
+            arrivals += take(self.width - len(members) - len(arrivals))
+            for job in arrivals:
+                members[job] = job.start()  # [name, steps left, emit]
+            arrivals = []
+            if not members:
+                return
+            self.log.append("+".join(sorted(m[0] for m in members.values())))
+            for job, member in list(members.items()):
+                member[2](member[1])
+                member[1] -= 1
+                if member[1] == 0:
+                    job.finish(None)
+                    del members[job]
+            yield
+
+
+def test_a_gang_steps_its_members_together_and_takes_in_new_ones_as_others_finish() -> None:
+    async def scenario() -> tuple[list[str], list[list[Any]]]:
+        scheduler, log = Scheduler("test-gang"), []
+        gang = CountingGang(2, log)
+        release, blocked = await queued_behind_blocker(scheduler)
+
+        def member(name: str, count: int) -> Callable[[Emit], Any]:
+            return lambda emit: [name, count, emit]
+
+        tasks = [asyncio.create_task(collect(scheduler.stream(WorkOrder(Priority.BATCH, "q"), member(n, c), gang)))
+                 for n, c in (("a", 1), ("b", 3), ("c", 2))]
+        await asyncio.sleep(0.05)
+        release.set()
+        await blocked
+        return log, list(await asyncio.gather(*tasks))
+
+    log, outputs = asyncio.run(scenario())
+    assert log == ["a+b", "b+c", "b+c"]  # c takes a's place as soon as a ends
+    assert outputs == [[1], [3, 2, 1], [2, 1]]
+
+
+def test_a_higher_class_runs_between_a_gangs_steps_and_an_ungrouped_batch_job_drains_the_gang() -> None:
+    async def scenario() -> list[str]:
+        scheduler, log = Scheduler("test-gang-turns"), []
+        gang = CountingGang(4, log)
+        gate = threading.Event()
+
+        def gated(emit: Emit) -> Emit:
+            def first_waits(item: Any) -> None:
+                gate.wait(10)
+                emit(item)
+            return first_waits
+
+        long_member = asyncio.create_task(collect(scheduler.stream(
+            WorkOrder(Priority.BATCH, "q"), lambda emit: ["g", 3, gated(emit)], gang)))
+        while not log:  # the gang's first step has begun, and waits for the gate
+            await asyncio.sleep(0.005)
+        online = asyncio.create_task(drain(scheduler, WorkOrder(Priority.STANDARD, "online"), steps("s", 1, log)))
+        alone = asyncio.create_task(drain(scheduler, WorkOrder(Priority.BATCH, "q"), steps("x", 1, log)))
+        late = asyncio.create_task(collect(scheduler.stream(
+            WorkOrder(Priority.BATCH, "q"), lambda emit: ["late", 1, emit], gang)))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await asyncio.gather(long_member, online, alone, late)
+        return log
+
+    # the online step comes between two of the gang's; the batch job outside the gang, waiting, keeps the gang
+    # from taking anyone in, so it runs when the gang has drained, and the late member starts a gang after it
+    assert asyncio.run(scenario()) == ["g", "s0", "g", "g", "x0", "late"]
+
+
+async def collect(stream: Any) -> list[Any]:
+    return [item async for item in stream]
+
+
+def test_the_scheduler_knows_whether_higher_classes_had_work_lately() -> None:
+    scheduler, log = Scheduler("test-recent"), []
+    assert not scheduler.recently_above(Priority.BATCH, 60)
+    asyncio.run(drain(scheduler, WorkOrder(Priority.BATCH, "q"), steps("b", 1, log)))
+    assert not scheduler.recently_above(Priority.BATCH, 60)  # its own class does not count
+    asyncio.run(drain(scheduler, WorkOrder(Priority.STANDARD, "q"), steps("s", 1, log)))
+    assert scheduler.recently_above(Priority.BATCH, 60) and not scheduler.recently_above(Priority.STANDARD, 60)
+    assert not scheduler.recently_above(Priority.BATCH, 0)

@@ -111,6 +111,23 @@ def test_a_rotated_key_is_fetched_once_and_unknown_ids_do_not_hammer_the_provide
     assert provider.jwks_reads == 3  # after it, one read to look for the id
 
 
+def test_a_withdrawn_key_stops_verifying_after_the_key_age_but_an_outage_keeps_the_last_keys(
+        provider: Provider) -> None:
+    issuers = OidcIssuers([provider.issuer], max_age_s=0.3)
+    provider.add_key("k2")
+    signed_by_k1 = provider.token("k1")
+    verify_external(issuers, signed_by_k1, (AUDIENCE,))
+    del provider.keys["k1"]  # the provider withdraws the key, as after a leak
+    time.sleep(0.4)
+    with pytest.raises(InvalidToken):
+        verify_external(issuers, signed_by_k1, (AUDIENCE,))
+    signed_by_k2 = provider.token("k2")
+    provider.server.shutdown()
+    provider.server.server_close()
+    time.sleep(0.4)
+    assert verify_external(issuers, signed_by_k2, (AUDIENCE,)).object_id == "user-1"
+
+
 @pytest.mark.parametrize("case", ["expired", "not_yet", "audience", "issuer", "signature", "none", "hmac", "garbage"])
 def test_bad_tokens_are_refused(provider: Provider, case: str) -> None:
     issuers = OidcIssuers([provider.issuer])
@@ -143,3 +160,22 @@ def test_entra_tenants_are_trusted_in_both_issuer_forms() -> None:
     assert issuer_forms(v1) == issuer_forms(v2) == (v1, v2)
     issuers = OidcIssuers([v2])
     assert issuers.trusts(v1) and issuers.trusts(v2) and not issuers.trusts("https://sts.windows.net/other/")
+
+
+def test_api_keys_are_compared_in_constant_time_against_both_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    import secrets
+
+    from azurine.storage import state
+
+    compared: list[tuple[bytes, bytes]] = []
+    real = secrets.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(state.secrets, "compare_digest", spy)
+    account = state.AccountRecord("id", "a", "s", "g", "OpenAI", "local", None, key1="k" * 32, key2="j" * 32)
+    assert account.key_matches("k" * 32) and account.key_matches("j" * 32)
+    assert not account.key_matches("k" * 31 + "x")
+    assert len(compared) == 6  # both keys, each time, whichever matched

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from azurine.api.context import Services
+from azurine.api.encryption_stage import key_not_accessible
 from azurine.api.errors import (
     AzureError,
     azure_error_handler,
@@ -29,6 +30,7 @@ from azurine.api.inference.batches import router as batches_router
 from azurine.api.inference.files import router as files_router
 from azurine.api.inference.render import ClientDisconnected
 from azurine.api.inference.routes import router as inference_router
+from azurine.api.issuer import router as issuer_router
 from azurine.api.management.accounts import router as accounts_router
 from azurine.api.management.authorization import router as authorization_router
 from azurine.api.management.deployments import router as deployments_router
@@ -40,6 +42,7 @@ from azurine.config import Settings
 from azurine.engines.base import EngineError
 from azurine.engines.registry import EngineRegistry
 from azurine.identity.access import AccessControl
+from azurine.identity.directory import Directory
 from azurine.jobs.batch_runner import LineOutcome, LineRunner
 from azurine.jobs.batch_worker import BatchWorker
 from azurine.quota.limiter import make_limiter
@@ -48,9 +51,11 @@ from azurine.storage.access import AccessStore
 from azurine.storage.batches import BatchRecord, BatchStore
 from azurine.storage.bootstrap import ensure_defaults
 from azurine.storage.cache import ShortLivedCache
-from azurine.storage.content import ContentSealer
 from azurine.storage.database import make_engine, migrate
+from azurine.storage.envelope import EnvelopeSealer
 from azurine.storage.files import FileStore
+from azurine.storage.key_providers import KeyUnavailable
+from azurine.storage.principals import PrincipalStore
 from azurine.storage.state import AccountRecord, StateStore
 from azurine.usage.ledger import UsageLedger
 
@@ -66,19 +71,25 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
     store = StateStore(engine)
     catalog = load_catalog()
     created = ensure_defaults(store, catalog, settings.region)
-    sealer = ContentSealer()
+    access = AccessStore(engine)
+    sealer = EnvelopeSealer.open(engine, settings.data_dir)
     return Services(settings=settings, store=store, catalog=catalog,
                     engines=EngineRegistry(settings.models_dir), cache=ShortLivedCache(ttl=1.0),
                     limiter=make_limiter(settings.redis_url), ledger=UsageLedger(store),
                     safety=Detectors(), files=FileStore(engine, sealer),
-                    batches=BatchStore(engine, sealer), access=AccessControl(AccessStore(engine)),
-                    issuers=trusted_issuers()), created
+                    batches=BatchStore(engine, sealer), access=AccessControl(access),
+                    issuers=trusted_issuers(), directory=Directory(PrincipalStore(engine), store, access)), created
 
 
 async def engine_error_handler(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
     return error_response(AzureError(exc.status, exc.code, exc.message, param=exc.param, headers=exc.headers,
                                      error_type=exc.error_type, include_openai_fields=exc.status < 500))
+
+
+async def key_unavailable_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KeyUnavailable)
+    return error_response(key_not_accessible(exc))
 
 
 async def disconnected_handler(_: Request, __: Exception) -> Response:
@@ -92,6 +103,9 @@ async def metrics(_: Request) -> Response:
 
 
 BATCH_PRICE = 0.5  # Azure bills Global and Data Zone Batch tokens at half the standard price
+# lines a worker runs at once: twice what an engine decodes together, so that while some lines are in the
+# pipeline's other stages (filters, storing results) the engine's gang stays full
+BATCH_LINES_IN_FLIGHT = 16
 
 
 def batch_worker(app: FastAPI, services: Services, name: str) -> BatchWorker:
@@ -108,7 +122,8 @@ def batch_worker(app: FastAPI, services: Services, name: str) -> BatchWorker:
 
     # the run's id starts with the stable name, so a restart can drop what the previous run held
     return BatchWorker(services.batches, services.files, LineRunner(app), account_name,
-                       f"{name}:{uuid.uuid4().hex[:8]}", record_usage=record_usage)
+                       f"{name}:{uuid.uuid4().hex[:8]}", record_usage=record_usage,
+                       concurrency=BATCH_LINES_IN_FLIGHT)
 
 
 def create_app(services: Services, batch_worker_name: str | None = None) -> FastAPI:
@@ -140,11 +155,13 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
     app.include_router(inference_router)
     app.include_router(files_router)
     app.include_router(batches_router)
+    app.include_router(issuer_router)
     for router in management_routers:
         app.include_router(router)
     app.add_route("/metrics", metrics, methods=["GET"])
     app.add_exception_handler(AzureError, azure_error_handler)
     app.add_exception_handler(EngineError, engine_error_handler)
+    app.add_exception_handler(KeyUnavailable, key_unavailable_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(ClientDisconnected, disconnected_handler)

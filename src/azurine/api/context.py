@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from azurine.api.encryption_stage import check_key
 from azurine.api.errors import (
     bad_request,
     deployment_not_found,
@@ -24,6 +25,7 @@ from azurine.config import Settings
 from azurine.engines.base import Engine
 from azurine.engines.registry import EngineRegistry
 from azurine.identity.access import AccessControl
+from azurine.identity.directory import Directory
 from azurine.identity.issuers import OidcIssuers
 from azurine.jobs.batch_runner import BATCH_SCOPE_KEY
 from azurine.quota.capacity import BATCH
@@ -52,6 +54,7 @@ class Services:
     batches: BatchStore
     access: AccessControl
     issuers: OidcIssuers
+    directory: Directory
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ async def authenticate(request: Request, account: AccountRecord, *, bearer_keys:
     addresses."""
     if batch_line(request):
         return
+    await check_key(request, account)
     svc = services(request)
     await identify(request, account, bearer_keys, svc.store, svc.issuers, svc.access)
 

@@ -19,8 +19,9 @@ from starlette.requests import Request
 
 from azurine.api.errors import AzureError, invalid_key
 from azurine.identity.access import AccessControl, data_operation
-from azurine.identity.issuers import OidcIssuers, verify_external
-from azurine.identity.tokens import COGNITIVE_AUDIENCES, ISSUER, InvalidToken, Principal, verify_token
+from azurine.identity.bearer import verify_bearer_token
+from azurine.identity.issuers import OidcIssuers
+from azurine.identity.tokens import COGNITIVE_AUDIENCES, TOKEN_CACHE_SECONDS, InvalidToken, Principal
 from azurine.storage.state import AccountRecord, StateStore
 
 BAD_TOKEN = ("Unauthorized. Access token is missing, invalid, audience is incorrect "
@@ -28,9 +29,10 @@ BAD_TOKEN = ("Unauthorized. Access token is missing, invalid, audience is incorr
 
 
 def trusted_issuers() -> OidcIssuers:
-    """`AZURINE_TRUSTED_ISSUERS`: comma-separated issuer URLs whose tokens the data plane accepts."""
+    """`AZURINE_TRUSTED_ISSUERS`: comma-separated issuer URLs whose tokens both planes accept;
+    `AZURINE_JWKS_REFETCH_SECONDS`: how often, at most, an issuer's keys are fetched again for an unknown key id."""
     configured = [i.strip() for i in os.environ.get("AZURINE_TRUSTED_ISSUERS", "").split(",") if i.strip()]
-    return OidcIssuers(configured)
+    return OidcIssuers(configured, refetch_after_s=float(os.environ.get("AZURINE_JWKS_REFETCH_SECONDS", "60")))
 
 
 def looks_like_token(value: str) -> bool:
@@ -43,12 +45,14 @@ def account_resource_id(account: AccountRecord) -> str:
 
 
 class VerifiedTokens:
-    """Tokens already verified, until they expire: a client sends the same token for up to an hour, and checking
-    its signature again each time would cost most of a request's overhead."""
+    """Tokens already verified, for `AZURINE_TOKEN_CACHE_SECONDS` (60) or until they expire: a client sends the
+    same token for up to an hour, and checking its signature each time would cost most of a request's overhead;
+    checking it again after a minute lets a signing key retired at once (leaked) stop working everywhere."""
 
     def __init__(self, size: int = 10_000) -> None:
         self._size = size
         self._tokens: dict[str, tuple[Principal, float]] = {}
+        self._keep_s = TOKEN_CACHE_SECONDS
 
     def get(self, token: str) -> Principal | None:
         found = self._tokens.get(token)
@@ -63,7 +67,7 @@ class VerifiedTokens:
         if len(self._tokens) >= self._size:  # the oldest insertions go first
             for stale in list(self._tokens)[: self._size // 10]:
                 self._tokens.pop(stale, None)
-        self._tokens[token] = (principal, expires)
+        self._tokens[token] = (principal, min(expires, time.time() + self._keep_s))
 
 
 VERIFIED = VerifiedTokens()
@@ -74,10 +78,7 @@ def verify_bearer(store: StateStore, issuers: OidcIssuers, token: str) -> Princi
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as error:
         raise InvalidToken(BAD_TOKEN) from error
-    if claims.get("iss") == ISSUER:
-        principal = verify_token(store, token, COGNITIVE_AUDIENCES)
-    else:
-        principal = verify_external(issuers, token, COGNITIVE_AUDIENCES)
+    principal = verify_bearer_token(store, issuers, token, claims.get("iss"), COGNITIVE_AUDIENCES)
     VERIFIED.put(token, principal, float(claims["exp"]))  # verification required exp
     return principal
 

@@ -16,7 +16,9 @@ from rich.table import Table
 
 from azurine.catalog import load_catalog
 from azurine.cli.access import audit_app, role_app
+from azurine.cli.key_store import app as key_store_app
 from azurine.cli.manage import register_management
+from azurine.cli.principals import principal_app, token_app
 from azurine.cli.quota import app as quota_app
 from azurine.cli.safety import app as safety_app
 from azurine.cli.usage import app as billing_app
@@ -36,6 +38,9 @@ app.add_typer(billing_app, name="billing")  # `usage` is the az-shaped quota com
 app.add_typer(safety_app, name="safety")
 app.add_typer(role_app, name="role")
 app.add_typer(audit_app, name="audit")
+app.add_typer(key_store_app, name="key-store")
+app.add_typer(principal_app, name="principal")
+app.add_typer(token_app, name="token")
 # `azurine account|usage|rai-policy`: the management plane over HTTP, shaped like `az cognitiveservices`
 register_management(app)
 console = Console()
@@ -219,39 +224,6 @@ def deployments_create(
                             upstream_api_key=upstream_api_key)
     where = f"served by {upstream_url}" if upstream_url else "served in-process"
     console.print(f"Created deployment [bold]{name}[/] of {spec.name} {spec.version} on {record.name}, {where}.")
-
-
-token_app = typer.Typer(help="Tokens from Azurine's built-in issuer.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
-
-
-@token_app.command("get")
-def token_get(
-    resource: str = typer.Option("https://management.azure.com/",
-                                 help="The audience: the management plane, or https://cognitiveservices.azure.com"),
-    data_dir: Path | None = typer.Option(None, help="The server's data directory [default: ./azurine-data]."),
-) -> None:
-    """Print a token for the built-in administrator, as `az account get-access-token` does."""
-    import json
-    from datetime import UTC, datetime
-
-    from azurine.identity.tokens import TENANT_ID, issue_token
-    from azurine.storage.bootstrap import DEFAULT_SUBSCRIPTION
-    from azurine.storage.database import make_engine, migrate
-    from azurine.storage.state import StateStore
-
-    engine = make_engine(Settings.load(data_dir).database_url)
-    migrate(engine)
-    token, expires = issue_token(StateStore(engine), resource)
-    print(json.dumps({
-        "accessToken": token,
-        "expiresOn": datetime.fromtimestamp(expires).strftime("%Y-%m-%d %H:%M:%S.%f"),
-        "expires_on": expires,
-        "subscription": DEFAULT_SUBSCRIPTION,
-        "tenant": TENANT_ID,
-        "tokenType": "Bearer",
-        "expiresOnUtc": datetime.fromtimestamp(expires, UTC).isoformat(),
-    }, indent=2))
 
 
 @models_app.command("install")

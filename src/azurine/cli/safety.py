@@ -74,11 +74,25 @@ def safety_events(
     from datetime import UTC, datetime
 
     from azurine.cli.quota import _account_id, _store
+    from azurine.config import Settings
+    from azurine.storage.content import unseal_text
+    from azurine.storage.envelope import EnvelopeSealer
+    from azurine.storage.key_providers import KeyUnavailable
 
     store = _store(data_dir)
     account_id = _account_id(store, account, console)
+    sealer = EnvelopeSealer.open(store.engine, Settings.load(data_dir).data_dir)
+
+    def shown(account_id: str, stored: str | None) -> str:
+        if stored is None:
+            return ""
+        try:
+            return unseal_text(sealer, account_id, stored)
+        except KeyUnavailable:
+            return "(sealed: the account's key is not accessible)"
+
     table = Table("time (UTC)", "deployment", "side", "category", "severity", "content")
     for event in store.filter_events(account_id, limit):
         table.add_row(datetime.fromtimestamp(event.at, UTC).strftime("%Y-%m-%d %H:%M:%S"), event.deployment,
-                      event.source, event.category, event.severity, (event.content or "")[:60])
+                      event.source, event.category, event.severity, shown(event.account_id, event.content)[:60])
     console.print(table)

@@ -33,6 +33,7 @@ from azurine.engines.base import (
     TopLogprob,
     WorkOrder,
 )
+from azurine.engines.llama_sequences import ONLINE_RECENT_S, Sequence, SequenceGang
 from azurine.engines.tool_calls import may_be_tool_call, parse_tool_calls, tools_system_prompt
 from azurine.scheduler.compute import Scheduler
 from azurine.scheduler.priority import Priority
@@ -50,6 +51,8 @@ COMPUTE = Scheduler("llama.cpp")
 # 16 tokens keep nearly all of the prompt throughput of larger batches (measured: SmolLM2 183 tok/s at
 # 16, 195 at 512; Qwen2.5-0.5B 82 and 89) while a step stays around a tenth of a second.
 PREFILL_CHUNK = 16
+# answers the batch class decodes together (1: one at a time, as the other classes)
+BATCH_SEQUENCES = int(os.environ.get("AZURINE_BATCH_SEQUENCES", "8"))
 
 
 def _message_text(content: Any) -> str:
@@ -191,6 +194,9 @@ class LlamaCppEngine:
         self._formatter: Any = None
         self._template_has_tools = False
         self._load_lock = threading.Lock()
+        self._gang = (SequenceGang(self, BATCH_SEQUENCES,
+                                   lambda: COMPUTE.recently_above(Priority.BATCH, ONLINE_RECENT_S))
+                      if BATCH_SEQUENCES > 1 else None)
 
     # loading ---------------------------------------------------------------------------------------
 
@@ -225,12 +231,23 @@ class LlamaCppEngine:
 
     # the interface ---------------------------------------------------------------------------------
 
+    def _ganged(self, order: WorkOrder, sampling: Sampling) -> bool:
+        """Whether the request is decoded beside others: batch requests, except seeded ones, whose seed promises
+        the same answer whatever else runs (numbers summed in a batch of several differ in their last bits)."""
+        return self._gang is not None and order.priority is Priority.BATCH and sampling.seed is None
+
     def chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder,
              stream: bool = True) -> AsyncIterator[Event]:
+        if self._ganged(order, sampling):
+            return COMPUTE.stream(order, lambda emit: self._sequence(
+                *self._chat_tokens(self._load(), prompt, sampling, emit), sampling, order, "messages"), self._gang)
         return COMPUTE.stream(order, lambda emit: self._chat(prompt, sampling, order, emit))
 
     def complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder,
                  stream: bool = True) -> AsyncIterator[Event]:
+        if self._ganged(order, sampling):
+            return COMPUTE.stream(order, lambda emit: self._sequence(
+                *self._complete_tokens(self._load(), prompt, sampling, emit), sampling, order, "prompt"), self._gang)
         return COMPUTE.stream(order, lambda emit: self._complete(prompt, sampling, order, emit))
 
     async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Any:
@@ -246,6 +263,21 @@ class LlamaCppEngine:
 
     def _chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder, emit: Emit) -> Iterator[None]:
         llm = self._load(order.priority)
+        tokens, schema, emit = self._chat_tokens(llm, prompt, sampling, emit)
+        yield from self._generate(llm, tokens, sampling, schema, order, emit, "messages")
+
+    def _complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder, emit: Emit) -> Iterator[None]:
+        llm = self._load(order.priority)
+        tokens, schema, emit = self._complete_tokens(llm, prompt, sampling, emit)
+        yield from self._generate(llm, tokens, sampling, schema, order, emit, "prompt")
+
+    def _sequence(self, tokens: list[int], schema: str | None, emit: Emit, sampling: Sampling, order: WorkOrder,
+                  param: str) -> Sequence:
+        return Sequence(self, self._load(), tokens, sampling, schema, order, emit, param, _StopMatcher(sampling.stop))
+
+    def _chat_tokens(self, llm: Any, prompt: ChatPrompt, sampling: Sampling,
+                     emit: Emit) -> tuple[list[int], str | None, Emit]:
+        """The prompt's tokens, its grammar, and `emit` wrapped for tool calls where the answer may make them."""
         if self._formatter is None:
             raise EngineError(f"{self.spec.name} has no chat template", code="OperationNotSupported")
         messages = template_messages(prompt.messages)
@@ -262,18 +294,17 @@ class LlamaCppEngine:
             names = {t["function"]["name"] for t in tools or []}
             named = prompt.tool_choice["function"]["name"] if mode == "named" else None  # type: ignore[index]
             emit = _ToolCallFilter(emit, names, mode, named)
-        yield from self._generate(llm, tokens, sampling, schema, order, emit, "messages")
+        return tokens, schema, emit
 
-    def _complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder, emit: Emit) -> Iterator[None]:
-        llm = self._load(order.priority)
+    def _complete_tokens(self, llm: Any, prompt: TextPrompt, sampling: Sampling,
+                         emit: Emit) -> tuple[list[int], str | None, Emit]:
+        schema, _ = _grammar_for(sampling, None)
         if prompt.tokens is not None:
             if any(not (0 <= t < llm.n_vocab()) for t in prompt.tokens):
                 raise EngineError(f"Invalid token in prompt: ids must be in [0, {llm.n_vocab()}).", param="prompt")
             if prompt.echo:
                 emit(Delta(text=llm.detokenize(list(prompt.tokens)).decode("utf-8", errors="replace")))
-            schema, _ = _grammar_for(sampling, None)
-            yield from self._generate(llm, list(prompt.tokens), sampling, schema, order, emit, "prompt")
-            return
+            return list(prompt.tokens), schema, emit
         if prompt.suffix is not None:
             if not self.spec.fill_in_the_middle:
                 raise EngineError(f"suffix is not supported by {self.spec.name}", param="suffix")
@@ -283,8 +314,7 @@ class LlamaCppEngine:
             tokens = llm.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=False)
         if prompt.echo:
             emit(Delta(text=prompt.text))
-        schema, _ = _grammar_for(sampling, None)
-        yield from self._generate(llm, tokens, sampling, schema, order, emit, "prompt")
+        return tokens, schema, emit
 
     def _check_length(self, n_prompt: int, max_tokens: int | None, param: str) -> None:
         what = "messages" if param == "messages" else "prompt"
@@ -328,10 +358,12 @@ class LlamaCppEngine:
             sampler.add_dist(seed & 0xFFFFFFFF)
         return sampler
 
-    def _logprob(self, llm: Any, token: int, top: int) -> TokenLogprob:
+    def _logprob(self, llm: Any, token: int, top: int, ctx: Any = None, row: int = -1) -> TokenLogprob:
+        """The token's logprob from the logits at `row` of `ctx` (by default, the last of `llm`'s own context)."""
         import llama_cpp
 
-        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),))
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx if ctx is not None else llm.ctx, row),
+                                       shape=(llm.n_vocab(),))
         shifted = logits - logits.max()
         logprobs = shifted - np.log(np.exp(shifted).sum())
 

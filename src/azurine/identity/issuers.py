@@ -61,8 +61,8 @@ class _Keys:
 class OidcIssuers:
     """The external issuers, each with its cached signing keys; thread-safe."""
 
-    def __init__(self, issuers: list[str], *, refetch_after_s: float = 60.0, timeout_s: float = 5.0,
-                 verify: Any = True) -> None:
+    def __init__(self, issuers: list[str], *, refetch_after_s: float = 60.0, max_age_s: float = 3600.0,
+                 timeout_s: float = 5.0, verify: Any = True) -> None:
         self._canonical: dict[str, str] = {}  # any accepted form → the configured issuer whose keys it uses
         for configured in issuers:
             for form in issuer_forms(configured):
@@ -70,6 +70,7 @@ class OidcIssuers:
         self._keys: dict[str, _Keys] = {}
         self._lock = threading.Lock()
         self._refetch_after_s = refetch_after_s
+        self._max_age_s = max_age_s  # a key the issuer withdrew stops verifying within this time
         self._timeout_s = timeout_s
         self._verify = verify
 
@@ -79,11 +80,17 @@ class OidcIssuers:
     def key(self, issuer: str, kid: str) -> PyJWK:
         with self._lock:
             cached = self._keys.setdefault(issuer, _Keys())
-            if kid in cached.keys:
+            age = time.monotonic() - cached.fetched_at
+            if kid in cached.keys and age < self._max_age_s:
                 return cached.keys[kid]
-            if time.monotonic() - cached.fetched_at < self._refetch_after_s and cached.fetched_at:
+            if kid not in cached.keys and age < self._refetch_after_s and cached.fetched_at:
                 raise InvalidToken(INVALID)
-        fetched = self._fetch(issuer)  # outside the lock: a slow provider must not stall other issuers
+        try:
+            fetched = self._fetch(issuer)  # outside the lock: a slow provider must not stall other issuers
+        except InvalidToken:
+            if kid in cached.keys:  # the provider is down: the keys it last published still hold
+                return cached.keys[kid]
+            raise
         with self._lock:
             self._keys[issuer] = _Keys(fetched, time.monotonic())
         if kid not in fetched:

@@ -8,7 +8,10 @@ several workers on one PostgreSQL share the queue. What survives a crash at any 
 - a line whose worker died is held under a lease that runs out (`lease_s`), after which any worker takes
   it again; a restarted worker takes it back at once, because its id is stable per data directory and role;
 - finishing a batch (writing its output and error files, then its final status) is idempotent: whoever
-  holds the finalization lease builds the files from the stored rows and closes the batch in one statement.
+  holds the finalization lease builds the files from the stored rows and closes the batch in one statement;
+- a batch whose account's key cannot be used (a customer-managed key disabled or revoked) waits: its lines
+  stay pending, a result that cannot be sealed is dropped and its line handed back to run again, and the
+  batch goes on, or finishes, once the key is back. Other accounts' batches are not held up.
 
 Lines run `concurrency` at a time. They run at the batch priority, so online traffic goes first.
 """
@@ -25,6 +28,7 @@ from collections.abc import Callable
 from azurine.jobs.batch_runner import LineOutcome, LineRunner
 from azurine.storage.batches import BatchRecord, BatchStore, ClaimedLine
 from azurine.storage.files import FileStore
+from azurine.storage.key_providers import KeyUnavailable
 from azurine.telemetry.metrics import BATCH_LINES
 
 log = logging.getLogger("azurine.batch")
@@ -52,6 +56,7 @@ class BatchWorker:
         self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
         # set when a line ends, so that its slot is filled at once rather than at the next poll
         self._slot_free = asyncio.Event()
+        self._waiting: set[str] = set()  # batches held up by their account's key, each logged once
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; lines still running then are cancelled and handed back."""
@@ -91,18 +96,31 @@ class BatchWorker:
         busy = False
         now = time.time()
         for batch in await asyncio.to_thread(self._store.active):
-            if batch.status == "cancelling":
-                self._cancel_running(batch.id)
-                if not self._running_in(batch.id):
-                    busy |= await self._finalize(batch, "cancelled")
-            elif batch.status == "finalizing":
-                busy |= await self._finalize(batch, str(batch.times.get("finalizing_to") or "completed"))
-            elif now >= batch.expires_at:
-                self._cancel_running(batch.id)
-                busy |= await self._finalize(batch, "expired")
+            try:
+                busy |= await self._step(batch, now)
+            except KeyUnavailable as error:
+                self._wait_for_key(batch, error)
             else:
-                busy |= await self._work_on(batch)
+                self._waiting.discard(batch.id)
         return busy
+
+    async def _step(self, batch: BatchRecord, now: float) -> bool:
+        if batch.status == "cancelling":
+            self._cancel_running(batch.id)
+            if not self._running_in(batch.id):
+                return await self._finalize(batch, "cancelled")
+            return False
+        if batch.status == "finalizing":
+            return await self._finalize(batch, str(batch.times.get("finalizing_to") or "completed"))
+        if now >= batch.expires_at:
+            self._cancel_running(batch.id)
+            return await self._finalize(batch, "expired")
+        return await self._work_on(batch)
+
+    def _wait_for_key(self, batch: BatchRecord, error: KeyUnavailable) -> None:
+        if batch.id not in self._waiting:
+            self._waiting.add(batch.id)
+            log.warning("batch %s waits for its account's key: %s", batch.id, error)
 
     async def _work_on(self, batch: BatchRecord) -> bool:
         free = self._concurrency - len(self._running)
@@ -132,8 +150,14 @@ class BatchWorker:
             # left pending: the lease runs out and the line is tried again
             log.exception("batch %s line %d failed to run", batch.id, line.line)
             return
-        stored = await asyncio.to_thread(self._store.finish, batch.id, line.line, self.worker_id, outcome.result,
-                                         outcome.prompt_tokens, outcome.completion_tokens)
+        try:
+            stored = await asyncio.to_thread(self._store.finish, batch.id, line.line, self.worker_id, outcome.result,
+                                             outcome.prompt_tokens, outcome.completion_tokens)
+        except KeyUnavailable as error:
+            # the result cannot be stored unsealed, so the line runs again once the key is back
+            log.warning("batch %s line %d is handed back: %s", batch.id, line.line, error)
+            await asyncio.to_thread(self._store.release, self.worker_id, batch.id, [line.line])
+            return
         if stored:
             BATCH_LINES.labels("succeeded" if outcome.result.succeeded else "failed").inc()
             if self._record_usage is not None:

@@ -12,21 +12,27 @@ again between any two steps:
 
 Each class has at most one started request at a time, which is what lets an engine keep one model
 context per class: a paused answer keeps its evaluated tokens while a higher class runs.
+
+The exception is a gang: requests submitted with the same `Gang` (an engine that decodes many sequences in one
+pass) start together as one started unit of their class, and the gang takes more of them in as its members
+finish, so long as nothing else of that class waits. The batch class runs so: its throughput is what counts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from azurine.engines.base import WorkOrder
 from azurine.scheduler.priority import Priority
 from azurine.telemetry.metrics import QUEUE_DEPTH, QUEUE_WAIT
 
+log = logging.getLogger("azurine")
 T = TypeVar("T")
 Emit = Callable[[Any], None]
 
@@ -39,12 +45,42 @@ class _Failure:
 
 
 class _Job:
-    def __init__(self, order: WorkOrder, start: Callable[[], Iterator[None]],
-                 done: Callable[[BaseException | None], None]) -> None:
+    def __init__(self, order: WorkOrder, start: Callable[[], Any],
+                 done: Callable[[BaseException | None], None], gang: Gang | None = None) -> None:
         self.order = order
-        self.start = start
+        self.start = start  # the steps; for a gang's member, what the gang steps it with
         self.done = done
+        self.gang = gang
         self.submitted = time.monotonic()
+        self.steps: Iterator[None] | None = None
+        self.ended = False
+
+    def finish(self, error: BaseException | None) -> None:
+        """A gang's member ends (on the compute thread): its request gets its end or its error."""
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            self.done(error)
+        finally:
+            self.order.end()
+
+
+class Gang(Protocol):
+    """Steps several members of one class together. `run` gets the first members and `take(n)`, which hands over
+    up to n more waiting members (none while another request of the class waits); it starts each member
+    (`member.start()`), steps them, ends each with `member.finish(error)`, and returns when it has none left."""
+
+    def run(self, first: list[_Job], take: Callable[[int], list[_Job]]) -> Iterator[None]: ...
+
+
+class _GangRun:
+    """A gang as the one started unit of its class."""
+
+    def __init__(self, gang: Gang, priority: Priority, members: list[_Job]) -> None:
+        self.gang = gang
+        self.priority = priority
+        self.members = members
         self.steps: Iterator[None] | None = None
 
 
@@ -54,17 +90,19 @@ class Scheduler:
         self._cond = threading.Condition()
         # per class: queue name → waiting jobs, in the order the queues take turns
         self._waiting: list[OrderedDict[str, deque[_Job]]] = [OrderedDict() for _ in Priority]
-        self._running: list[_Job | None] = [None for _ in Priority]
+        self._running: list[_Job | _GangRun | None] = [None for _ in Priority]
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._last_submitted = [float("-inf") for _ in Priority]
 
     # the event loop's side -------------------------------------------------------------------------
 
-    def stream(self, order: WorkOrder, produce: Callable[[Emit], Iterator[None]]) -> AsyncIterator[Any]:
-        """Run `produce(emit)` step by step in its turn; yield what it emits, as it emits it."""
-        return self._stream(order, produce)
+    def stream(self, order: WorkOrder, produce: Callable[[Emit], Any], gang: Gang | None = None) -> AsyncIterator[Any]:
+        """Run `produce(emit)` step by step in its turn; yield what it emits, as it emits it. With `gang`,
+        `produce(emit)` makes the member the gang steps."""
+        return self._stream(order, produce, gang)
 
-    async def _stream(self, order: WorkOrder, produce: Callable[[Emit], Iterator[None]]) -> AsyncIterator[Any]:
+    async def _stream(self, order: WorkOrder, produce: Callable[[Emit], Any], gang: Gang | None) -> AsyncIterator[Any]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -77,7 +115,7 @@ class Scheduler:
                 emit(_Failure(error))
             emit(_END)
 
-        job = _Job(order, lambda: produce(emit), done)
+        job = _Job(order, lambda: produce(emit), done, gang)
         self._submit(job)
         finished = False
         try:
@@ -109,6 +147,11 @@ class Scheduler:
         with self._cond:
             return sum(len(jobs) for jobs in self._waiting[priority].values())
 
+    def recently_above(self, priority: Priority, within_s: float) -> bool:
+        """Whether work of a higher class than `priority` arrived within the last `within_s` seconds."""
+        now = time.monotonic()
+        return any(now - self._last_submitted[p] < within_s for p in Priority if p < priority)
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -117,6 +160,7 @@ class Scheduler:
     def _submit(self, job: _Job) -> None:
         priority = job.order.priority
         with self._cond:
+            self._last_submitted[priority] = time.monotonic()
             self._waiting[priority].setdefault(job.order.queue, deque()).append(job)
             QUEUE_DEPTH.labels(self.name, priority.name.lower()).inc()
             if self._thread is None:
@@ -140,23 +184,52 @@ class Scheduler:
 
     # the compute thread's side ---------------------------------------------------------------------
 
-    def _next(self) -> _Job | None:
+    def _pop(self, priority: Priority, gang: Gang | None = None) -> _Job | None:
+        """The next waiting job of the class (called with the condition held); with `gang`, only a member of that
+        gang, and none while a job outside it waits, so that the gang drains and lets that job run."""
+        queues = self._waiting[priority]
+        if not queues:
+            return None
+        name, jobs = next(iter(queues.items()))
+        if gang is not None and any(job.gang is not gang for waiting in queues.values() for job in waiting):
+            return None
+        job = jobs.popleft()
+        del queues[name]
+        if jobs:
+            queues[name] = jobs  # to the back: the other queues take their turn first
+        QUEUE_DEPTH.labels(self.name, priority.name.lower()).dec()
+        QUEUE_WAIT.labels(self.name, priority.name.lower()).observe(time.monotonic() - job.submitted)
+        job.order.begin()
+        return job
+
+    def _take(self, priority: Priority, gang: Gang, n: int) -> list[_Job]:
+        taken: list[_Job] = []
+        with self._cond:
+            while len(taken) < n:
+                job = self._pop(priority, gang)
+                if job is None:
+                    break
+                taken.append(job)
+        return taken
+
+    def _take_for(self, run: _GangRun, n: int) -> list[_Job]:
+        taken = self._take(run.priority, run.gang, n)
+        run.members = [m for m in run.members if not m.ended] + taken
+        return taken
+
+    def _next(self) -> _Job | _GangRun | None:
         """The job to step now (called with the condition held)."""
         for priority in Priority:
             running = self._running[priority]
             if running is not None:
                 return running
-            queues = self._waiting[priority]
-            if not queues:
+            job = self._pop(priority)
+            if job is None:
                 continue
-            name, jobs = next(iter(queues.items()))
-            job = jobs.popleft()
-            del queues[name]
-            if jobs:
-                queues[name] = jobs  # to the back: the other queues take their turn first
-            QUEUE_DEPTH.labels(self.name, priority.name.lower()).dec()
-            QUEUE_WAIT.labels(self.name, priority.name.lower()).observe(time.monotonic() - job.submitted)
-            job.order.begin()
+            if job.gang is not None:
+                run = _GangRun(job.gang, priority, [job])
+                self._running[priority] = run
+                return run
             self._running[priority] = job
             return job
         return None
@@ -170,6 +243,9 @@ class Scheduler:
                         return
                     self._cond.wait()
                     job = self._next()
+            if isinstance(job, _GangRun):
+                self._step_gang(job)
+                continue
             try:
                 if job.steps is None:
                     job.steps = iter(()) if job.order.cancelled else job.start()
@@ -178,6 +254,22 @@ class Scheduler:
                 self._finish(job, None)
             except BaseException as error:  # handed to the awaiting request, raised there
                 self._finish(job, error)
+
+    def _step_gang(self, run: _GangRun) -> None:
+        try:
+            if run.steps is None:
+                run.steps = run.gang.run(list(run.members), lambda n: self._take_for(run, n))
+            next(run.steps)
+        except StopIteration:
+            pass
+        except BaseException as error:  # a gang ends its members itself; this is a fault of the gang's own
+            log.exception("a gang of %s failed", self.name)
+            for member in run.members:
+                member.finish(error)
+        else:
+            return
+        with self._cond:
+            self._running[run.priority] = None
 
     def _finish(self, job: _Job, error: BaseException | None) -> None:
         with self._cond:

@@ -111,13 +111,15 @@ class BatchStore:
                     input_file_id=input_file_id, completion_window=completion_window, status=status,
                     created_at=now, expires_at=now + window_s, times=times, errors=errors, batch_metadata=metadata,
                     enqueued_tokens=0 if errors else sum(line.estimate for line in lines))
+        # sealed before the transaction: a first seal writes the account's data key, which under SQLite must not
+        # wait on this transaction's own write lock
+        bodies = [] if errors else [self._sealer.seal(account_id, json.dumps(line.body).encode()) for line in lines]
         with self._sessions.begin() as session:
             session.add(row)
             session.flush()
-            if not errors:
-                session.add_all(BatchLine(batch_id=row.id, line=line.line, custom_id=line.custom_id,
-                                          body=self._sealer.seal(account_id, json.dumps(line.body).encode()),
-                                          estimate=line.estimate, state="pending") for line in lines)
+            session.add_all(BatchLine(batch_id=row.id, line=line.line, custom_id=line.custom_id, body=body,
+                                      estimate=line.estimate, state="pending")
+                            for line, body in zip(lines, bodies, strict=False))
         return self._record(row, {"pending": len(lines)} if not errors else {})
 
     def get(self, account_id: str, batch_id: str) -> BatchRecord | None:
@@ -189,13 +191,19 @@ class BatchStore:
                                    or_(BatchLine.lease_until.is_(None), BatchLine.lease_until < now))
                             .values(lease_owner=worker, lease_until=until)
                             .execution_options(synchronize_session=False))
-            rows = session.scalars(select(BatchLine).where(BatchLine.batch_id == batch_id,
-                                                           BatchLine.lease_owner == worker,
-                                                           BatchLine.lease_until == until,
-                                                           BatchLine.state == "pending")
+            account_id = batch.account_id
+            rows = session.execute(select(BatchLine.line, BatchLine.custom_id, BatchLine.body)
+                                   .where(BatchLine.batch_id == batch_id, BatchLine.lease_owner == worker,
+                                          BatchLine.lease_until == until, BatchLine.state == "pending")
                                    .order_by(BatchLine.line)).all()
-            return [ClaimedLine(batch_id, row.line, row.custom_id,
-                                json.loads(self._sealer.unseal(batch.account_id, row.body))) for row in rows]
+        # unsealed after the commit, so that fetching the account's data key never waits on this write; lines that
+        # cannot be opened (the account's key is unavailable) are handed back at once rather than held
+        try:
+            return [ClaimedLine(batch_id, line, custom_id, json.loads(self._sealer.unseal(account_id, body)))
+                    for line, custom_id, body in rows]
+        except Exception:
+            self.release(worker, batch_id, [line for line, _, _ in rows])
+            raise
 
     def renew(self, worker: str, lease_s: float) -> None:
         """Keep holding every line `worker` still runs."""
@@ -216,11 +224,12 @@ class BatchStore:
     def finish(self, batch_id: str, line: int, worker: str, result: LineResult, prompt_tokens: int = 0,
                completion_tokens: int = 0) -> bool:
         """Store a line's result if the line is still pending and held by `worker`; False if it was not."""
+        with self._sessions() as session:
+            account_id = session.scalar(select(Batch.account_id).where(Batch.id == batch_id))
+        if account_id is None:
+            return False
+        sealed = self._sealer.seal(account_id, json.dumps(result.output).encode())  # outside the write, as in create
         with self._sessions.begin() as session:
-            batch = session.get(Batch, batch_id)
-            if batch is None:
-                return False
-            sealed = self._sealer.seal(batch.account_id, json.dumps(result.output).encode())
             done = session.execute(
                 update(BatchLine)
                 .where(BatchLine.batch_id == batch_id, BatchLine.line == line, BatchLine.state == "pending",

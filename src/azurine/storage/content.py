@@ -8,6 +8,8 @@ new ones, and no row needs migrating.
 
 from __future__ import annotations
 
+import base64
+
 # the format markers; an encrypting sealer adds its own and keeps reading PLAIN
 PLAIN = b"\x00"
 
@@ -34,3 +36,18 @@ class ContentSealer:
             raise UnknownSealFormat(f"stored content of account {account_id} has format marker {shown}, "
                                     "which this server cannot read")
         return blob[1:]
+
+
+# text columns (filtered content) hold a sealed blob in base64 after this prefix; text without it was stored
+# before content was sealed and is read as it is
+SEALED_TEXT = "sealed:"
+
+
+def seal_text(sealer: ContentSealer, account_id: str, text: str) -> str:
+    return SEALED_TEXT + base64.b64encode(sealer.seal(account_id, text.encode())).decode()
+
+
+def unseal_text(sealer: ContentSealer, account_id: str, stored: str) -> str:
+    if not stored.startswith(SEALED_TEXT):
+        return stored
+    return sealer.unseal(account_id, base64.b64decode(stored[len(SEALED_TEXT):])).decode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
@@ -52,7 +52,9 @@ class AccountRecord:
     updated_at: float = 0.0
 
     def key_matches(self, candidate: str) -> bool:
-        return any(secrets.compare_digest(candidate.encode(), k.encode()) for k in (self.key1, self.key2))
+        """In constant time, and against both keys every time, so that timing tells nothing of either."""
+        matches = [secrets.compare_digest(candidate.encode(), k.encode()) for k in (self.key1, self.key2)]
+        return any(matches)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class ChildRecord:
 class SigningKey:
     kid: str
     private_pem: str
+    active: bool = True
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,14 @@ def _ts(value: datetime | None) -> float:
     if value is None:
         return 0.0
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+def _retired(row: SigningKeyRow) -> bool:
+    return row.retires_at is not None and _ts(row.retires_at) <= datetime.now(UTC).timestamp()
+
+
+def _signing_key(row: SigningKeyRow) -> SigningKey:
+    return SigningKey(row.kid, row.private_pem, row.active, _ts(row.created_at))
 
 
 def _account(row: Account) -> AccountRecord:
@@ -409,7 +421,7 @@ class StateStore:
         with self._sessions() as session:
             row = session.scalar(select(SigningKeyRow).where(SigningKeyRow.active.is_(True))
                                  .order_by(SigningKeyRow.created_at.desc()).limit(1))
-            return SigningKey(row.kid, row.private_pem) if row else None
+            return _signing_key(row) if row else None
 
     def add_signing_key(self, kid: str, private_pem: str) -> SigningKey:
         try:
@@ -422,9 +434,29 @@ class StateStore:
         return found
 
     def signing_key(self, kid: str) -> SigningKey | None:
+        """A key that may verify tokens: the active one, or one rotated out whose tokens may not have expired."""
         with self._sessions() as session:
             row = session.get(SigningKeyRow, kid)
-            return SigningKey(row.kid, row.private_pem) if row else None
+            return _signing_key(row) if row and not _retired(row) else None
+
+    def verifying_keys(self) -> list[SigningKey]:
+        with self._sessions() as session:
+            rows = session.scalars(select(SigningKeyRow).order_by(SigningKeyRow.created_at.desc()))
+            return [_signing_key(row) for row in rows if not _retired(row)]
+
+    def rotate_signing_key(self, kid: str, private_pem: str, verify_old_for_s: float) -> None:
+        """Make `kid` the signing key. The keys it replaces keep verifying for `verify_old_for_s` seconds (the
+        tokens they signed live on); 0 retires them at once, for a key that may have leaked."""
+        now = datetime.now(UTC)
+        with self._sessions.begin() as session:
+            for row in session.scalars(select(SigningKeyRow).where(SigningKeyRow.active.is_(True))):
+                row.active = False
+                row.retires_at = now + timedelta(seconds=verify_old_for_s)
+            if verify_old_for_s <= 0:
+                for row in session.scalars(select(SigningKeyRow).where(SigningKeyRow.retires_at.is_not(None))):
+                    if not _retired(row):
+                        row.retires_at = now
+            session.add(SigningKeyRow(kid=kid, private_pem=private_pem, active=True, created_at=now))
 
     def quota_limits(self, subscription_id: str, location: str) -> dict[str, int]:
         with self._sessions() as session:

@@ -134,6 +134,8 @@ class SigningKeyRow(Base):
     private_pem: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # a key rotated out signs nothing but verifies until every token it signed has expired
+    retires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class QuotaLimit(Base):
@@ -292,3 +294,62 @@ class AuditEvent(Base):
     scope: Mapped[str] = mapped_column(String(512))
     outcome: Mapped[str] = mapped_column(String(16))  # allowed, denied
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class PrincipalRow(Base):
+    """A user, service principal or workload identity of the built-in issuer."""
+
+    __tablename__ = "principals"
+
+    object_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # User | ServicePrincipal | ManagedIdentity
+    display_name: Mapped[str] = mapped_column(String(256))
+    app_id: Mapped[str | None] = mapped_column(String(36), nullable=True, unique=True)  # the client id
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PrincipalSecret(Base):
+    """A client secret, kept only as its SHA-256: secrets are 256-bit random, so no slower hash is needed."""
+
+    __tablename__ = "principal_secrets"
+
+    key_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(36), ForeignKey("principals.object_id", ondelete="CASCADE"),
+                                           index=True)
+    hint: Mapped[str] = mapped_column(String(8))
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerKeyRow(Base):
+    """One version of a key of the built-in key store; its material is wrapped by the service key."""
+
+    __tablename__ = "customer_keys"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, 3, … in the order the versions were made
+    material: Mapped[bytes] = mapped_column(LargeBinary)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DataKeyRow(Base):
+    """An account's data key, which encrypts its stored content, kept only wrapped by the key that protects it."""
+
+    __tablename__ = "data_keys"
+
+    # deleting an account deletes its data key, which leaves any copy of its content unreadable
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32))  # named in every blob it seals
+    source: Mapped[str] = mapped_column(String(32))  # service, local, vault, azure-key-vault
+    key_name: Mapped[str] = mapped_column(String(256), default="")
+    key_vault_uri: Mapped[str] = mapped_column(String(1024), default="")
+    key_version: Mapped[str] = mapped_column(String(256), default="")  # the version that wrapped it
+    follows_latest: Mapped[bool] = mapped_column(Boolean, default=True)  # rewrapped when the key rotates
+    identity_client_id: Mapped[str] = mapped_column(String(64), default="")
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

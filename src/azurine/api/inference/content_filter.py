@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +24,7 @@ from azurine.engines.base import ContextLengthExceeded, Delta, Event, Finished
 from azurine.safety.blocklists import Blocklist, BlocklistItem, BlocklistMatcher
 from azurine.safety.policy import BUILT_IN_PROPERTIES, PII, Policy, blocklists_as_array, resolve
 from azurine.safety.screen import Screening
+from azurine.storage.content import seal_text
 from azurine.storage.state import AccountRecord, FilterEventRow
 from azurine.telemetry.metrics import CONTENT_FILTERED
 
@@ -235,7 +236,8 @@ RECORD_CONTENT_TAG = "azurine-record-filtered-content"
 
 async def _record(svc: Services, account: AccountRecord, deployment: str, source: str, screening: Screening,
                   content: str) -> None:
-    """Count and keep every blocking hit; the content only where the account opted in."""
+    """Count and keep every blocking hit; the content only where the account opted in, and then sealed as every
+    piece of stored customer content is."""
     keep = content if account.tags.get(RECORD_CONTENT_TAG, "").lower() == "true" else None
     events = [FilterEventRow(time.time(), account.id, deployment, source, category, severity, keep)
               for category, severity in screening.reasons]
@@ -243,8 +245,13 @@ async def _record(svc: Services, account: AccountRecord, deployment: str, source
                for name, filtered in screening.blocklists if filtered]
     for event in events:
         CONTENT_FILTERED.labels(deployment, source, event.category).inc()
+
+    def store() -> None:
+        sealed = seal_text(svc.files.sealer, account.id, keep) if keep is not None else None
+        svc.store.add_filter_events([replace(event, content=sealed) for event in events])
+
     try:
-        await run_in_threadpool(svc.store.add_filter_events, events)
+        await run_in_threadpool(store)
     except Exception:  # the answer must not fail because its audit record could not be written
         log.exception("could not record %d content filter events", len(events))
 

@@ -110,6 +110,8 @@ async def read_upload(request: Request) -> Upload:
     if not (request.headers.get("content-type") or "").lower().startswith("multipart/form-data"):
         raise invalid_payload("An upload is a multipart/form-data body with the fields 'purpose' and 'file'.")
     parser = MultiPartParser(request.headers, bounded_body(request), max_files=1, max_fields=16)
+    # the upload stays in memory, as it would once read: spooled to a temporary file it would reach disk unsealed
+    parser.spool_max_size = MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD
     try:
         form = await parser.parse()
     except MultiPartException as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from azurine.api.context import services
+from azurine.api.encryption_stage import data_keys
 from azurine.api.management.arm import (
     ACCOUNT_NAME,
     PROVIDER,
@@ -27,6 +29,8 @@ from azurine.api.management.arm import (
 )
 from azurine.api.sse import AzureJSONResponse
 from azurine.network import normalized_acls
+from azurine.storage.data_keys import DataKeys
+from azurine.storage.key_providers import SERVICE, InvalidEncryption, KeyRef, KeyUnavailable
 from azurine.storage.state import AccountRecord, Conflict
 
 router = APIRouter()
@@ -135,10 +139,50 @@ def _validated(body: AccountIn, existing: AccountRecord | None) -> tuple[str, st
     return kind, location, sku, subdomain, properties  # type: ignore[return-value]
 
 
+def _key_change(keys: DataKeys, existing: AccountRecord | None, properties: dict[str, Any]) -> KeyRef | None:
+    """The key the account's data key moves to, or None when the setting leaves it where it is. A key being set
+    must be usable now, as Azure checks access to a key when it is set."""
+    try:
+        wanted = keys.providers.ref_for(properties.get("encryption"))
+    except InvalidEncryption as error:
+        raise arm_error(400, "InvalidResourceProperties", str(error)) from None
+    if existing is not None:
+        try:
+            if keys.providers.ref_for(existing.properties.get("encryption")) == wanted:
+                return None
+        except InvalidEncryption:  # stored before settings were checked: any valid one replaces it
+            pass
+    elif wanted.source == SERVICE:
+        return None  # made on first use
+    if wanted.source != SERVICE:
+        try:
+            keys.probe(wanted)
+        except KeyUnavailable as error:
+            raise arm_error(400, "KeyVaultKeyNotAccessible",
+                            f"The key cannot be used for encryption: {error}. Check the key and the access of "
+                            "the account's identity to it (wrap key, unwrap key, get).") from None
+    return wanted
+
+
+def _move_data_key(keys: DataKeys, account_id: str, to: KeyRef) -> None:
+    try:
+        keys.configure(account_id, to)
+    except KeyUnavailable as error:
+        raise arm_error(400, "KeyVaultKeyNotAccessible",
+                        f"The account's data key cannot be moved to {to.describe()} because its current key cannot "
+                        f"be used: {error}. Restore access to the current key first.") from None
+
+
 def _save(request: Request, subscription: str, group: str, name: str, kind: str, location: str, sku: str,
           subdomain: str | None, properties: dict[str, Any], tags: dict[str, str],
-          identity: dict[str, Any] | None, principal: str) -> tuple[AccountRecord, bool]:
+          identity: dict[str, Any] | None, principal: str,
+          existing: AccountRecord | None) -> tuple[AccountRecord, bool]:
     svc = services(request)
+    keys = data_keys(request.app)
+    move_to = _key_change(keys, existing, properties) if keys is not None else None
+    if keys is not None and existing is not None and move_to is not None:
+        # before the setting is saved: a key that cannot take the data key leaves the account as it was
+        _move_data_key(keys, existing.id, move_to)
     taken = svc.store.account_named(name)
     if taken is not None and (taken.subscription_id.lower(), taken.resource_group.lower()) != (
             subscription.lower(), group.lower()):
@@ -150,8 +194,13 @@ def _save(request: Request, subscription: str, group: str, name: str, kind: str,
                                       custom_subdomain=subdomain, properties=properties, tags=tags,
                                       identity=identity, principal=principal)
     except Conflict as error:
+        if keys is not None and existing is not None and move_to is not None:
+            with contextlib.suppress(InvalidEncryption, KeyUnavailable):  # the key it had, if it still can
+                keys.configure(existing.id, keys.providers.ref_for(existing.properties.get("encryption")))
         raise arm_error(409, "CustomDomainInUse",
                         f"The custom subdomain '{subdomain}' is already in use by another account.") from error
+    if keys is not None and existing is None and move_to is not None:
+        _move_data_key(keys, saved[0].id, move_to)
     svc.cache.clear()
     return saved
 
@@ -167,7 +216,7 @@ async def create_account(subscription: str, group: str, name: str, request: Requ
         _save, request, subscription, group, name, kind, location, sku, subdomain, properties,
         body.tags if body.tags is not None else (existing.tags if existing else {}),
         body.identity if body.identity is not None else (existing.identity if existing else None),
-        principal.object_id)
+        principal.object_id, existing)
     operation = await run_in_threadpool(services(request).store.add_operation, subscription, location,
                                         account_id(subscription, group, name), "Succeeded")
     return AzureJSONResponse(render_account(request, account), status_code=201 if created else 200, headers={
@@ -191,7 +240,7 @@ async def update_account(subscription: str, group: str, name: str, request: Requ
     account, _ = await run_in_threadpool(
         _save, request, subscription, group, name, kind, location, sku, subdomain, properties,
         {**existing.tags, **(body.tags or {})} if body.tags is not None else existing.tags,
-        body.identity if body.identity is not None else existing.identity, principal.object_id)
+        body.identity if body.identity is not None else existing.identity, principal.object_id, existing)
     return AzureJSONResponse(render_account(request, account))
 
 

@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import jwt
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -13,7 +14,8 @@ from starlette.requests import Request
 from azurine.api.context import services
 from azurine.api.errors import AzureError
 from azurine.identity.access import Operation, arm_operation
-from azurine.identity.tokens import MANAGEMENT_AUDIENCES, InvalidToken, Principal, verify_token
+from azurine.identity.bearer import verify_bearer_token
+from azurine.identity.tokens import MANAGEMENT_AUDIENCES, InvalidToken, Principal
 
 PROVIDER = "Microsoft.CognitiveServices"
 ARM_VERSIONS = frozenset({
@@ -49,9 +51,13 @@ async def authenticate(request: Request) -> Principal:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise arm_error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
-    store = services(request).store
+    svc = services(request)
     try:
-        return await run_in_threadpool(verify_token, store, token.strip(), MANAGEMENT_AUDIENCES)
+        issuer = jwt.decode(token.strip(), options={"verify_signature": False}).get("iss")
+        return await run_in_threadpool(verify_bearer_token, svc.store, svc.issuers, token.strip(), issuer,
+                                       MANAGEMENT_AUDIENCES)
+    except jwt.PyJWTError:
+        raise arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.") from None
     except InvalidToken as error:
         raise arm_error(401, "InvalidAuthenticationToken", str(error)) from error
 

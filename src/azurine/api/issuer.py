@@ -1,0 +1,142 @@
+"""The built-in issuer over HTTP, at Entra ID's paths so that MSAL and azure-identity find it as they find Entra:
+
+- `GET /{tenant}/v2.0/.well-known/openid-configuration` and `GET /{tenant}/discovery/v2.0/keys` (the JWKS);
+- `POST /{tenant}/oauth2/v2.0/token`: the client-credentials grant (secret in the body or in Basic auth);
+- `GET /msi/token`: App Service's managed-identity protocol (`IDENTITY_ENDPOINT`, `X-IDENTITY-HEADER`).
+
+Errors are OAuth2's (`error`, `error_description` beginning with the AADSTS number, `error_codes`), not Azure's
+API envelope: token clients parse those.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from azurine.api.context import services
+from azurine.identity.directory import TokenRefused, expires_in
+from azurine.identity.tokens import TENANT_ID, jwks, public_issuer
+
+router = APIRouter()
+TENANTS = {TENANT_ID}  # one directory per server; a tenant alias could join it here
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def oauth_error(refused: TokenRefused) -> JSONResponse:
+    correlation = str(uuid.uuid4())
+    prefix = f"AADSTS{refused.aadsts}: " if refused.aadsts else ""
+    return JSONResponse({
+        "error": refused.error, "error_description": f"{prefix}{refused.description} Trace ID: {correlation}",
+        "error_codes": [refused.aadsts] if refused.aadsts else [],
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ"), "trace_id": correlation,
+        "correlation_id": correlation}, status_code=refused.status)
+
+
+def _tenant_not_found(tenant: str) -> JSONResponse:
+    return oauth_error(TokenRefused(400, "invalid_tenant", 90002,
+                                    f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID "
+                                    "and are signing into the correct cloud."))
+
+
+@router.get("/{tenant}/v2.0/.well-known/openid-configuration")
+async def openid_configuration(tenant: str, request: Request) -> JSONResponse:
+    if tenant not in TENANTS:
+        return _tenant_not_found(tenant)
+    base = _base(request)
+    issuer = public_issuer(base)
+    root = issuer[: -len("/v2.0")]
+    return JSONResponse({
+        "issuer": issuer,
+        "token_endpoint": f"{root}/oauth2/v2.0/token",
+        "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+        "jwks_uri": f"{root}/discovery/v2.0/keys",
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": ["token"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "scopes_supported": ["openid", "profile", "offline_access"],
+        "tenant_region_scope": None,
+        "cloud_instance_name": root.split("//", 1)[-1].split("/", 1)[0],
+    })
+
+
+@router.get("/{tenant}/discovery/v2.0/keys")
+async def signing_keys(tenant: str, request: Request) -> JSONResponse:
+    if tenant not in TENANTS:
+        return _tenant_not_found(tenant)
+    return JSONResponse(await run_in_threadpool(jwks, services(request).store))
+
+
+def _client_from_basic(request: Request) -> tuple[str, str] | None:
+    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, _, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return unquote(client_id), unquote(secret)
+
+
+@router.post("/{tenant}/oauth2/v2.0/token")
+async def token(tenant: str, request: Request) -> JSONResponse:
+    if tenant not in TENANTS:
+        return _tenant_not_found(tenant)
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return oauth_error(TokenRefused(400, "invalid_request", 900144,
+                                        "The request body must contain the following parameter: 'grant_type'."))
+    form = await request.form()
+    fields: dict[str, str] = {k: v for k, v in form.items() if isinstance(v, str)}
+    grant = fields.get("grant_type", "")
+    if not grant:
+        return oauth_error(TokenRefused(400, "invalid_request", 900144,
+                                        "The request body must contain the following parameter: 'grant_type'."))
+    if grant != "client_credentials":
+        return oauth_error(TokenRefused(400, "unsupported_grant_type", 70003,
+                                        f"The app requested an unsupported grant type '{grant}'."))
+    client_id, secret = _client_from_basic(request) or (fields.get("client_id", ""), fields.get("client_secret", ""))
+    if not client_id:
+        return oauth_error(TokenRefused(400, "invalid_request", 900144,
+                                        "The request body must contain the following parameter: 'client_id'."))
+    directory = services(request).directory
+    try:
+        granted = await run_in_threadpool(directory.client_credentials, client_id, secret, fields.get("scope", ""),
+                                          public_issuer(_base(request)))
+    except TokenRefused as refused:
+        return oauth_error(refused)
+    lifetime = expires_in(granted)
+    body: dict[str, Any] = {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
+                            "access_token": granted.access_token}
+    return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+@router.get("/msi/token")
+async def managed_identity_token(request: Request) -> JSONResponse:
+    params = request.query_params
+    if params.get("api-version") != "2019-08-01":
+        return JSONResponse({"statusCode": 400, "message": "The api-version must be 2019-08-01."}, status_code=400)
+    resource = params.get("resource", "")
+    if not resource:
+        return JSONResponse({"statusCode": 400, "message": "The resource parameter is required."}, status_code=400)
+    directory = services(request).directory
+    try:
+        granted = await run_in_threadpool(directory.managed_identity, request.headers.get("x-identity-header", ""),
+                                          resource, params.get("client_id"), public_issuer(_base(request)))
+    except TokenRefused as refused:
+        return JSONResponse({"statusCode": refused.status, "message": refused.description},
+                            status_code=refused.status)
+    return JSONResponse({"access_token": granted.access_token, "expires_on": str(granted.expires_on),
+                         "resource": resource, "token_type": "Bearer"})

@@ -1,0 +1,264 @@
+"""Many answers decoded in one pass: the batch class's way through llama.cpp.
+
+One token of one sequence leaves most of the CPU's arithmetic idle while the weights stream through it; the
+same pass over the weights can carry a token of each of several sequences. So batch requests, whose
+throughput is what counts, are decoded as a gang: up to `AZURINE_BATCH_SEQUENCES` answers share one llama.cpp
+context (one KV cache, each answer its own sequence), and each scheduling step evaluates one token of every
+answer under way plus a chunk of the next prompt. A step stays as short as an online request's, so a
+higher class still waits at most one step. An answer's KV cells are reserved when it starts (its prompt and
+`max_tokens`), so a pass never runs out of room mid-answer.
+
+Prompts of one deployment mostly open alike (the chat template, a system message), so the gang keeps the last
+prompt it evaluated in a sequence of its own and starts each new answer from the part they share: those KV
+cells are shared, not evaluated again, as the one-at-a-time path reuses its context's evaluated prefix.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from azurine.engines.base import Delta, EngineError, Event, Finished, Sampling, WorkOrder
+from azurine.telemetry.metrics import GANG_WIDTH, GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
+
+if TYPE_CHECKING:
+    from azurine.engines.llama_runtime import LlamaCppEngine, _StopMatcher
+    from azurine.scheduler.compute import _Job
+
+Emit = Callable[[Event], None]
+
+# Tokens per step, all sequences together. A request of a higher class that arrives waits for the step under way,
+# so while such requests keep coming the steps are short; when none has come for a while, longer steps carry
+# more prompt beside the answers' tokens (measured on two cores: 8-token steps keep about 85% of the
+# throughput of 24-token ones, and an online request's wait for a step about a third).
+STEP_TOKENS = 24
+STEP_TOKENS_BESIDE_ONLINE = 8
+ONLINE_RECENT_S = 2.0
+PROMPT_CHUNK = 16  # of a prompt, per step
+
+
+class Sequence:
+    """One answer of a gang: its prompt still to evaluate, its sampler and what it has said."""
+
+    def __init__(self, engine: LlamaCppEngine, llm: Any, tokens: list[int], sampling: Sampling,
+                 schema: str | None, order: WorkOrder, emit: Emit, param: str, stops: _StopMatcher) -> None:
+        engine._check_length(len(tokens), sampling.max_tokens, param)
+        self.engine = engine
+        self.llm = llm
+        self.order = order
+        self.emit = emit
+        self.sampling = sampling
+        self.n_prompt = len(tokens)
+        self.budget = sampling.max_tokens if sampling.max_tokens is not None else engine.n_ctx - len(tokens)
+        self.cells = self.n_prompt + self.budget
+        self.sampler = engine._sampler(llm, sampling, schema)
+        self.tokens = list(tokens)
+        self.todo = list(tokens)
+        self.pos = 0
+        self.produced = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stops = stops
+        self.vocab = llm._model.vocab
+
+    def next_tokens(self, room: int) -> list[int]:
+        """The tokens to evaluate in this step; the sequence wants logits once its list is empty."""
+        limit = min(room, PROMPT_CHUNK) if self.pos < self.n_prompt else room
+        chunk, self.todo = self.todo[:limit], self.todo[limit:]
+        return chunk
+
+    @property
+    def ready(self) -> bool:
+        return not self.todo
+
+    def skip(self, shared: int) -> None:
+        """Start after the first `shared` prompt tokens, whose KV cells the sequence was given."""
+        self.pos = shared
+        self.todo = self.tokens[shared:]
+
+    def sample(self, ctx: Any, idx: int) -> bool:
+        """Take the next token from the logits at batch row `idx`; whether the answer has ended."""
+        import llama_cpp
+
+        token = self.sampler.sample(ctx, idx)
+        if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+            return self.end("stop")
+        self.produced += 1
+        sampling = self.sampling
+        logprob = ([self.engine._logprob(self.llm, token, sampling.top_logprobs, ctx.ctx, idx)]
+                   if sampling.logprobs else [])
+        text, stopped = self.stops.feed(self.decoder.decode(self.llm.detokenize([token])))
+        if text or logprob:
+            self.emit(Delta(text=text, logprobs=logprob))
+        if stopped:
+            return self.end("stop", stopped=True)
+        if self.produced >= self.budget:
+            return self.end("length")
+        self.todo = [token]
+        return False
+
+    def end(self, reason: str, stopped: bool = False) -> bool:
+        if not stopped:
+            tail = self.stops.pending + self.decoder.decode(b"", final=True)
+            if tail:
+                self.emit(Delta(text=tail))
+        name = self.engine.spec.name
+        GENERATIONS.labels(name, "cancelled" if self.order.cancelled else reason).inc()
+        GENERATED_TOKENS.labels(name).inc(self.produced)
+        PROMPT_TOKENS.labels(name).inc(self.n_prompt)
+        self.order.report(self.n_prompt, self.produced)
+        self.emit(Finished(reason=reason, prompt_tokens=self.n_prompt,  # type: ignore[arg-type]
+                           completion_tokens=self.produced))
+        return True
+
+
+class _Lane:
+    """The gang's llama.cpp context (its own KV cache, `width` sequences) and its reusable batch."""
+
+    def __init__(self, llm: Any, n_ctx: int, width: int, n_threads: int) -> None:
+        """Sequence ids 0 … width-1 carry answers; id `width` holds the last prompt evaluated."""
+        import llama_cpp
+        from llama_cpp import _internals
+
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = 512
+        params.n_seq_max = width + 1
+        params.n_threads = params.n_threads_batch = n_threads
+        params.kv_unified = True  # one pool of cells for all sequences: an answer takes what it reserved
+        params.embeddings = False
+        self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        self.batch = _internals.LlamaBatch(n_tokens=512, embd=0, n_seq_max=1, verbose=False)
+        self.memory = llama_cpp.llama_get_memory(self.ctx.ctx)
+
+        self.prefix_id = width
+        self.prefix: list[int] = []
+
+    def forget(self, seq_id: int) -> None:
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+
+    def share_prefix(self, seq_id: int, tokens: list[int]) -> int:
+        """Give `seq_id` the cells of the prompt start it shares with the kept prompt; how many tokens that is
+        (one short of the whole prompt at most: its last token must be evaluated for logits)."""
+        import llama_cpp
+
+        shared = 0
+        for kept, wanted in zip(self.prefix, tokens[:-1], strict=False):
+            if kept != wanted:
+                break
+            shared += 1
+        if shared:
+            llama_cpp.llama_memory_seq_cp(self.memory, self.prefix_id, seq_id, 0, shared)
+        return shared
+
+    def keep_prompt(self, seq_id: int, tokens: list[int]) -> None:
+        """Keep this evaluated prompt (the cells of `seq_id` up to its length) for the answers that follow."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_rm(self.memory, self.prefix_id, -1, -1)
+        llama_cpp.llama_memory_seq_cp(self.memory, seq_id, self.prefix_id, 0, len(tokens))
+        self.prefix = list(tokens)
+
+
+class SequenceGang:
+    """Decodes up to `width` answers of one model together; the scheduler's `Gang` for the batch class."""
+
+    def __init__(self, engine: LlamaCppEngine, width: int, online_recently: Callable[[], bool]) -> None:
+        self.engine = engine
+        self.width = width
+        self._online_recently = online_recently
+        self._lane: _Lane | None = None
+
+    def run(self, first: list[_Job], take: Callable[[int], list[_Job]]) -> Iterator[None]:
+        engine = self.engine
+        if self._lane is None:
+            self._lane = _Lane(engine._load(), engine.n_ctx, self.width, engine._n_threads)
+        lane = self._lane
+        waiting: deque[tuple[_Job, Sequence]] = deque()
+        under_way: dict[int, tuple[_Job, Sequence]] = {}
+        free_ids = list(range(self.width))
+        free_cells = engine.n_ctx - len(lane.prefix)  # the kept prompt's cells are in use
+        arrivals = list(first)
+
+        def release(seq_id: int) -> None:
+            nonlocal free_cells
+            lane.forget(seq_id)
+            free_cells += under_way.pop(seq_id)[1].cells
+            free_ids.append(seq_id)
+
+        while True:
+            wanted = len(free_ids) - len(waiting) - len(arrivals)
+            if wanted > 0:
+                arrivals += take(wanted)
+            for job in arrivals:
+                if job.order.cancelled:
+                    job.finish(None)
+                    continue
+                try:
+                    waiting.append((job, job.start()))
+                except BaseException as error:  # a request this model refuses (too long, bad template, …)
+                    job.finish(error)
+            arrivals = []
+            while waiting and free_ids and waiting[0][1].cells <= free_cells:
+                job, sequence = waiting.popleft()
+                seq_id = free_ids.pop()
+                free_cells -= sequence.cells
+                under_way[seq_id] = (job, sequence)
+                sequence.skip(lane.share_prefix(seq_id, sequence.tokens))
+            if not under_way:
+                if not waiting:
+                    return
+                raise RuntimeError("a waiting answer needs more KV cells than the whole context")  # by its check
+
+            batch = lane.batch.batch
+            step_tokens = STEP_TOKENS_BESIDE_ONLINE if self._online_recently() else STEP_TOKENS
+            n = 0
+            outputs: list[tuple[int, int]] = []
+            for seq_id, (job, sequence) in list(under_way.items()):
+                if job.order.cancelled:
+                    sequence.end("stop")
+                    job.finish(None)
+                    release(seq_id)
+                    continue
+                tokens = sequence.next_tokens(step_tokens - n) if n < step_tokens else []
+                for i, token in enumerate(tokens):
+                    batch.token[n + i] = token
+                    batch.pos[n + i] = sequence.pos + i
+                    batch.n_seq_id[n + i] = 1
+                    batch.seq_id[n + i][0] = seq_id
+                    batch.logits[n + i] = False
+                sequence.pos += len(tokens)
+                n += len(tokens)
+                if tokens and sequence.ready:
+                    batch.logits[n - 1] = True
+                    outputs.append((seq_id, n - 1))
+            if n:
+                GANG_WIDTH.labels(engine.spec.name).observe(len(under_way))
+                batch.n_tokens = n
+                try:
+                    lane.ctx.decode(lane.batch)
+                except RuntimeError as error:
+                    failure = EngineError(f"The model could not evaluate this batch step: {error}",
+                                          status=500, code="internal_error")
+                    for seq_id in list(under_way):
+                        under_way[seq_id][0].finish(failure)
+                        release(seq_id)
+                    continue
+            for seq_id, row in outputs:
+                job, sequence = under_way[seq_id]
+                if sequence.produced == 0 and sequence.cells - sequence.budget <= free_cells + len(lane.prefix):
+                    free_cells += len(lane.prefix) - sequence.n_prompt
+                    lane.keep_prompt(seq_id, sequence.tokens)  # just evaluated: the freshest start to share
+                try:
+                    ended = sequence.sample(lane.ctx, row)
+                except BaseException as error:
+                    job.finish(error)
+                    release(seq_id)
+                    continue
+                if ended:
+                    job.finish(None)
+                    release(seq_id)
+            yield
