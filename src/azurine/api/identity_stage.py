@@ -75,11 +75,11 @@ VERIFIED = VerifiedTokens()
 
 def verify_bearer(store: StateStore, issuers: OidcIssuers, token: str) -> Principal:
     try:
-        claims = jwt.decode(token, options={"verify_signature": False})
+        unverified = jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError as error:
         raise InvalidToken(BAD_TOKEN) from error
-    principal = verify_bearer_token(store, issuers, token, claims.get("iss"), COGNITIVE_AUDIENCES)
-    VERIFIED.put(token, principal, float(claims["exp"]))  # verification required exp
+    principal = verify_bearer_token(store, issuers, token, unverified, COGNITIVE_AUDIENCES)
+    VERIFIED.put(token, principal, float(unverified["payload"]["exp"]))  # verification required exp
     return principal
 
 

@@ -53,8 +53,8 @@ async def authenticate(request: Request) -> Principal:
         raise arm_error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
     svc = services(request)
     try:
-        issuer = jwt.decode(token.strip(), options={"verify_signature": False}).get("iss")
-        return await run_in_threadpool(verify_bearer_token, svc.store, svc.issuers, token.strip(), issuer,
+        unverified = jwt.decode_complete(token.strip(), options={"verify_signature": False})
+        return await run_in_threadpool(verify_bearer_token, svc.store, svc.issuers, token.strip(), unverified,
                                        MANAGEMENT_AUDIENCES)
     except jwt.PyJWTError:
         raise arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.") from None
