@@ -26,7 +26,7 @@ import httpx
 import jwt
 from jwt import PyJWK
 
-from azurine.identity.tokens import CLOCK_SKEW_SECONDS, InvalidToken, Principal
+from azurine.identity.tokens import InvalidToken, Principal, decode_verified
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384")
 ENTRA_V1 = re.compile(r"^https://sts\.windows\.net/(?P<tenant>[^/]+)/$")
@@ -131,17 +131,7 @@ def verify_external(issuers: OidcIssuers, token: str, audiences: tuple[str, ...]
     if not issuers.trusts(issuer) or not header.get("kid"):
         raise InvalidToken(INVALID)
     key = issuers.key(issuer, str(header["kid"]))
-    try:
-        verified = jwt.decode(token, key.key, algorithms=[header["alg"]], audience=list(audiences), issuer=issuer,
-                              leeway=CLOCK_SKEW_SECONDS, options={"require": ["exp", "aud", "iss"]})
-    except jwt.ExpiredSignatureError as error:
-        raise InvalidToken("The access token expiry UTC time is earlier than current UTC time.") from error
-    except jwt.ImmatureSignatureError as error:
-        raise InvalidToken("The access token is not yet valid.") from error
-    except jwt.InvalidAudienceError as error:
-        raise InvalidToken("The access token has been obtained for wrong audience or resource.") from error
-    except jwt.PyJWTError as error:
-        raise InvalidToken(INVALID) from error
+    verified = decode_verified(token, key.key, str(header["alg"]), audiences, issuer)
     return Principal(object_id=str(verified.get("oid") or verified.get("sub") or ""),
                      tenant_id=str(verified.get("tid", "")),
                      name=str(verified.get("name") or verified.get("preferred_username") or verified.get("appid")

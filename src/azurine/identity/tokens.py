@@ -147,6 +147,22 @@ def knows_key(store: StateStore, token: str) -> bool:
     return isinstance(kid, str) and _public_key(store, kid) is not None
 
 
+def decode_verified(token: str, key: Any, algorithm: str, audiences: tuple[str, ...], issuer: str) -> dict[str, Any]:
+    """The claims of a token signed with `key`, for one of `audiences`, from `issuer`, current within the clock
+    skew; otherwise InvalidToken with the message Azure gives for the reason. Every issuer's tokens end here."""
+    try:
+        return jwt.decode(token, key, algorithms=[algorithm], audience=list(audiences), issuer=issuer,
+                          leeway=CLOCK_SKEW_SECONDS, options={"require": ["exp", "aud", "iss"]})
+    except jwt.ExpiredSignatureError as error:
+        raise InvalidToken("The access token expiry UTC time is earlier than current UTC time.") from error
+    except jwt.ImmatureSignatureError as error:
+        raise InvalidToken("The access token is not yet valid.") from error
+    except jwt.InvalidAudienceError as error:
+        raise InvalidToken("The access token has been obtained for wrong audience or resource.") from error
+    except jwt.PyJWTError as error:
+        raise InvalidToken("The access token is invalid.") from error
+
+
 def verify_token(store: StateStore, token: str, audiences: tuple[str, ...],
                  unverified: dict[str, Any] | None = None) -> Principal:
     """The principal of a token of this issuer; `unverified`, the token already read without its signature."""
@@ -160,14 +176,6 @@ def verify_token(store: StateStore, token: str, audiences: tuple[str, ...],
     public = _public_key(store, kid) if isinstance(kid, str) else None
     if public is None or not is_own_issuer(issuer):
         raise InvalidToken("The access token is invalid.")
-    try:
-        claims = jwt.decode(token, public, algorithms=["ES256"], audience=list(audiences), issuer=issuer,
-                            leeway=CLOCK_SKEW_SECONDS, options={"require": ["exp", "aud", "iss"]})
-    except jwt.ExpiredSignatureError as error:
-        raise InvalidToken("The access token expiry UTC time is earlier than current UTC time.") from error
-    except jwt.InvalidAudienceError as error:
-        raise InvalidToken("The access token has been obtained for wrong audience or resource.") from error
-    except jwt.PyJWTError as error:
-        raise InvalidToken("The access token is invalid.") from error
+    claims = decode_verified(token, public, "ES256", audiences, str(issuer))
     return Principal(object_id=claims.get("oid", ""), tenant_id=claims.get("tid", ""),
                      name=claims.get("name") or claims.get("app_displayname", ""))
