@@ -12,7 +12,8 @@ DONE = b"data: [DONE]\n\n"
 
 
 def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    """JSON as the wire needs it: NaN and infinities are not JSON, so a body holding one is an error, never sent."""
+    return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 class AzureJSONResponse(Response):

@@ -33,6 +33,7 @@ from azurine.engines.base import (
     TopLogprob,
     WorkOrder,
 )
+from azurine.engines.llama_context import ContextStateError, EvaluatedContext
 from azurine.engines.llama_sequences import ONLINE_RECENT_S, Sequence, SequenceGang
 from azurine.engines.tool_calls import may_be_tool_call, parse_tool_calls, tools_system_prompt
 from azurine.scheduler.compute import Scheduler
@@ -47,10 +48,6 @@ Emit = Callable[[Event], None]
 # default model had run on a thread of its own).
 COMPUTE = Scheduler("llama.cpp")
 
-# Prompt tokens evaluated per scheduling step. A higher class waits at most one step, and on two cores
-# 16 tokens keep nearly all of the prompt throughput of larger batches (measured: SmolLM2 183 tok/s at
-# 16, 195 at 512; Qwen2.5-0.5B 82 and 89) while a step stays around a tenth of a second.
-PREFILL_CHUNK = 16
 # answers the batch class decodes together (1: one at a time, as the other classes)
 BATCH_SEQUENCES = int(os.environ.get("AZURINE_BATCH_SEQUENCES", "8"))
 
@@ -190,7 +187,7 @@ class LlamaCppEngine:
         self._n_threads = n_threads or int(os.environ.get("AZURINE_THREADS", 0)) or os.cpu_count() or 1
         # one model context per class: a paused answer keeps its evaluated tokens while a higher class
         # runs (the weights are mapped from the file once and shared between the contexts)
-        self._lanes: dict[Priority, Any] = {}
+        self._lanes: dict[Priority, EvaluatedContext] = {}
         self._formatter: Any = None
         self._template_has_tools = False
         self._load_lock = threading.Lock()
@@ -201,6 +198,9 @@ class LlamaCppEngine:
     # loading ---------------------------------------------------------------------------------------
 
     def _load(self, priority: Priority = Priority.STANDARD) -> Any:
+        return self._context(priority).llm
+
+    def _context(self, priority: Priority) -> EvaluatedContext:
         with self._load_lock:
             if priority in self._lanes:
                 return self._lanes[priority]
@@ -222,8 +222,8 @@ class LlamaCppEngine:
                     bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
                 )
                 self._template_has_tools = "tools" in template
-            self._lanes[priority] = llm
-            return llm
+            self._lanes[priority] = EvaluatedContext(llm)
+            return self._lanes[priority]
 
     @property
     def n_ctx(self) -> int:
@@ -262,14 +262,14 @@ class LlamaCppEngine:
     # steps on the compute thread -------------------------------------------------------------------
 
     def _chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder, emit: Emit) -> Iterator[None]:
-        llm = self._load(order.priority)
-        tokens, schema, emit = self._chat_tokens(llm, prompt, sampling, emit)
-        yield from self._generate(llm, tokens, sampling, schema, order, emit, "messages")
+        context = self._context(order.priority)
+        tokens, schema, emit = self._chat_tokens(context.llm, prompt, sampling, emit)
+        yield from self._generate(context, tokens, sampling, schema, order, emit, "messages")
 
     def _complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder, emit: Emit) -> Iterator[None]:
-        llm = self._load(order.priority)
-        tokens, schema, emit = self._complete_tokens(llm, prompt, sampling, emit)
-        yield from self._generate(llm, tokens, sampling, schema, order, emit, "prompt")
+        context = self._context(order.priority)
+        tokens, schema, emit = self._complete_tokens(context.llm, prompt, sampling, emit)
+        yield from self._generate(context, tokens, sampling, schema, order, emit, "prompt")
 
     def _sequence(self, tokens: list[int], schema: str | None, emit: Emit, sampling: Sampling, order: WorkOrder,
                   param: str) -> Sequence:
@@ -312,9 +312,21 @@ class LlamaCppEngine:
             tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         else:
             tokens = llm.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=False)
+        if not tokens:
+            tokens = [self._start_of_text(llm)]
         if prompt.echo:
             emit(Delta(text=prompt.text))
         return tokens, schema, emit
+
+    def _start_of_text(self, llm: Any) -> int:
+        """The token an empty prompt is answered from: the document separator, as GPT models see an empty prompt
+        (`<|endoftext|>`), else the model's beginning-of-sequence token."""
+        separator = llm.tokenize(b"<|endoftext|>", add_bos=False, special=True)
+        if len(separator) == 1:
+            return separator[0]
+        if llm.token_bos() != -1:
+            return int(llm.token_bos())
+        raise EngineError(f"{self.spec.name} cannot complete an empty prompt.", param="prompt")
 
     def _check_length(self, n_prompt: int, max_tokens: int | None, param: str) -> None:
         what = "messages" if param == "messages" else "prompt"
@@ -364,7 +376,10 @@ class LlamaCppEngine:
 
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx if ctx is not None else llm.ctx, row),
                                        shape=(llm.n_vocab(),))
-        shifted = logits - logits.max()
+        peak = logits.max()
+        if not np.isfinite(peak):  # NaN or inf logits: a broken evaluation, never sent as a number
+            raise ContextStateError("The model produced logits that are not finite numbers.")
+        shifted = logits - peak
         logprobs = shifted - np.log(np.exp(shifted).sum())
 
         def piece(t: int) -> tuple[str, list[int]]:
@@ -378,30 +393,29 @@ class LlamaCppEngine:
             for t in best[np.argsort(-logprobs[best])]:
                 t_text, t_raw = piece(int(t))
                 tops.append(TopLogprob(token=t_text, logprob=float(logprobs[t]), bytes=t_raw))
-        return TokenLogprob(token=text, logprob=float(logprobs[token]), bytes=raw, top_logprobs=tops)
+        chosen = float(logprobs[token])
+        if not all(np.isfinite(v) for v in (chosen, *(t.logprob for t in tops))):
+            raise ContextStateError("The model produced a log probability that is not a finite number.")
+        return TokenLogprob(token=text, logprob=chosen, bytes=raw, top_logprobs=tops)
 
-    def _generate(self, llm: Any, tokens: list[int], sampling: Sampling, schema: str | None,
+    def _generate(self, context: EvaluatedContext, tokens: list[int], sampling: Sampling, schema: str | None,
                   order: WorkOrder, emit: Emit, param: str) -> Iterator[None]:
+        self._check_length(len(tokens), sampling.max_tokens, param)
+        sampler = self._sampler(context.llm, sampling, schema)
+        try:
+            yield from self._decode(context, tokens, sampling, sampler, order, emit)
+        except BaseException:
+            # a step that failed, or a request dropped mid-step, may have left cells half-written
+            context.reset()
+            raise
+
+    def _decode(self, context: EvaluatedContext, tokens: list[int], sampling: Sampling, sampler: Any,
+                order: WorkOrder, emit: Emit) -> Iterator[None]:
         import llama_cpp
 
-        self._check_length(len(tokens), sampling.max_tokens, param)
+        llm = context.llm
         budget = sampling.max_tokens if sampling.max_tokens is not None else self.n_ctx - len(tokens)
-        sampler = self._sampler(llm, sampling, schema)
-        # reuse the evaluated prefix this model instance already holds, except for seeded requests:
-        # a prompt evaluated in other batch splits gives logits that differ in the last bits, and a
-        # seed promises the same answer whatever ran before
-        prefix = 0
-        if sampling.seed is None:
-            for held, wanted in zip(llm._input_ids.tolist(), tokens, strict=False):
-                if held != wanted:
-                    break
-                prefix += 1
-        llm.n_tokens = min(prefix, len(tokens) - 1)
-        for start in range(llm.n_tokens, len(tokens), PREFILL_CHUNK):
-            if order.cancelled:
-                break
-            llm.eval(tokens[start:start + PREFILL_CHUNK])
-            yield
+        yield from context.prefill(tokens, lambda: order.cancelled)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = _StopMatcher(sampling.stop)
         vocab = llm._model.vocab
@@ -423,7 +437,7 @@ class LlamaCppEngine:
                 reason = "stop"
                 break
             if produced < budget:
-                llm.eval([token])
+                context.eval([token])
                 yield
         if not stopped:  # what was held back for a stop sequence that never came
             tail = stops.pending + decoder.decode(b"", final=True)
@@ -434,4 +448,3 @@ class LlamaCppEngine:
         PROMPT_TOKENS.labels(self.spec.name).inc(len(tokens))
         order.report(len(tokens), produced)
         emit(Finished(reason=reason, prompt_tokens=len(tokens), completion_tokens=produced))  # type: ignore[arg-type]
-

@@ -45,6 +45,8 @@ class Sequence:
     def __init__(self, engine: LlamaCppEngine, llm: Any, tokens: list[int], sampling: Sampling,
                  schema: str | None, order: WorkOrder, emit: Emit, param: str, stops: _StopMatcher) -> None:
         engine._check_length(len(tokens), sampling.max_tokens, param)
+        if not tokens:  # a sequence without a prompt token would never be given logits, and wait forever
+            raise EngineError("A prompt must hold at least one token.", param=param)
         self.engine = engine
         self.llm = llm
         self.order = order
