@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from azurine.storage.batches import BatchStore, LineResult, NewLine
+from azurine.storage.batches import BatchNotCancellable, BatchStore, LineResult, NewLine
 from azurine.storage.content import ContentSealer
 from azurine.storage.database import make_engine, migrate
 from conftest import fresh_database
@@ -127,4 +127,5 @@ def test_cancelling_stops_claims_and_ends_cancelled(store: BatchStore) -> None:
     assert held is not None and held.times["finalizing_to"] == "cancelled"
     assert store.close_out(batch.id, "w", "cancelled", None, "file-err")
     assert store.get("acct", batch.id).status == "cancelled"  # type: ignore[union-attr]
-    assert store.cancel("acct", batch.id).status == "cancelled"  # type: ignore[union-attr]
+    with pytest.raises(BatchNotCancellable):  # it has ended
+        store.cancel("acct", batch.id)

@@ -1,5 +1,6 @@
 """The Batches API through the official SDK: a batch runs on a GlobalBatch deployment, every line once, with
-OpenAI's output and error files; wrong deployments, bad lines and cancellation answer as Azure does."""
+OpenAI's output and error files; wrong deployments, bad lines and cancellation answer as Azure does (a batch that
+has ended cannot be cancelled: OpenAI's 409)."""
 
 from __future__ import annotations
 
@@ -130,6 +131,23 @@ def test_cancelling_stops_the_batch_and_accounts_for_every_line(batch_server: Se
     assert_each_once(outputs, errors, 30)
     assert outputs and any(e["error"] and e["error"]["code"] == "batch_cancelled" for e in errors)
     assert batch.request_counts.completed == len(outputs)
+    with pytest.raises(openai.ConflictError):
+        client.batches.cancel(created.id)
+
+
+def test_cancelling_a_completed_or_failed_batch_is_openais_409(batch_server: Server) -> None:
+    client = batch_server.azure()
+    completed = wait_for(client, submit(client, chat_lines(1, prefix="done")).id)
+    failed = submit(client, chat_lines(1, model="chat-small"))
+    for batch, status in ((completed, "completed"), (failed, "failed")):
+        assert batch.status == status
+        for surface in (client, batch_server.v1()):
+            with pytest.raises(openai.ConflictError) as refused:
+                surface.batches.cancel(batch.id)
+            assert refused.value.body == {"code": "conflict", "message": f"Cannot cancel a batch with status "
+                                          f"'{status}'.", "param": None, "type": "invalid_request_error"}
+        after = client.batches.retrieve(batch.id)
+        assert after.status == status and after.cancelling_at is None
 
 
 def test_batch_tokens_are_billed_at_half_price(batch_server: Server) -> None:

@@ -24,10 +24,27 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from azurine.storage.content import ContentSealer
 from azurine.storage.database import session_factory
-from azurine.storage.tables import Batch, BatchLine
+from azurine.storage.tables import Batch, BatchLine, StoredFile
 
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")
 FINAL = ("completed", "failed", "expired", "cancelled")
+CANCELLABLE = ("validating", "in_progress")
+
+
+class BatchNotCancellable(Exception):
+    """A cancel for a batch that has already ended."""
+
+    def __init__(self, batch_id: str, status: str) -> None:
+        super().__init__(f"batch {batch_id} is {status}")
+        self.batch_id, self.status = batch_id, status
+
+
+class InputFileMissing(Exception):
+    """The batch's input file was deleted before the batch could be stored."""
+
+    def __init__(self, file_id: str) -> None:
+        super().__init__(f"file {file_id} is gone")
+        self.file_id = file_id
 
 
 @dataclass(frozen=True)
@@ -102,8 +119,11 @@ class BatchStore:
 
     def create(self, account_id: str, deployment: str, endpoint: str, input_file_id: str, completion_window: str,
                metadata: dict[str, str] | None, lines: list[NewLine], window_s: int,
-               errors: dict[str, Any] | None = None) -> BatchRecord:
-        """A batch with all its lines in one transaction: in progress, or failed with `errors` (and no lines)."""
+               errors: dict[str, Any] | None = None, *, input_file_required: bool = False) -> BatchRecord:
+        """A batch with all its lines in one transaction: in progress, or failed with `errors` (and no lines).
+
+        With `input_file_required` (the API's create), raises InputFileMissing if the account no longer has the
+        input file: a delete that raced the create won."""
         now = int(time.time())
         status = "failed" if errors else "in_progress"
         times = {"failed_at": now} if errors else {"in_progress_at": now}
@@ -117,6 +137,8 @@ class BatchStore:
         with self._sessions.begin() as session:
             session.add(row)
             session.flush()
+            if input_file_required and not self._input_file_held(session, account_id, input_file_id):
+                raise InputFileMissing(input_file_id)
             session.add_all(BatchLine(batch_id=row.id, line=line.line, custom_id=line.custom_id, body=body,
                                       estimate=line.estimate, state="pending")
                             for line, body in zip(lines, bodies, strict=False))
@@ -142,15 +164,37 @@ class BatchStore:
             return [self._record(row, self._counts(session, row.id)) for row in rows]
 
     def cancel(self, account_id: str, batch_id: str) -> BatchRecord | None:
-        """An active batch starts cancelling; a finished one is returned as it is."""
-        with self._sessions.begin() as session:
-            row = session.get(Batch, batch_id, with_for_update=True)
-            if row is None or row.account_id != account_id:
-                return None
-            if row.status in ("validating", "in_progress"):
-                row.status = "cancelling"
-                row.times = {**row.times, "cancelling_at": int(time.time())}
+        """A batch that has not started finishing starts cancelling; a cancelling or finalizing one is returned as
+        it is; None if the account has no such batch. Raises BatchNotCancellable for one that has ended."""
+        while True:  # a retry means a worker moved the batch on; statuses only move forward, so this ends
+            with self._sessions.begin() as session:
+                row = session.get(Batch, batch_id, with_for_update=True)
+                if row is None or row.account_id != account_id:
+                    return None
+                if row.status in FINAL:
+                    raise BatchNotCancellable(batch_id, row.status)
+                if row.status not in CANCELLABLE or self._start_cancelling(session, row):
+                    break
         return self.get(account_id, batch_id)
+
+    @staticmethod
+    def _start_cancelling(session: Session, row: Batch) -> bool:
+        """Move the batch to cancelling if it still has the status read. The guard matters on SQLite, where the
+        read took no lock and a finalizer may have moved the batch on since; its times change only with its status,
+        so the status alone says they are still the ones read."""
+        moved = session.execute(update(Batch).where(Batch.id == row.id, Batch.status == row.status)
+                                .values(status="cancelling", times={**row.times, "cancelling_at": int(time.time())})
+                                .execution_options(synchronize_session=False))
+        return moved.rowcount == 1
+
+    @staticmethod
+    def _input_file_held(session: Session, account_id: str, file_id: str) -> bool:
+        """Whether the input file still exists, read after the batch's own write in the same transaction: a delete
+        that comes later sees the batch and refuses (FileStore.delete), one that came first is seen here. On
+        PostgreSQL the shared row lock makes a delete that has locked the file first finish before this reads."""
+        return session.scalar(select(StoredFile.id).where(StoredFile.account_id == account_id,
+                                                          StoredFile.id == file_id)
+                              .with_for_update(read=True)) is not None
 
     def enqueued_tokens(self, account_id: str, deployment: str) -> int:
         """The estimated tokens of the deployment's batches that have not finished: what its quota counts."""

@@ -11,16 +11,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import Engine, and_, delete, or_, select
+from sqlalchemy import Engine, and_, delete, exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
+from azurine.storage.batches import ACTIVE
 from azurine.storage.content import ContentSealer
 from azurine.storage.database import session_factory
-from azurine.storage.tables import FileChunk, StoredFile
+from azurine.storage.tables import Batch, FileChunk, StoredFile
 
 CHUNK_BYTES = 4 * 1024 * 1024
 
 Order = Literal["asc", "desc"]
+
+
+class FileInUse(Exception):
+    """A delete of the input file of a batch that has not ended."""
+
+    def __init__(self, file_id: str, batch_id: str, status: str) -> None:
+        super().__init__(f"file {file_id} is the input of batch {batch_id} ({status})")
+        self.file_id, self.batch_id, self.status = file_id, batch_id, status
 
 
 def new_file_id() -> str:
@@ -125,10 +135,28 @@ class FileStore:
         return self.sealer.unseal(account_id, sealed)
 
     def delete(self, account_id: str, file_id: str) -> bool:
+        """Delete a file with its content; False if the account has no such file. Raises FileInUse while a batch
+        that has not ended reads it (as in BatchStore.create, either the batch or the delete comes first)."""
         with self._sessions.begin() as session:
-            if self._row(session, account_id, file_id) is None:
+            # PostgreSQL: a batch being created with this file holds a shared lock on it; this waits for it to commit
+            if session.scalar(select(StoredFile.id).where(StoredFile.account_id == account_id,
+                                                          StoredFile.id == file_id).with_for_update()) is None:
                 return False
-            session.execute(delete(FileChunk).where(FileChunk.file_id == file_id))
-            session.execute(delete(StoredFile).where(StoredFile.account_id == account_id,
-                                                     StoredFile.id == file_id))
-            return True
+            # the check and the delete in one statement: SQLite took no lock for the read above
+            deleted = session.execute(delete(StoredFile).where(
+                StoredFile.account_id == account_id, StoredFile.id == file_id,
+                ~exists().where(self._running_batches(account_id, file_id))))
+            if deleted.rowcount == 1:
+                # the chunks' foreign key cascades, but SQLite enforces it only on connections told to
+                session.execute(delete(FileChunk).where(FileChunk.file_id == file_id))
+                return True
+            # refused, or deleted by someone else meanwhile: this transaction now writes, so what it reads holds
+            user = session.execute(select(Batch.id, Batch.status)
+                                   .where(self._running_batches(account_id, file_id)).limit(1)).first()
+            if user is not None:
+                raise FileInUse(file_id, user.id, user.status)
+            return False
+
+    @staticmethod
+    def _running_batches(account_id: str, file_id: str) -> ColumnElement[bool]:
+        return and_(Batch.account_id == account_id, Batch.input_file_id == file_id, Batch.status.in_(ACTIVE))

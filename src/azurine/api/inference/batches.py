@@ -28,7 +28,7 @@ from azurine.catalog import ModelSpec
 from azurine.files.batch_input import BatchLine, validate_batch_lines
 from azurine.quota.capacity import BATCH
 from azurine.quota.estimate import chat_estimate, completion_estimate, embeddings_estimate
-from azurine.storage.batches import BatchRecord, NewLine
+from azurine.storage.batches import BatchNotCancellable, BatchRecord, InputFileMissing, NewLine
 from azurine.storage.state import AccountRecord
 
 router = APIRouter()
@@ -68,6 +68,16 @@ def batch_json(batch: BatchRecord) -> dict[str, Any]:
 
 def batch_not_found(batch_id: str) -> AzureError:
     return AzureError(404, "notFound", f"Batch '{batch_id}' was not found.")
+
+
+def input_file_not_found(file_id: str) -> AzureError:
+    return AzureError(404, "notFound", f"File '{file_id}' was not found.")
+
+
+def not_cancellable(status: str) -> AzureError:
+    # OpenAI's status and words; its code is null, where Azure's envelope has a string
+    return AzureError(409, "conflict", f"Cannot cancel a batch with status '{status}'.",
+                      error_type="invalid_request_error", include_openai_fields=True)
 
 
 def _errors(errors: list[dict[str, Any]]) -> dict[str, Any]:
@@ -117,7 +127,7 @@ async def create_batch(request: Request, account: AccountRecord) -> BatchRecord:
         raise bad_request("'metadata' holds at most 16 pairs.", "metadata", "invalid_value")
     record = await run_in_threadpool(svc.files.get, account.id, given.input_file_id)
     if record is None:
-        raise AzureError(404, "notFound", f"File '{given.input_file_id}' was not found.")
+        raise input_file_not_found(given.input_file_id)
     if record.purpose != "batch":
         raise bad_request(f"File '{given.input_file_id}' has purpose '{record.purpose}'; a batch's input file "
                           "must have purpose 'batch'.", "input_file_id", "invalid_value")
@@ -128,9 +138,13 @@ async def create_batch(request: Request, account: AccountRecord) -> BatchRecord:
     new_lines: list[NewLine] = []
     if not errors:
         errors, new_lines = await _check_lines(svc, account, endpoint, lines, str(deployment_name))
-    return await run_in_threadpool(
-        svc.batches.create, account.id, str(deployment_name or ""), endpoint, given.input_file_id,
-        given.completion_window, given.metadata, new_lines, window_seconds(), _errors(errors) if errors else None)
+    try:
+        return await run_in_threadpool(
+            svc.batches.create, account.id, str(deployment_name or ""), endpoint, given.input_file_id,
+            given.completion_window, given.metadata, new_lines, window_seconds(), _errors(errors) if errors else None,
+            input_file_required=True)
+    except InputFileMissing:
+        raise input_file_not_found(given.input_file_id) from None
 
 
 async def _check_lines(svc: Any, account: AccountRecord, endpoint: str, lines: list[BatchLine],
@@ -166,6 +180,17 @@ async def _check_lines(svc: Any, account: AccountRecord, endpoint: str, lines: l
 
 async def get_batch(request: Request, account: AccountRecord, batch_id: str) -> BatchRecord:
     batch = await run_in_threadpool(services(request).batches.get, account.id, batch_id)
+    if batch is None:
+        raise batch_not_found(batch_id)
+    return batch
+
+
+async def cancel_batch(request: Request, account: AccountRecord, batch_id: str) -> BatchRecord:
+    """Both surfaces' cancel: 409 for a batch that has ended, the batch as it is for one already ending."""
+    try:
+        batch = await run_in_threadpool(services(request).batches.cancel, account.id, batch_id)
+    except BatchNotCancellable as ended:
+        raise not_cancellable(ended.status) from None
     if batch is None:
         raise batch_not_found(batch_id)
     return batch
@@ -223,10 +248,7 @@ async def batches_cancel(batch_id: str, request: Request, api_version: str | Non
     account = await resolve_account(request)
     check_network(request, account)
     await authenticate(request, account, bearer_keys=False)
-    batch = await run_in_threadpool(services(request).batches.cancel, account.id, batch_id)
-    if batch is None:
-        raise batch_not_found(batch_id)
-    return AzureJSONResponse(batch_json(batch))
+    return AzureJSONResponse(batch_json(await cancel_batch(request, account, batch_id)))
 
 
 # the v1 surface --------------------------------------------------------------------------------------------
@@ -267,7 +289,4 @@ async def v1_batches_cancel(batch_id: str, request: Request, api_version: str | 
     account = await resolve_account(request)
     check_network(request, account)
     await authenticate(request, account, bearer_keys=True)
-    batch = await run_in_threadpool(services(request).batches.cancel, account.id, batch_id)
-    if batch is None:
-        raise batch_not_found(batch_id)
-    return AzureJSONResponse(batch_json(batch))
+    return AzureJSONResponse(batch_json(await cancel_batch(request, account, batch_id)))

@@ -1,7 +1,8 @@
 """The Files API: `/openai/files` (dated, api-version required) and `/openai/v1/files`.
 
 Each handler is the pipeline, top to bottom: api-version → account → identity → request → store → answer.
-Errors use the authoring envelope of the dated spec (`invalidPayload`, `jsonlValidationFailed`, `notFound`).
+Errors use the authoring envelope of the dated spec (`invalidPayload`, `jsonlValidationFailed`, `notFound`,
+`conflict`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from azurine.api.network_stage import check_network
 from azurine.api.sse import AzureJSONResponse
 from azurine.api.versions import check_classic, check_v1
 from azurine.files.batch_input import LineError, validate_batch_lines
-from azurine.storage.files import FileRecord
+from azurine.storage.files import FileInUse, FileRecord
 from azurine.storage.state import AccountRecord
 
 router = APIRouter()
@@ -56,6 +57,12 @@ def invalid_payload(message: str, target: str | None = None, status: int = 400) 
 
 def file_not_found(file_id: str) -> AzureError:
     return AzureError(404, "notFound", f"File with id '{file_id}' was not found.")
+
+
+def file_in_use(error: FileInUse) -> AzureError:
+    return AzureError(409, "conflict", f"File with id '{error.file_id}' cannot be deleted while batch "
+                      f"'{error.batch_id}' (status '{error.status}') uses it as its input file. Delete it once the "
+                      "batch has ended, or cancel the batch first.")
 
 
 def file_object(record: FileRecord) -> dict[str, Any]:
@@ -225,7 +232,11 @@ async def file_content(request: Request, account: AccountRecord, file_id: str) -
 
 async def delete_file(request: Request, account: AccountRecord, file_id: str) -> Response:
     require_plausible_id(file_id)
-    if not await run_in_threadpool(services(request).files.delete, account.id, file_id):
+    try:
+        deleted = await run_in_threadpool(services(request).files.delete, account.id, file_id)
+    except FileInUse as in_use:
+        raise file_in_use(in_use) from None
+    if not deleted:
         raise file_not_found(file_id)
     return AzureJSONResponse({"object": "file", "deleted": True, "id": file_id})
 
