@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -135,7 +136,7 @@ def send(http: httpx.Client, deployment: str, path: str, body: dict[str, Any]) -
 # the tests ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def http(server: Server) -> httpx.Client:
+def http(server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=300, headers={"api-key": server.key}) as client:
         yield client
 
@@ -159,6 +160,16 @@ def test_an_empty_prompt_with_logprobs_gives_finite_numbers(http: httpx.Client) 
     assert response.status_code == 200
     logprobs = strict_json(response.text)["choices"][0]["logprobs"]
     assert all(isinstance(v, float) and v <= 0 for v in logprobs["token_logprobs"])
+
+
+def test_a_named_tool_call_cut_short_keeps_its_partial_arguments(azure: openai.AzureOpenAI) -> None:
+    answer = azure.chat.completions.create(
+        model="chat-small", messages=[{"role": "user", "content": "Weather in Paris?"}], max_tokens=2,
+        tools=[TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    choice = answer.choices[0]
+    assert choice.finish_reason == "length"
+    assert choice.message.tool_calls[0].function.name == "get_weather"
+    assert choice.message.tool_calls[0].function.arguments.startswith("{")
 
 
 @pytest.mark.parametrize("deployment", sorted(MODELS))

@@ -30,12 +30,13 @@ from azurine.engines.base import (
     Sampling,
     TextPrompt,
     TokenLogprob,
+    ToolCall,
     TopLogprob,
     WorkOrder,
 )
 from azurine.engines.llama_context import ContextStateError, EvaluatedContext
 from azurine.engines.llama_sequences import ONLINE_RECENT_S, Sequence, SequenceGang
-from azurine.engines.tool_calls import may_be_tool_call, parse_tool_calls, tools_system_prompt
+from azurine.engines.tool_calls import may_be_tool_call, new_call_id, parse_tool_calls, tools_system_prompt
 from azurine.scheduler.compute import Scheduler
 from azurine.scheduler.priority import Priority
 from azurine.telemetry.metrics import GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
@@ -140,8 +141,7 @@ class _ToolCallFilter:
     def _finish(self, finished: Finished) -> None:
         text = "".join(d.text for d in self._held)
         if self._mode == "named" and self._named is not None:
-            calls = parse_tool_calls(json.dumps({"name": self._named, "arguments": json.loads(text or "{}")}),
-                                     {self._named}) if text.strip() else []
+            calls = self._named_call(text) if text.strip() else []
         else:
             calls = parse_tool_calls(text, self._names) if self._held else []
         if not calls:
@@ -153,6 +153,15 @@ class _ToolCallFilter:
         reason = "stop" if self._mode == "named" else "tool_calls"
         self._emit(Finished(reason if finished.reason != "length" else "length",
                             finished.prompt_tokens, finished.completion_tokens))
+
+    def _named_call(self, text: str) -> list[ToolCall]:
+        """The named tool's call. The grammar makes its arguments a JSON object unless the answer was cut short
+        (`max_tokens`), and then they are sent as written so far, as OpenAI sends a call cut short."""
+        try:
+            return parse_tool_calls(json.dumps({"name": self._named, "arguments": json.loads(text)}),
+                                    {self._named or ""})
+        except ValueError:
+            return [ToolCall(id=new_call_id(), name=self._named or "", arguments=text)]
 
 
 class _StopMatcher:
