@@ -7,12 +7,15 @@ every position, and constrain output with a grammar for JSON and tool calls.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import json
 import os
 import random
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +38,10 @@ from azurine.engines.base import (
     WorkOrder,
 )
 from azurine.engines.llama_context import ContextStateError, EvaluatedContext
-from azurine.engines.llama_sequences import ONLINE_RECENT_S, Sequence, SequenceGang
+from azurine.engines.llama_sequences import HIGHER_RECENT_S, Sequence, SequenceGang
+from azurine.engines.llama_slots import SlotGang
 from azurine.engines.tool_calls import may_be_tool_call, new_call_id, parse_tool_calls, tools_system_prompt
-from azurine.scheduler.compute import Scheduler
+from azurine.scheduler.compute import Gang, Scheduler
 from azurine.scheduler.priority import Priority
 from azurine.telemetry.metrics import GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
 
@@ -49,7 +53,10 @@ Emit = Callable[[Event], None]
 # default model had run on a thread of its own).
 COMPUTE = Scheduler("llama.cpp")
 
-# answers the batch class decodes together (1: one at a time, as the other classes)
+# answers decoded together in one pass (1: one at a time): of each online class (provisioned, standard), each in a
+# slot of SLOT_TOKENS cells, and of the batch class
+SEQUENCES = int(os.environ.get("AZURINE_SEQUENCES", "8"))
+SLOT_TOKENS = int(os.environ.get("AZURINE_SLOT_TOKENS", "2048"))
 BATCH_SEQUENCES = int(os.environ.get("AZURINE_BATCH_SEQUENCES", "8"))
 
 
@@ -189,6 +196,24 @@ class _StopMatcher:
         return out, False
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A request made ready for the compute thread: its prompt's tokens, its grammar, and what shapes its events."""
+
+    tokens: list[int]
+    schema: str | None
+    echo: str | None = None  # a completion's prompt, said again before its answer
+    tool_calls: tuple[set[str], str, str | None] | None = None  # the tools offered, the tool mode, the named tool
+
+    def open(self, emit: Emit) -> Emit:
+        """`emit` for the answer's events: the echoed prompt first, and tool calls parsed where there may be some."""
+        if self.echo is not None:
+            emit(Delta(text=self.echo))
+        if self.tool_calls is not None:
+            return _ToolCallFilter(emit, *self.tool_calls)
+        return emit
+
+
 class LlamaCppEngine:
     def __init__(self, spec: ModelSpec, model_path: Path, n_threads: int | None = None) -> None:
         self.spec = spec
@@ -200,9 +225,16 @@ class LlamaCppEngine:
         self._formatter: Any = None
         self._template_has_tools = False
         self._load_lock = threading.Lock()
-        self._gang = (SequenceGang(self, BATCH_SEQUENCES,
-                                   lambda: COMPUTE.recently_above(Priority.BATCH, ONLINE_RECENT_S))
-                      if BATCH_SEQUENCES > 1 else None)
+        # one gang per class, each with its own context: a class runs only while no higher one has work, and its
+        # answers keep their evaluated tokens while they wait
+        self._gangs: dict[Priority, Gang] = {}
+        for online in (Priority.PROVISIONED, Priority.STANDARD):
+            if SEQUENCES > 1:
+                self._gangs[online] = SlotGang(self, SEQUENCES, min(SLOT_TOKENS, spec.context_length),
+                                               partial(COMPUTE.recently_above, online, HIGHER_RECENT_S))
+        if BATCH_SEQUENCES > 1:
+            self._gangs[Priority.BATCH] = SequenceGang(self, BATCH_SEQUENCES, partial(
+                COMPUTE.recently_above, Priority.BATCH, HIGHER_RECENT_S))
 
     # loading ---------------------------------------------------------------------------------------
 
@@ -240,24 +272,13 @@ class LlamaCppEngine:
 
     # the interface ---------------------------------------------------------------------------------
 
-    def _ganged(self, order: WorkOrder, sampling: Sampling) -> bool:
-        """Whether the request is decoded beside others: batch requests, except seeded ones, whose seed promises
-        the same answer whatever else runs (numbers summed in a batch of several differ in their last bits)."""
-        return self._gang is not None and order.priority is Priority.BATCH and sampling.seed is None
-
     def chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder,
              stream: bool = True) -> AsyncIterator[Event]:
-        if self._ganged(order, sampling):
-            return COMPUTE.stream(order, lambda emit: self._sequence(
-                *self._chat_tokens(self._load(), prompt, sampling, emit), sampling, order, "messages"), self._gang)
-        return COMPUTE.stream(order, lambda emit: self._chat(prompt, sampling, order, emit))
+        return self._answer(lambda: self._chat_tokens(self._load(), prompt, sampling), sampling, order, "messages")
 
     def complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder,
                  stream: bool = True) -> AsyncIterator[Event]:
-        if self._ganged(order, sampling):
-            return COMPUTE.stream(order, lambda emit: self._sequence(
-                *self._complete_tokens(self._load(), prompt, sampling, emit), sampling, order, "prompt"), self._gang)
-        return COMPUTE.stream(order, lambda emit: self._complete(prompt, sampling, order, emit))
+        return self._answer(lambda: self._complete_tokens(self._load(), prompt, sampling), sampling, order, "prompt")
 
     async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Any:
         raise EngineError("embeddings are not served by this engine", code="OperationNotSupported")
@@ -268,25 +289,41 @@ class LlamaCppEngine:
     def tokenize(self, text: str) -> list[int]:
         return self._load().tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
+    # routing ---------------------------------------------------------------------------------------
+
+    async def _answer(self, prepare: Callable[[], Prepared], sampling: Sampling, order: WorkOrder,
+                      param: str) -> AsyncIterator[Event]:
+        # the first use loads the model: off the event loop, like the tokenizing
+        prepared = await asyncio.to_thread(prepare)
+        self._check_length(len(prepared.tokens), sampling.max_tokens, param)
+        gang = self._gang_for(order, sampling, prepared)
+        if gang is not None:
+            events = COMPUTE.stream(order, lambda emit: self._sequence(prepared, sampling, order, emit, param), gang)
+        else:
+            events = COMPUTE.stream(order, lambda emit: self._generate(prepared, sampling, order, emit))
+        async for event in events:
+            yield event
+
+    def _gang_for(self, order: WorkOrder, sampling: Sampling, prepared: Prepared) -> Gang | None:
+        """The gang that decodes the request beside others of its class, if the answer fits one of its slots. A
+        seeded request runs alone in its class's own context: its seed promises the same answer whatever else runs,
+        and numbers summed in a batch of several differ in their last bits. So does an answer too long for a slot."""
+        if sampling.seed is not None:
+            return None
+        gang = self._gangs.get(order.priority)
+        budget = sampling.max_tokens if sampling.max_tokens is not None else self.n_ctx - len(prepared.tokens)
+        if isinstance(gang, SlotGang) and not gang.fits(len(prepared.tokens) + budget):
+            return None
+        return gang
+
     # steps on the compute thread -------------------------------------------------------------------
 
-    def _chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder, emit: Emit) -> Iterator[None]:
-        context = self._context(order.priority)
-        tokens, schema, emit = self._chat_tokens(context.llm, prompt, sampling, emit)
-        yield from self._generate(context, tokens, sampling, schema, order, emit, "messages")
+    def _sequence(self, prepared: Prepared, sampling: Sampling, order: WorkOrder, emit: Emit, param: str) -> Sequence:
+        return Sequence(self, self._load(), prepared.tokens, sampling, prepared.schema, order, prepared.open(emit),
+                        param, _StopMatcher(sampling.stop))
 
-    def _complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder, emit: Emit) -> Iterator[None]:
-        context = self._context(order.priority)
-        tokens, schema, emit = self._complete_tokens(context.llm, prompt, sampling, emit)
-        yield from self._generate(context, tokens, sampling, schema, order, emit, "prompt")
-
-    def _sequence(self, tokens: list[int], schema: str | None, emit: Emit, sampling: Sampling, order: WorkOrder,
-                  param: str) -> Sequence:
-        return Sequence(self, self._load(), tokens, sampling, schema, order, emit, param, _StopMatcher(sampling.stop))
-
-    def _chat_tokens(self, llm: Any, prompt: ChatPrompt, sampling: Sampling,
-                     emit: Emit) -> tuple[list[int], str | None, Emit]:
-        """The prompt's tokens, its grammar, and `emit` wrapped for tool calls where the answer may make them."""
+    def _chat_tokens(self, llm: Any, prompt: ChatPrompt, sampling: Sampling) -> Prepared:
+        """The prompt's tokens, its grammar, and how its events are filtered where the answer may call tools."""
         if self._formatter is None:
             raise EngineError(f"{self.spec.name} has no chat template", code="OperationNotSupported")
         messages = template_messages(prompt.messages)
@@ -299,21 +336,19 @@ class LlamaCppEngine:
             raise EngineError(f"Invalid conversation for this model: {error}", param="messages") from error
         tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         schema, mode = _grammar_for(sampling, prompt)
-        if mode != "none":
-            names = {t["function"]["name"] for t in tools or []}
-            named = prompt.tool_choice["function"]["name"] if mode == "named" else None  # type: ignore[index]
-            emit = _ToolCallFilter(emit, names, mode, named)
-        return tokens, schema, emit
+        if mode == "none":
+            return Prepared(tokens, schema)
+        names = {t["function"]["name"] for t in tools or []}
+        named = prompt.tool_choice["function"]["name"] if mode == "named" else None  # type: ignore[index]
+        return Prepared(tokens, schema, tool_calls=(names, mode, named))
 
-    def _complete_tokens(self, llm: Any, prompt: TextPrompt, sampling: Sampling,
-                         emit: Emit) -> tuple[list[int], str | None, Emit]:
+    def _complete_tokens(self, llm: Any, prompt: TextPrompt, sampling: Sampling) -> Prepared:
         schema, _ = _grammar_for(sampling, None)
         if prompt.tokens is not None:
             if any(not (0 <= t < llm.n_vocab()) for t in prompt.tokens):
                 raise EngineError(f"Invalid token in prompt: ids must be in [0, {llm.n_vocab()}).", param="prompt")
-            if prompt.echo:
-                emit(Delta(text=llm.detokenize(list(prompt.tokens)).decode("utf-8", errors="replace")))
-            return list(prompt.tokens), schema, emit
+            echo = llm.detokenize(list(prompt.tokens)).decode("utf-8", errors="replace") if prompt.echo else None
+            return Prepared(list(prompt.tokens), schema, echo=echo)
         if prompt.suffix is not None:
             if not self.spec.fill_in_the_middle:
                 raise EngineError(f"suffix is not supported by {self.spec.name}", param="suffix")
@@ -323,9 +358,7 @@ class LlamaCppEngine:
             tokens = llm.tokenize(prompt.text.encode("utf-8"), add_bos=True, special=False)
         if not tokens:
             tokens = [self._start_of_text(llm)]
-        if prompt.echo:
-            emit(Delta(text=prompt.text))
-        return tokens, schema, emit
+        return Prepared(tokens, schema, echo=prompt.text if prompt.echo else None)
 
     def _start_of_text(self, llm: Any) -> int:
         """The token an empty prompt is answered from: the document separator, as GPT models see an empty prompt
@@ -407,12 +440,12 @@ class LlamaCppEngine:
             raise ContextStateError("The model produced a log probability that is not a finite number.")
         return TokenLogprob(token=text, logprob=chosen, bytes=raw, top_logprobs=tops)
 
-    def _generate(self, context: EvaluatedContext, tokens: list[int], sampling: Sampling, schema: str | None,
-                  order: WorkOrder, emit: Emit, param: str) -> Iterator[None]:
-        self._check_length(len(tokens), sampling.max_tokens, param)
-        sampler = self._sampler(context.llm, sampling, schema)
+    def _generate(self, prepared: Prepared, sampling: Sampling, order: WorkOrder, emit: Emit) -> Iterator[None]:
+        context = self._context(order.priority)
+        emit = prepared.open(emit)
+        sampler = self._sampler(context.llm, sampling, prepared.schema)
         try:
-            yield from self._decode(context, tokens, sampling, sampler, order, emit)
+            yield from self._decode(context, prepared.tokens, sampling, sampler, order, emit)
         except BaseException:
             # a step that failed, or a request dropped mid-step, may have left cells half-written
             context.reset()

@@ -1,16 +1,17 @@
-"""Many answers decoded in one pass: the batch class's way through llama.cpp.
+"""Many answers decoded in one pass: continuous batching through llama.cpp.
 
 One token of one sequence leaves most of the CPU's arithmetic idle while the weights stream through it; the
-same pass over the weights can carry a token of each of several sequences. So batch requests, whose
-throughput is what counts, are decoded as a gang: up to `AZURINE_BATCH_SEQUENCES` answers share one llama.cpp
-context (one KV cache, each answer its own sequence), and each scheduling step evaluates one token of every
-answer under way plus a chunk of the next prompt. A step stays as short as an online request's, so a
-higher class still waits at most one step. An answer's KV cells are reserved when it starts (its prompt and
-`max_tokens`), so a pass never runs out of room mid-answer.
+same pass over the weights can carry a token of each of several sequences. So the answers of a class are decoded as
+a gang: up to a width of answers share one llama.cpp context (one KV cache, each answer its own sequence), and each
+scheduling step evaluates one token of every answer under way plus chunks of the prompts still coming in. A step
+stays short, so a higher class still waits at most one step. An answer's KV cells are reserved when it starts (its
+prompt and `max_tokens`), so a pass never runs out of room mid-answer; an answer that does not fit waits.
 
 Prompts of one deployment mostly open alike (the chat template, a system message), so the gang keeps the last
 prompt it evaluated in a sequence of its own and starts each new answer from the part they share: those KV
-cells are shared, not evaluated again, as the one-at-a-time path reuses its context's evaluated prefix.
+cells are shared, not evaluated again. Prompts are evaluated in chunks that start at multiples of
+`PREFILL_CHUNK`, and only whole chunks are shared, so a prompt is always split into batches the same way,
+whatever it shares (see `llama_context`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from azurine.engines.base import Delta, EngineError, Event, Finished, Sampling, WorkOrder
+from azurine.engines.llama_context import PREFILL_CHUNK
 from azurine.telemetry.metrics import GANG_WIDTH, GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
 
 if TYPE_CHECKING:
@@ -32,11 +34,11 @@ Emit = Callable[[Event], None]
 # Tokens per step, all sequences together. A request of a higher class that arrives waits for the step under way,
 # so while such requests keep coming the steps are short; when none has come for a while, longer steps carry
 # more prompt beside the answers' tokens (measured on two cores: 8-token steps keep about 85% of the
-# throughput of 24-token ones, and an online request's wait for a step about a third).
+# throughput of 24-token ones, and an online request's wait for a step about a third). Every answer under way
+# gets its token in every step, and at least one prompt chunk goes in whenever no higher class is about.
 STEP_TOKENS = 24
-STEP_TOKENS_BESIDE_ONLINE = 8
-ONLINE_RECENT_S = 2.0
-PROMPT_CHUNK = 16  # of a prompt, per step
+STEP_TOKENS_BESIDE_HIGHER = 8
+HIGHER_RECENT_S = 2.0
 
 
 class Sequence:
@@ -57,36 +59,47 @@ class Sequence:
         self.cells = self.n_prompt + self.budget
         self.sampler = engine._sampler(llm, sampling, schema)
         self.tokens = list(tokens)
-        self.todo = list(tokens)
+        self.todo: list[int] = []  # the token sampled last, to evaluate in the next step
+        self.generated: list[int] = []
         self.pos = 0
         self.produced = 0
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = stops
         self.vocab = llm._model.vocab
 
-    def next_tokens(self, room: int) -> list[int]:
-        """The tokens to evaluate in this step; the sequence wants logits once its list is empty."""
-        limit = min(room, PROMPT_CHUNK) if self.pos < self.n_prompt else room
-        chunk, self.todo = self.todo[:limit], self.todo[limit:]
-        return chunk
-
     @property
-    def ready(self) -> bool:
-        return not self.todo
+    def prefilling(self) -> bool:
+        return self.pos < self.n_prompt
+
+    def next_tokens(self) -> list[int]:
+        """The tokens to evaluate next: the prompt up to its next chunk boundary, or the last token sampled."""
+        if self.prefilling:
+            return self.tokens[self.pos:min(self.n_prompt, (self.pos // PREFILL_CHUNK + 1) * PREFILL_CHUNK)]
+        return self.todo
+
+    def evaluated(self, count: int) -> bool:
+        """`count` tokens went into the step; whether the sequence wants the logits of the last of them."""
+        self.pos += count
+        if self.prefilling:
+            return False
+        self.todo = []
+        return True
 
     def skip(self, shared: int) -> None:
         """Start after the first `shared` prompt tokens, whose KV cells the sequence was given."""
         self.pos = shared
-        self.todo = self.tokens[shared:]
 
     def sample(self, ctx: Any, idx: int) -> bool:
         """Take the next token from the logits at batch row `idx`; whether the answer has ended."""
         import llama_cpp
 
+        if self.produced >= self.budget:  # `max_tokens: 0`: the prompt alone
+            return self.end("length")
         token = self.sampler.sample(ctx, idx)
         if llama_cpp.llama_vocab_is_eog(self.vocab, token):
             return self.end("stop")
         self.produced += 1
+        self.generated.append(token)
         sampling = self.sampling
         logprob = ([self.engine._logprob(self.llm, token, sampling.top_logprobs, ctx.ctx, idx)]
                    if sampling.logprobs else [])
@@ -115,6 +128,33 @@ class Sequence:
         return True
 
 
+def fill_step(batch: Any, under_way: dict[int, tuple[_Job, Sequence]],
+              higher: bool) -> tuple[int, list[tuple[int, int]]]:
+    """Put the next step's tokens into `batch`: every answer's next token, then prompt chunks in the order the answers
+    came in, within the step's size. Returns the number of tokens and, for each sequence that wants logits, its row."""
+    step_tokens = STEP_TOKENS_BESIDE_HIGHER if higher else STEP_TOKENS
+    n = 0
+    outputs: list[tuple[int, int]] = []
+    prompt_taken = False
+    for seq_id, (_, sequence) in sorted(under_way.items(), key=lambda item: item[1][1].prefilling):
+        tokens = sequence.next_tokens()
+        if sequence.prefilling:
+            if n + len(tokens) > step_tokens and (prompt_taken or (higher and n)):
+                break
+            prompt_taken = True
+        for i, token in enumerate(tokens):
+            batch.token[n + i] = token
+            batch.pos[n + i] = sequence.pos + i
+            batch.n_seq_id[n + i] = 1
+            batch.seq_id[n + i][0] = seq_id
+            batch.logits[n + i] = False
+        n += len(tokens)
+        if sequence.evaluated(len(tokens)):
+            batch.logits[n - 1] = True
+            outputs.append((seq_id, n - 1))
+    return n, outputs
+
+
 class _Lane:
     """The gang's llama.cpp context (its own KV cache, `width` sequences) and its reusable batch."""
 
@@ -129,6 +169,9 @@ class _Lane:
         params.n_seq_max = width + 1
         params.n_threads = params.n_threads_batch = n_threads
         params.kv_unified = True  # one pool of cells for all sequences: an answer takes what it reserved
+        # with flash attention a prompt gives the same logits wherever its cells lie among others'; without it, they
+        # moved by up to 0.5 when the cells sat 3 or 5 places further on (measured on both models)
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.embeddings = False
         self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.batch = _internals.LlamaBatch(n_tokens=512, embd=0, n_seq_max=1, verbose=False)
@@ -143,8 +186,8 @@ class _Lane:
         llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
 
     def share_prefix(self, seq_id: int, tokens: list[int]) -> int:
-        """Give `seq_id` the cells of the prompt start it shares with the kept prompt; how many tokens that is
-        (one short of the whole prompt at most: its last token must be evaluated for logits)."""
+        """Give `seq_id` the cells of the prompt start it shares with the kept prompt, in whole chunks; how many
+        tokens that is (short of the whole prompt: its last token must be evaluated for logits)."""
         import llama_cpp
 
         shared = 0
@@ -152,6 +195,7 @@ class _Lane:
             if kept != wanted:
                 break
             shared += 1
+        shared -= shared % PREFILL_CHUNK
         if shared:
             llama_cpp.llama_memory_seq_cp(self.memory, self.prefix_id, seq_id, 0, shared)
         return shared
@@ -166,12 +210,12 @@ class _Lane:
 
 
 class SequenceGang:
-    """Decodes up to `width` answers of one model together; the scheduler's `Gang` for the batch class."""
+    """Decodes up to `width` answers of one model and class together; the scheduler's `Gang` for that class."""
 
-    def __init__(self, engine: LlamaCppEngine, width: int, online_recently: Callable[[], bool]) -> None:
+    def __init__(self, engine: LlamaCppEngine, width: int, higher_recently: Callable[[], bool]) -> None:
         self.engine = engine
         self.width = width
-        self._online_recently = online_recently
+        self._higher_recently = higher_recently
         self._lane: _Lane | None = None
 
     def run(self, first: list[_Job], take: Callable[[int], list[_Job]]) -> Iterator[None]:
@@ -214,32 +258,15 @@ class SequenceGang:
                 if not waiting:
                     return
                 raise RuntimeError("a waiting answer needs more KV cells than the whole context")  # by its check
-
-            batch = lane.batch.batch
-            step_tokens = STEP_TOKENS_BESIDE_ONLINE if self._online_recently() else STEP_TOKENS
-            n = 0
-            outputs: list[tuple[int, int]] = []
             for seq_id, (job, sequence) in list(under_way.items()):
                 if job.order.cancelled:
                     sequence.end("stop")
                     job.finish(None)
                     release(seq_id)
-                    continue
-                tokens = sequence.next_tokens(step_tokens - n) if n < step_tokens else []
-                for i, token in enumerate(tokens):
-                    batch.token[n + i] = token
-                    batch.pos[n + i] = sequence.pos + i
-                    batch.n_seq_id[n + i] = 1
-                    batch.seq_id[n + i][0] = seq_id
-                    batch.logits[n + i] = False
-                sequence.pos += len(tokens)
-                n += len(tokens)
-                if tokens and sequence.ready:
-                    batch.logits[n - 1] = True
-                    outputs.append((seq_id, n - 1))
+            n, outputs = fill_step(lane.batch.batch, under_way, self._higher_recently())
             if n:
                 GANG_WIDTH.labels(engine.spec.name).observe(len(under_way))
-                batch.n_tokens = n
+                lane.batch.batch.n_tokens = n
                 try:
                     lane.ctx.decode(lane.batch)
                 except RuntimeError as error:
