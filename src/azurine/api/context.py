@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -155,7 +156,15 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
             raise validation_error(RequestValidationError(errors)) from None
         if not raw.strip().startswith(b"{"):
             raise bad_request("The request body must be a JSON object.", None) from None
-        raise validation_error(RequestValidationError(errors)) from None
+        # the body as sent, so an error's `param` is the path the client wrote
+        raise validation_error(RequestValidationError(errors, body=_loaded(raw))) from None
+
+
+def _loaded(raw: bytes) -> object:
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
 
 
 def require_model_field(model: str | None) -> str:

@@ -79,26 +79,82 @@ def error_response(error: AzureError) -> Response:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
+def _branch(part: str) -> bool:
+    """A union branch pydantic names in a location ("str", "list[...]", "function-after[...]", a model's class
+    name); users never wrote those, and the API's own field names are lower case."""
+    return "[" in part or part in ("str", "int", "float", "bool", "list", "dict") or part[:1].isupper()
+
+
 def _param(loc: tuple[Any, ...]) -> str | None:
-    parts = [p for p in loc if p not in ("body", "query", "path", "header")]
-    # pydantic names the branch of a union it tried ("str", "list[...]", "function-after[...]"); users never wrote those
-    parts = [p for p in parts if not (isinstance(p, str) and ("[" in p or p in ("str", "int", "list", "dict")))]
+    return _render([p for p in loc if not (isinstance(p, str) and _branch(p))])
+
+
+def _render(parts: list[Any]) -> str | None:
     rendered = ""
     for part in parts:
         rendered += f"[{part}]" if isinstance(part, int) else (f".{part}" if rendered else str(part))
     return rendered or None
 
 
+def _is_role(part: str, value: Any) -> bool:
+    """Whether `part`, last in a location, is the role tag of a message whose own check failed (a part's type
+    there is rather a missing field named like the type: `{"type": "text"}`)."""
+    return isinstance(value, dict) and part == value.get("role")
+
+
+def _param_in(body: Any, loc: tuple[Any, ...]) -> str | None:
+    """The path of the error in what the client sent: pydantic's location less the union branches and the
+    discriminator tags it tried (the "user" of a user message), found by walking the body along the location."""
+    kept: list[Any] = []
+    value = body
+    for i, part in enumerate(loc):
+        following = loc[i + 1] if i + 1 < len(loc) else None
+        if isinstance(part, int):
+            if isinstance(value, list) and 0 <= part < len(value):
+                kept.append(part)
+                value = value[part]
+        elif isinstance(value, dict) and part in value and following != part:
+            kept.append(part)
+            value = value[part]
+        elif isinstance(value, dict) and part in value:
+            continue  # a tag that is also the name of the field it selects: {"type": "text", "text": …}
+        elif following is None and not _branch(part) and not _is_role(part, value):
+            kept.append(part)  # a field that is missing; other parts not in the body are tags pydantic tried
+    return _render(kept)
+
+
+def _locate(error: dict[str, Any], body: Any) -> str | None:
+    loc = tuple(p for p in error.get("loc", ()) if p not in ("body", "query", "path", "header"))
+    param = _param_in(body, loc) if isinstance(body, dict | list) else _param(loc)
+    if error.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        tag = str(error.get("ctx", {}).get("discriminator", "")).strip("'")
+        param = f"{param}.{tag}" if param and tag else (param or tag or None)
+    return param
+
+
+def _most_telling(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of the errors about the first field in error, the deepest, and at equal depth one that is not a mere
+    type mismatch: pydantic lists every branch of a union, and the branch that went furthest into the value is
+    the one the client meant (`[{"type": "text"}]` lacks a `text`, rather than not being a string)."""
+    if not errors:
+        return {"loc": (), "msg": "Invalid request", "type": ""}
+    field = errors[0].get("loc", ())[:1]
+    same_field = [e for e in errors if e.get("loc", ())[:1] == field]
+    return max(same_field, key=lambda e: (len(e.get("loc", ())), not str(e.get("type", "")).endswith("_type")))
+
+
 def validation_error(exc: RequestValidationError) -> AzureError:
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "Invalid request", "type": ""}
+    first = _most_telling(list(exc.errors()))
     if first.get("type") == "json_invalid":
         return bad_request("We could not parse the JSON body of your request. (HINT: This likely means you "
                            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
                            "but what was sent was not valid JSON.)", None, "BadRequest")
-    param = _param(tuple(first.get("loc", ())))
+    param = _locate(first, exc.body)
     if first.get("type") == "missing":
         return bad_request(f"Missing required parameter: '{param}'.", param, "missing_required_parameter")
     message = first.get("msg", "Invalid value")
+    if first.get("type") == "unsupported_parameter":
+        return bad_request(message, param, "unsupported_parameter")
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     return bad_request(f"Invalid value for '{param}': {message}.".replace("..", "."), param, "invalid_value")

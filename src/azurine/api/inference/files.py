@@ -171,7 +171,7 @@ class ListQuery:
 
 def list_query(request: Request) -> ListQuery:
     params = request.query_params
-    purpose = params.get("purpose") or None
+    purpose = params.get("purpose")
     if purpose is not None and purpose not in PURPOSES:
         raise invalid_payload(f"The purpose '{purpose}' is not supported. Use one of: {', '.join(PURPOSES)}.",
                               "purpose")

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from azurine.api.context import Target
 from azurine.api.errors import AzureError, bad_request
 from azurine.api.inference.content_filter import Annotated, AnswerCheck, Checked, ContentGuard, Filtered
-from azurine.api.inference.protocol import ChatCompletionRequest
+from azurine.api.inference.protocol import AssistantMessage, ChatCompletionRequest, FunctionMessage, Message
 from azurine.api.inference.render import (
     chained,
     chat_logprobs,
@@ -25,7 +25,7 @@ from azurine.api.inference.render import (
 )
 from azurine.api.inference.ticket import Ticket
 from azurine.api.sse import DONE, AzureJSONResponse, event, event_stream
-from azurine.engines.base import ChatPrompt, Delta, EngineError, Event, Finished, Sampling
+from azurine.engines.base import ChatPrompt, Delta, EngineError, Event, Finished, Sampling, ToolCall
 
 
 def chat_sampling(body: ChatCompletionRequest) -> Sampling:
@@ -46,11 +46,64 @@ def chat_sampling(body: ChatCompletionRequest) -> Sampling:
 def chat_prompt(body: ChatCompletionRequest) -> ChatPrompt:
     tool_choice = body.tool_choice
     return ChatPrompt(
-        messages=[m.model_dump(exclude_none=True) for m in body.messages],
+        messages=engine_messages(body.messages),
         tools=[t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
         tool_choice=tool_choice.model_dump() if hasattr(tool_choice, "model_dump") else tool_choice,  # type: ignore[union-attr]
-        parallel_tool_calls=body.parallel_tool_calls is not False,
+        parallel_tool_calls=not one_call_only(body),
     )
+
+
+def one_call_only(body: ChatCompletionRequest) -> bool:
+    """An answer makes at most one call: `parallel_tool_calls: false`, and always in the deprecated functions form."""
+    return body.parallel_tool_calls is False or body.legacy_functions
+
+
+def engine_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """The conversation in the tools form engines read: the deprecated function call and function result become a
+    tool call and its result, and a refusal the assistant gave is text it said."""
+    calls: dict[str, str] = {}  # a function's name → the id given to its latest call
+    out = []
+    for index, message in enumerate(messages):
+        item = message.model_dump(exclude_none=True)
+        if isinstance(message, AssistantMessage):
+            item = _assistant_item(item, index, calls)
+        elif isinstance(message, FunctionMessage):
+            item = {"role": "tool", "tool_call_id": calls.get(message.name, f"call_{message.name}"),
+                    "name": message.name, "content": message.content or ""}
+        out.append(item)
+    return out
+
+
+def _assistant_item(item: dict[str, Any], index: int, calls: dict[str, str]) -> dict[str, Any]:
+    function_call = item.pop("function_call", None)
+    if function_call is not None:
+        call_id = f"call_{index}"
+        calls[function_call["name"]] = call_id
+        call = {"id": call_id, "type": "function", "function": function_call}
+        item["tool_calls"] = [*item.get("tool_calls", []), call]
+    refusal = item.pop("refusal", None)
+    if isinstance(item.get("content"), list):
+        item["content"] = [{"type": "text", "text": p["refusal"]} if p["type"] == "refusal" else p
+                           for p in item["content"]]
+    elif item.get("content") is None and refusal is not None:
+        item["content"] = refusal
+    return item
+
+
+def answer_calls(body: ChatCompletionRequest, calls: list[ToolCall]) -> list[ToolCall]:
+    return calls[:1] if one_call_only(body) else calls
+
+
+def calls_json(body: ChatCompletionRequest, calls: list[ToolCall], with_index: bool = False) -> dict[str, Any]:
+    """The calls of an answer as its message or delta carries them: `function_call` in the deprecated form."""
+    calls = answer_calls(body, calls)
+    if body.legacy_functions:
+        return {"function_call": {"arguments": calls[0].arguments, "name": calls[0].name}}
+    return {"tool_calls": tool_calls_json(calls, with_index=with_index)}
+
+
+def finish_reason(body: ChatCompletionRequest, reason: str) -> str:
+    return "function_call" if reason == "tool_calls" and body.legacy_functions else reason
 
 
 def check_content_types(body: ChatCompletionRequest, target: Target) -> None:
@@ -72,11 +125,11 @@ async def serve_chat(request: Request, target: Target, body: ChatCompletionReque
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         first = target.engine.chat(prompt, sampling, ticket.order())
         opening = await _first_event(first)  # refusals (context length, bad schema) answer as errors
-        return event_stream(_stream(target, ticket, guard, prompt, sampling, n, include_usage, first, opening))
+        return event_stream(_stream(body, target, ticket, guard, prompt, sampling, include_usage, first, opening))
     answers = await unless_disconnected(
         request, _answers(target, ticket, prompt, sampling, n))
     checks = [await guard.check_answer(a.text) for a in answers]
-    return AzureJSONResponse(_body(target, guard, answers, checks))
+    return AzureJSONResponse(_body(body, target, guard, answers, checks))
 
 
 async def _first_event(events: AsyncIterator[Event]) -> Event:
@@ -88,19 +141,20 @@ async def _answers(target: Target, ticket: Ticket, prompt: ChatPrompt, sampling:
             for i in range(n)]
 
 
-def _body(target: Target, guard: ContentGuard, answers: list[Any], checks: list[AnswerCheck]) -> dict[str, Any]:
+def _body(body: ChatCompletionRequest, target: Target, guard: ContentGuard, answers: list[Any],
+          checks: list[AnswerCheck]) -> dict[str, Any]:
     choices = []
     for index, (answer, check) in enumerate(zip(answers, checks, strict=True)):
         results, filtered = check.annotations, check.filtered
         message: dict[str, Any] = {"role": "assistant", "content": check.shown(answer.text), "refusal": None}
         if answer.tool_calls:
             message["content"] = None
-            message["tool_calls"] = tool_calls_json(answer.tool_calls)
+            message.update(calls_json(body, answer.tool_calls))
         if filtered:  # the answer is withheld; its annotations say why
             message = {"role": "assistant", "content": None, "refusal": None}
         choices.append({
             "content_filter_results": results,
-            "finish_reason": "content_filter" if filtered else answer.finished.reason,
+            "finish_reason": "content_filter" if filtered else finish_reason(body, answer.finished.reason),
             "index": index,
             "logprobs": chat_logprobs(answer.logprobs) if answer.logprobs and not filtered and check.redacted is None
             else None,
@@ -115,8 +169,10 @@ def _body(target: Target, guard: ContentGuard, answers: list[Any], checks: list[
     }
 
 
-async def _stream(target: Target, ticket: Ticket, guard: ContentGuard, prompt: ChatPrompt, sampling: Sampling,
-                  n: int, include_usage: bool, first: AsyncIterator[Event], opening: Event) -> AsyncIterator[bytes]:
+async def _stream(body: ChatCompletionRequest, target: Target, ticket: Ticket, guard: ContentGuard,
+                  prompt: ChatPrompt, sampling: Sampling, include_usage: bool, first: AsyncIterator[Event],
+                  opening: Event) -> AsyncIterator[bytes]:
+    n = body.n or 1
     completion_id, created, model = new_id("chatcmpl-"), now(), target.model.response_model
     base = {"created": created, "id": completion_id, "model": model, "object": "chat.completion.chunk",
             "system_fingerprint": fingerprint(target.model)}
@@ -168,10 +224,10 @@ async def _stream(target: Target, ticket: Ticket, guard: ContentGuard, prompt: C
                                 logprobs=chat_logprobs(item.logprobs) if sampling.logprobs else None,
                                 annotations=results)
                 if item.tool_calls:
-                    yield chunk(index, {"tool_calls": tool_calls_json(item.tool_calls, with_index=True)})
+                    yield chunk(index, calls_json(body, item.tool_calls, with_index=True))
             if finished is None:  # cut short by the filter: the engine stops once nobody reads it
                 continue
-            yield chunk(index, {}, finish=finished.reason)
+            yield chunk(index, {}, finish=finish_reason(body, finished.reason))
             prompt_tokens = finished.prompt_tokens
             completion_tokens += finished.completion_tokens
     except (EngineError, AzureError) as error:

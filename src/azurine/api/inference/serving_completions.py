@@ -33,6 +33,8 @@ from azurine.engines.base import Delta, EngineError, Event, Finished, Sampling, 
 def completion_prompts(body: CompletionRequest) -> list[TextPrompt]:
     raw = body.prompt
     echo = bool(body.echo)
+    if raw is None:  # the model generates "as if from the beginning of a new document"
+        return [TextPrompt(text="", suffix=body.suffix, echo=echo)]
     if isinstance(raw, str):
         return [TextPrompt(text=raw, suffix=body.suffix, echo=echo)]
     if raw and isinstance(raw[0], int):
