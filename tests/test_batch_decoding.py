@@ -12,9 +12,10 @@ from prometheus_client import REGISTRY
 
 from azurine.catalog import load_catalog
 from azurine.config import default_models_dir
-from azurine.engines.base import ChatPrompt, Delta, EngineError, Finished, Sampling, WorkOrder
-from azurine.engines.registry import EngineRegistry
+from azurine.engines.base import ChatPrompt, Delta, EngineError, Finished, Sampling
 from azurine.scheduler.priority import Priority
+from azurine.scheduler.registry import EngineRegistry
+from azurine.scheduler.work import WorkOrder
 
 MODEL = "SmolLM2-135M-Instruct"
 

@@ -1,4 +1,5 @@
-"""The compute scheduler: classes in order, turns between deployments, cancelled waiters gone at once."""
+"""The compute scheduler: classes in order, turns between deployments, cancelled waiters gone at once, each call's
+usage counted once from what its engine said."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from azurine.engines.base import WorkOrder
+from azurine.engines.base import Delta, Finished
 from azurine.scheduler.compute import Scheduler
 from azurine.scheduler.priority import Priority
+from azurine.scheduler.work import WorkOrder
 
 Emit = Callable[[Any], None]
 
@@ -272,3 +274,63 @@ def test_the_scheduler_knows_whether_higher_classes_had_work_lately() -> None:
     asyncio.run(drain(scheduler, WorkOrder(Priority.STANDARD, "q"), steps("s", 1, log)))
     assert scheduler.recently_above(Priority.BATCH, 60) and not scheduler.recently_above(Priority.STANDARD, 60)
     assert not scheduler.recently_above(Priority.BATCH, 0)
+
+
+class CountingMeter:
+    def __init__(self) -> None:
+        self.holds = self.releases = 0
+        self.added: list[tuple[int, int, int]] = []
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int) -> None:
+        self.added.append((prompt_index, prompt_tokens, completion_tokens))
+
+    def release(self) -> None:
+        self.releases += 1
+
+
+def test_usage_comes_from_the_engines_finished_once_even_when_nobody_reads_it_any_more() -> None:
+    async def scenario() -> CountingMeter:
+        scheduler, meter = Scheduler("test-metering"), CountingMeter()
+        order = WorkOrder(Priority.STANDARD, "d", meter, prompt_index=2)
+        gate = threading.Event()
+
+        def answer(emit: Emit) -> Iterator[None]:
+            emit(Delta(text="Hello"))
+            yield
+            gate.wait(10)  # the client leaves while this step runs
+            emit(Finished(reason="stop", prompt_tokens=9, completion_tokens=1))
+            yield
+
+        stream = scheduler.stream(order, answer)
+        await stream.__anext__()
+        await stream.aclose()
+        gate.set()
+        for _ in range(500):
+            if meter.releases:
+                break
+            await asyncio.sleep(0.01)
+        scheduler.close()
+        return meter
+
+    meter = asyncio.run(scenario())
+    assert (meter.holds, meter.added, meter.releases) == (1, [(2, 9, 1)], 1)
+
+
+def test_a_waiter_that_never_ran_is_never_counted() -> None:
+    async def scenario() -> CountingMeter:
+        scheduler, meter, log = Scheduler("test-unmetered"), CountingMeter(), []
+        release, held = await queued_behind_blocker(scheduler)
+        waiting = asyncio.create_task(drain(scheduler, WorkOrder(Priority.STANDARD, "d", meter), steps("w", 1, log)))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        release.set()
+        await held
+        scheduler.close()
+        return meter
+
+    meter = asyncio.run(scenario())
+    assert (meter.holds, meter.added, meter.releases) == (0, [], 0)

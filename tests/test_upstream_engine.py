@@ -5,17 +5,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from azurine.catalog import load_catalog
 from azurine.config import default_models_dir
 from azurine.storage.database import make_engine
 from azurine.storage.state import StateStore
-from conftest import Server, free_port, stop, wait_for_http
+from conftest import API_VERSION, Server, free_port, start_server, stop, wait_for_http
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +44,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop(process)
 
 
-def add_deployment(server: Server, name: str, url: str) -> None:
+def add_deployment(server: Server, name: str, url: str, sku: str = "GlobalStandard") -> None:
     store = StateStore(make_engine(f"sqlite:///{Path(server.data_dir) / 'azurine.db'}"))
     account = store.first_account()
     assert account is not None
     if store.deployment(account.id, name) is None:
         store.create_deployment(account.id, name, model_name="SmolLM2-135M-Instruct", model_version="1",
-                                model_format="HuggingFace", sku_name="GlobalStandard", sku_capacity=100,
+                                model_format="HuggingFace", sku_name=sku, sku_capacity=100,
                                 upstream_url=url, upstream_model="smol")
 
 
@@ -105,3 +112,110 @@ def test_an_unreachable_upstream_is_503_not_500(server: Server, azure: openai.Az
         azure.chat.completions.create(model="upstream-gone", messages=[{"role": "user", "content": "hi"}],
                                       max_tokens=2)
     assert caught.value.status_code == 503
+
+
+# scheduling by class at the upstream server ------------------------------------------------------------------------
+
+class RecordingProxy:
+    """Passes requests on to the upstream server and notes, in the order they reach it, each request's last message
+    and the `priority` it carried: what the upstream server was asked, and when."""
+
+    def __init__(self, upstream: str) -> None:
+        root = upstream.removesuffix("/v1")
+        self.seen: list[tuple[str, int | None]] = []
+        lock = self.lock = threading.Lock()
+        seen = self.seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+                body = json.loads(raw)
+                with lock:
+                    seen.append((body["messages"][-1]["content"], body.get("priority")))
+                answer = httpx.post(root + self.path, content=raw, headers={"content-type": "application/json"},
+                                    timeout=600)
+                self.send_response(answer.status_code)
+                self.send_header("content-type", answer.headers.get("content-type", "application/json"))
+                self.send_header("content-length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def arrivals(self) -> list[tuple[str, int | None]]:
+        with self.lock:
+            return list(self.seen)
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+CAP = 1  # requests in flight to the upstream server
+FLOOD = 6
+NO_END = {"0": -100, "2": -100}  # SmolLM2's <|endoftext|> and <|im_end|>: every answer runs to max_tokens
+
+
+def queue_depth(server: Server, scheduler: str, priority: str) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "azurine_queue_depth" and sample.labels == {"scheduler": scheduler,
+                                                                         "priority": priority}:
+                return sample.value
+    return 0.0
+
+
+def wait_until(condition: Callable[[], bool], what: str, deadline_s: float = 120) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never: {what}")
+        time.sleep(0.02)
+
+
+def ask(server: Server, deployment: str, content: str) -> int:
+    response = httpx.post(
+        f"{server.url}/openai/deployments/{deployment}/chat/completions?api-version={API_VERSION}",
+        headers={"api-key": server.key}, timeout=600,
+        json={"messages": [{"role": "user", "content": content}], "max_tokens": 32, "temperature": 0,
+              "logit_bias": NO_END})
+    return response.status_code
+
+
+def test_a_provisioned_deployment_goes_before_a_flood_on_the_same_upstream_server(
+        llama_server: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    proxy = RecordingProxy(llama_server)
+    server = start_server(tmp_path_factory.mktemp("upstream-classes") / "data",
+                          env={"AZURINE_UPSTREAM_CONCURRENCY": str(CAP), "AZURINE_UPSTREAM_PRIORITY": proxy.url})
+    try:
+        add_deployment(server, "flood", proxy.url)
+        add_deployment(server, "reserved", proxy.url, sku="ProvisionedManaged")
+        gate = f"upstream {proxy.url}"
+        reserved_prompt = "Write about the number 99."
+        with ThreadPoolExecutor(FLOOD + 1) as pool:
+            flood = [pool.submit(ask, server, "flood", f"Write about the number {i}.") for i in range(FLOOD)]
+            wait_until(lambda: queue_depth(server, gate, "standard") == FLOOD - CAP, "the flood queued up")
+            reserved = pool.submit(ask, server, "reserved", reserved_prompt)
+            wait_until(lambda: queue_depth(server, gate, "provisioned") == 1
+                       or any(c == reserved_prompt for c, _ in proxy.arrivals()), "the provisioned request came")
+            # standard requests already sent upstream by now; any sent after this went in after the provisioned one
+            sent_before = sum(1 for c, _ in proxy.arrivals() if c != reserved_prompt)
+            statuses = [f.result() for f in [*flood, reserved]]
+        assert statuses == [200] * (FLOOD + 1)
+        arrivals = proxy.arrivals()
+        order = [content for content, _ in arrivals]
+        assert len(order) == FLOOD + 1
+        # none of the standard requests still waiting when it came went before it: it waited for the ones in flight
+        assert order.index(reserved_prompt) <= sent_before < FLOOD
+        # and each carried its class as vLLM's priority (provisioned 0, standard 1)
+        assert {content: priority for content, priority in arrivals}[reserved_prompt] == 0
+        assert all(priority == 1 for content, priority in arrivals if content != reserved_prompt)
+    finally:
+        stop(server.process)
+        proxy.close()

@@ -36,3 +36,33 @@ class Settings:
             region_display_name=os.environ.get("AZURINE_REGION_DISPLAY_NAME", "Local"),
             redis_url=os.environ.get("AZURINE_REDIS_URL") or None,
         )
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """How Azurine sends work to the OpenAI-compatible servers that deployments point at."""
+
+    concurrency: int = 16  # requests in flight to one server at most; the rest wait by class
+    # servers that order requests by a `priority` field (vLLM run with `--scheduling-policy priority`); any other
+    # vLLM refuses a request whose priority is not 0, so the field goes only where it was asked for
+    priority_everywhere: bool = False
+    priority_servers: frozenset[str] = frozenset()
+
+    def sends_priority(self, url: str) -> bool:
+        return self.priority_everywhere or server_key(url) in self.priority_servers
+
+    @classmethod
+    def load(cls) -> UpstreamSettings:
+        raw = os.environ.get("AZURINE_UPSTREAM_CONCURRENCY", "16").strip()
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"AZURINE_UPSTREAM_CONCURRENCY must be a whole number of at least 1, not {raw!r}")
+        priority = os.environ.get("AZURINE_UPSTREAM_PRIORITY", "").strip()
+        everywhere = priority.lower() in ("1", "true", "yes", "all", "*")
+        servers = frozenset() if everywhere or priority.lower() in ("", "0", "false", "no") else frozenset(
+            server_key(url) for url in priority.split(",") if url.strip())
+        return cls(concurrency=int(raw), priority_everywhere=everywhere, priority_servers=servers)
+
+
+def server_key(url: str) -> str:
+    """One upstream server however its URL was written: `http://h:8000/v1/` and `http://h:8000/v1` alike."""
+    return url.strip().rstrip("/")

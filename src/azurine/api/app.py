@@ -40,13 +40,13 @@ from azurine.api.middleware import AccountPrefixMiddleware, AzureHeadersMiddlewa
 from azurine.catalog import load_catalog
 from azurine.config import Settings
 from azurine.engines.base import EngineError
-from azurine.engines.registry import EngineRegistry
 from azurine.identity.access import AccessControl
 from azurine.identity.directory import Directory
 from azurine.jobs.batch_runner import LineOutcome, LineRunner
 from azurine.jobs.batch_worker import BatchWorker
 from azurine.quota.limiter import make_limiter
 from azurine.safety.screen import Detectors
+from azurine.scheduler.registry import EngineRegistry
 from azurine.storage.access import AccessStore
 from azurine.storage.batches import BatchRecord, BatchStore
 from azurine.storage.bootstrap import ensure_defaults

@@ -24,7 +24,6 @@ from azurine.api.middleware import ACCOUNT_SCOPE_KEY
 from azurine.catalog import Catalog, ModelSpec
 from azurine.config import Settings
 from azurine.engines.base import Engine
-from azurine.engines.registry import EngineRegistry
 from azurine.identity.access import AccessControl
 from azurine.identity.directory import Directory
 from azurine.identity.issuers import OidcIssuers
@@ -32,6 +31,7 @@ from azurine.jobs.batch_runner import BATCH_SCOPE_KEY
 from azurine.quota.capacity import BATCH
 from azurine.quota.limiter import Limiter
 from azurine.safety.screen import Detectors
+from azurine.scheduler.registry import EngineRegistry
 from azurine.storage.batches import BatchStore
 from azurine.storage.cache import ShortLivedCache
 from azurine.storage.files import FileStore

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from azurine.catalog import ModelSpec
-from azurine.scheduler.priority import Priority
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -67,6 +67,10 @@ class ChatPrompt:
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool = True
 
+    def estimated_tokens(self) -> int:
+        """The prompt's size where no tokenizer counted it: about four characters a token."""
+        return max(1, len(json.dumps(self.messages)) // 4)
+
 
 @dataclass(frozen=True)
 class TextPrompt:
@@ -74,6 +78,10 @@ class TextPrompt:
     suffix: str | None = None
     echo: bool = False
     tokens: tuple[int, ...] | None = None  # a prompt given as token ids instead of text
+
+    def estimated_tokens(self) -> int:
+        """The prompt's size where no tokenizer counted it: about four characters a token."""
+        return len(self.tokens) if self.tokens else max(1, len(self.text) // 4)
 
 
 @dataclass(frozen=True)
@@ -123,63 +131,43 @@ class Embeddings:
     prompt_tokens: int
 
 
-class UsageMeter(Protocol):
-    """Where an engine call's actual token counts go; held while the call runs so settlement waits for it."""
+class Order(Protocol):
+    """What an engine reads of the work order it runs under (the scheduler's `WorkOrder`)."""
 
-    def hold(self) -> None: ...
-
-    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int) -> None: ...
-
-    def release(self) -> None: ...
-
-
-class WorkOrder:
-    """One engine call: how urgent it is, whose queue it waits in, where its usage is counted, and whether
-    it is still wanted (engines check `cancelled` between tokens)."""
-
-    def __init__(self, priority: Priority = Priority.STANDARD, queue: str = "",
-                 meter: UsageMeter | None = None, prompt_index: int = 0) -> None:
-        import threading
-
-        self.priority = priority
-        self.queue = queue
-        self.meter = meter
-        self.prompt_index = prompt_index  # which of the request's prompts this call answers
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
+    @property
+    def priority(self) -> int:
+        """The request's class: 0 provisioned, 1 standard, 2 batch; lower goes first."""
+        ...
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def begin(self) -> None:
-        if self.meter is not None:
-            self.meter.hold()
-
-    def report(self, prompt_tokens: int, completion_tokens: int) -> None:
-        if self.meter is not None:
-            self.meter.add(self.prompt_index, prompt_tokens, completion_tokens)
-
-    def end(self) -> None:
-        if self.meter is not None:
-            self.meter.release()
+        """Whether the answer is still wanted; checked between tokens."""
+        ...
 
 
 class Engine(Protocol):
     spec: ModelSpec
 
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, cancel: WorkOrder,
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, order: Order,
              stream: bool = True) -> AsyncIterator[Event]:
-        """A chat answer as deltas, then exactly one `Finished`; `stream=False` says nobody reads it early."""
+        """A chat answer as deltas, then exactly one `Finished`, whose counts are what the call used; `stream=False`
+        says nobody reads it early."""
         ...
 
-    def complete(self, prompt: TextPrompt, sampling: Sampling, cancel: WorkOrder,
+    def complete(self, prompt: TextPrompt, sampling: Sampling, order: Order,
                  stream: bool = True) -> AsyncIterator[Event]:
         """A text completion as deltas, then exactly one `Finished`."""
         ...
 
-    async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Embeddings: ...
+    async def embed(self, inputs: list[str] | list[list[int]], order: Order | None = None) -> Embeddings: ...
 
     async def close(self) -> None: ...
+
+
+class BlockingEmbedder(Protocol):
+    """An embedding model that computes on the calling thread: the scheduler runs `embed_blocking` in its turn on a
+    compute thread of its own, and serves the `Engine` interface around it."""
+
+    spec: ModelSpec
+
+    def embed_blocking(self, inputs: list[str] | list[list[int]]) -> Embeddings: ...

@@ -35,7 +35,6 @@ from azurine.engines.base import (
     TokenLogprob,
     ToolCall,
     TopLogprob,
-    WorkOrder,
 )
 from azurine.engines.llama_context import ContextStateError, EvaluatedContext
 from azurine.engines.llama_sequences import HIGHER_RECENT_S, Sequence, SequenceGang
@@ -43,6 +42,7 @@ from azurine.engines.llama_slots import SlotGang
 from azurine.engines.tool_calls import may_be_tool_call, new_call_id, parse_tool_calls, tools_system_prompt
 from azurine.scheduler.compute import Gang, Scheduler
 from azurine.scheduler.priority import Priority
+from azurine.scheduler.work import WorkOrder
 from azurine.telemetry.metrics import GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
 
 Emit = Callable[[Event], None]
@@ -488,5 +488,4 @@ class LlamaCppEngine:
         GENERATIONS.labels(self.spec.name, "cancelled" if order.cancelled else reason).inc()
         GENERATED_TOKENS.labels(self.spec.name).inc(produced)
         PROMPT_TOKENS.labels(self.spec.name).inc(len(tokens))
-        order.report(len(tokens), produced)
         emit(Finished(reason=reason, prompt_tokens=len(tokens), completion_tokens=produced))  # type: ignore[arg-type]

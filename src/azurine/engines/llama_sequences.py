@@ -21,8 +21,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from azurine.engines.base import Delta, EngineError, Event, Finished, Sampling, WorkOrder
+from azurine.engines.base import Delta, EngineError, Event, Finished, Sampling
 from azurine.engines.llama_context import PREFILL_CHUNK
+from azurine.scheduler.work import WorkOrder
 from azurine.telemetry.metrics import GANG_WIDTH, GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
 
 if TYPE_CHECKING:
@@ -122,7 +123,6 @@ class Sequence:
         GENERATIONS.labels(name, "cancelled" if self.order.cancelled else reason).inc()
         GENERATED_TOKENS.labels(name).inc(self.produced)
         PROMPT_TOKENS.labels(name).inc(self.n_prompt)
-        self.order.report(self.n_prompt, self.produced)
         self.emit(Finished(reason=reason, prompt_tokens=self.n_prompt,  # type: ignore[arg-type]
                            completion_tokens=self.produced))
         return True

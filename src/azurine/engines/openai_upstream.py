@@ -3,6 +3,10 @@
 Requests are forwarded as streams with `stream_options.include_usage`, so usage comes from the server
 that ran the model. A server that does not report usage on streams gets its completion tokens counted
 from the chunks it sent and its prompt tokens estimated from the text (four characters a token).
+
+With `send_priority`, each request carries its class as vLLM's `priority` (0 provisioned, 1 standard, 2 batch;
+lower goes first), which a vLLM server run with `--scheduling-policy priority` orders its own queue by. How many
+requests are in flight to the server, and which goes next, the scheduler decides before a request gets here.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from azurine.engines.base import (
     EngineUnavailable,
     Event,
     Finished,
+    Order,
     Sampling,
     TextPrompt,
     TokenLogprob,
     ToolCall,
     TopLogprob,
-    WorkOrder,
 )
 
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=60.0)
@@ -63,9 +67,11 @@ def _logprobs(content: list[dict[str, Any]] | None) -> list[TokenLogprob]:
 
 
 class OpenAIUpstreamEngine:
-    def __init__(self, spec: ModelSpec, base_url: str, model: str | None, api_key: str | None) -> None:
+    def __init__(self, spec: ModelSpec, base_url: str, model: str | None, api_key: str | None,
+                 send_priority: bool = False) -> None:
         self.spec = spec
         self._model = model or spec.name
+        self._send_priority = send_priority
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=TIMEOUT)
 
@@ -83,10 +89,16 @@ class OpenAIUpstreamEngine:
             raise EngineError(message, param=error.get("param") if isinstance(error, dict) else None)
         raise EngineUnavailable(message)
 
-    async def _whole(self, path: str, body: dict[str, Any]) -> AsyncIterator[Event]:
-        """One request, one answer: the upstream's usage is then always exact."""
+    def _body(self, body: dict[str, Any], order: Order | None) -> dict[str, Any]:
+        body = {**body, "model": self._model}
+        if self._send_priority and order is not None:
+            body["priority"] = int(order.priority)
+        return body
+
+    async def _whole(self, path: str, body: dict[str, Any], prompt_estimate: int) -> AsyncIterator[Event]:
+        """One request, one answer: the upstream's usage is then exact, where it reports one."""
         try:
-            response = await self._client.post(path, json={**body, "model": self._model, "stream": False})
+            response = await self._client.post(path, json={**body, "stream": False})
         except httpx.TransportError as error:
             raise EngineUnavailable(f"The upstream model server could not be reached: {error}") from error
         if response.status_code != 200:
@@ -105,11 +117,12 @@ class OpenAIUpstreamEngine:
         reason = choice.get("finish_reason") or "stop"
         usage = payload.get("usage") or {}
         yield Finished(reason=reason if reason in ("stop", "length", "tool_calls") else "stop",  # type: ignore[arg-type]
-                       prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0))
+                       prompt_tokens=usage.get("prompt_tokens") or prompt_estimate,
+                       completion_tokens=usage.get("completion_tokens", 0))
 
-    async def _stream(self, path: str, body: dict[str, Any], order: WorkOrder,
-                      prompt_chars: int) -> AsyncIterator[Event]:
-        body = {**body, "model": self._model, "stream": True, "stream_options": {"include_usage": True}}
+    async def _stream(self, path: str, body: dict[str, Any], order: Order,
+                      prompt_estimate: int) -> AsyncIterator[Event]:
+        body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         calls: dict[int, dict[str, str]] = {}
         usage: dict[str, int] | None = None
         reason, chunks = "stop", 0
@@ -149,26 +162,11 @@ class OpenAIUpstreamEngine:
                                     for _, c in sorted(calls.items())])
         if reason not in ("stop", "length", "tool_calls"):
             reason = "stop"
-        prompt_tokens = (usage or {}).get("prompt_tokens") or max(1, prompt_chars // 4)
+        prompt_tokens = (usage or {}).get("prompt_tokens") or prompt_estimate
         completion_tokens = (usage or {}).get("completion_tokens") or chunks
         yield Finished(reason=reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)  # type: ignore[arg-type]
 
-    async def _metered(self, order: WorkOrder, events: AsyncIterator[Event], prompt_chars: int) -> AsyncIterator[Event]:
-        """Report the upstream's token counts; an answer cut short counts its prompt estimate and its deltas."""
-        order.begin()
-        prompt_tokens, completion_tokens = max(1, prompt_chars // 4), 0
-        try:
-            async for item in events:
-                if isinstance(item, Finished):
-                    prompt_tokens, completion_tokens = item.prompt_tokens, item.completion_tokens
-                elif item.text:
-                    completion_tokens += 1
-                yield item
-        finally:
-            order.report(prompt_tokens, completion_tokens)
-            order.end()
-
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder,
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, order: Order,
              stream: bool = True) -> AsyncIterator[Event]:
         body = {"messages": prompt.messages, **_sampling_body(sampling)}
         if sampling.logprobs:
@@ -178,38 +176,34 @@ class OpenAIUpstreamEngine:
             body["tools"] = prompt.tools
             if prompt.tool_choice is not None:
                 body["tool_choice"] = prompt.tool_choice
-        chars = len(json.dumps(prompt.messages))
+        body = self._body(body, order)
         if not stream:
-            return self._metered(order, self._whole("chat/completions", body), chars)
-        return self._metered(order, self._stream("chat/completions", body, order, chars), chars)
+            return self._whole("chat/completions", body, prompt.estimated_tokens())
+        return self._stream("chat/completions", body, order, prompt.estimated_tokens())
 
-    def complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder,
+    def complete(self, prompt: TextPrompt, sampling: Sampling, order: Order,
                  stream: bool = True) -> AsyncIterator[Event]:
         body: dict[str, Any] = {"prompt": prompt.text, "echo": prompt.echo, **_sampling_body(sampling)}
         if prompt.suffix is not None:
             body["suffix"] = prompt.suffix
         if sampling.logprobs:
             body["logprobs"] = max(sampling.top_logprobs, 1)
+        body = self._body(body, order)
         if not stream:
-            return self._metered(order, self._whole("completions", body), len(prompt.text))
-        return self._metered(order, self._stream("completions", body, order, len(prompt.text)), len(prompt.text))
+            return self._whole("completions", body, prompt.estimated_tokens())
+        return self._stream("completions", body, order, prompt.estimated_tokens())
 
-    async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Embeddings:
+    async def embed(self, inputs: list[str] | list[list[int]], order: Order | None = None) -> Embeddings:
         try:
-            response = await self._client.post("embeddings", json={"model": self._model, "input": inputs})
+            response = await self._client.post("embeddings", json=self._body({"input": inputs}, order))
         except httpx.TransportError as error:
             raise EngineUnavailable(f"The upstream model server could not be reached: {error}") from error
         if response.status_code != 200:
             await self._raise_for(response)
         payload = response.json()
         data = sorted(payload["data"], key=lambda d: d["index"])
-        result = Embeddings(vectors=[d["embedding"] for d in data],
-                            prompt_tokens=(payload.get("usage") or {}).get("prompt_tokens", 0))
-        if order is not None:
-            order.begin()
-            order.report(result.prompt_tokens, 0)
-            order.end()
-        return result
+        return Embeddings(vectors=[d["embedding"] for d in data],
+                          prompt_tokens=(payload.get("usage") or {}).get("prompt_tokens", 0))
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -1,26 +1,17 @@
-"""Sentence-transformers embedding models on the CPU, from a local directory only."""
+"""Sentence-transformers embedding models on the CPU, from a local directory only.
+
+The engine computes on the thread that calls it; the scheduler runs its calls in turn (see `BlockingEmbedder`).
+"""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from azurine.catalog import ModelSpec
-from azurine.engines.base import (
-    ChatPrompt,
-    ContextLengthExceeded,
-    Embeddings,
-    EngineError,
-    EngineUnavailable,
-    Event,
-    Sampling,
-    TextPrompt,
-    WorkOrder,
-)
-from azurine.scheduler.compute import Scheduler
+from azurine.engines.base import ContextLengthExceeded, Embeddings, EngineError, EngineUnavailable
 
 BATCH = 32  # sequences per forward pass: bounds memory for 2,048 long inputs
 
@@ -31,7 +22,6 @@ class SentenceEmbeddingEngine:
         self._dir = model_dir
         self._model: Any = None
         self._lock = threading.Lock()
-        self.scheduler = Scheduler(spec.name)
 
     def _load(self) -> Any:
         with self._lock:
@@ -49,7 +39,7 @@ class SentenceEmbeddingEngine:
                 self._model = model
             return self._model
 
-    def _embed(self, inputs: list[str] | list[list[int]]) -> Embeddings:
+    def embed_blocking(self, inputs: list[str] | list[list[int]]) -> Embeddings:
         import torch
 
         model = self._load()
@@ -79,24 +69,3 @@ class SentenceEmbeddingEngine:
                 vectors.extend(model(features)["sentence_embedding"].tolist())
         # usage counts the text's tokens, as OpenAI's tokenizer counts them: special tokens excluded
         return Embeddings(vectors=vectors, prompt_tokens=sum(len(seq) - 2 for seq in ids))
-
-    async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Embeddings:
-        order = order or WorkOrder()
-
-        def work() -> Embeddings:
-            result = self._embed(inputs)
-            order.report(result.prompt_tokens, 0)
-            return result
-
-        return await self.scheduler.call(order, work)
-
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder,
-             stream: bool = True) -> AsyncIterator[Event]:
-        raise EngineError("chat is not served by this engine", code="OperationNotSupported")
-
-    def complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder,
-                 stream: bool = True) -> AsyncIterator[Event]:
-        raise EngineError("completions are not served by this engine", code="OperationNotSupported")
-
-    async def close(self) -> None:
-        self.scheduler.close()

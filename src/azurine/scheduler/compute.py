@@ -16,6 +16,9 @@ context per class: a paused answer keeps its evaluated tokens while a higher cla
 The exception is a gang: requests submitted with the same `Gang` (an engine that decodes many sequences in one
 pass) start together as one started unit of their class, and the gang takes more of them in as its members
 finish, so long as nothing else of that class waits. The batch class runs so: its throughput is what counts.
+
+A job's usage is counted from what it emits, on the compute thread (see `metering`): an answer whose client left
+still counts the step it was in when it stopped.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
-from azurine.engines.base import WorkOrder
+from azurine.scheduler.metering import CallMeter
 from azurine.scheduler.priority import Priority
+from azurine.scheduler.work import WorkOrder
 from azurine.telemetry.metrics import QUEUE_DEPTH, QUEUE_WAIT
 
 log = logging.getLogger("azurine")
@@ -45,9 +49,10 @@ class _Failure:
 
 
 class _Job:
-    def __init__(self, order: WorkOrder, start: Callable[[], Any],
+    def __init__(self, order: WorkOrder, meter: CallMeter, start: Callable[[], Any],
                  done: Callable[[BaseException | None], None], gang: Gang | None = None) -> None:
         self.order = order
+        self.meter = meter
         self.start = start  # the steps; for a gang's member, what the gang steps it with
         self.done = done
         self.gang = gang
@@ -63,7 +68,7 @@ class _Job:
         try:
             self.done(error)
         finally:
-            self.order.end()
+            self.meter.end()
 
 
 class Gang(Protocol):
@@ -105,8 +110,10 @@ class Scheduler:
     async def _stream(self, order: WorkOrder, produce: Callable[[Emit], Any], gang: Gang | None) -> AsyncIterator[Any]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        meter = CallMeter(order)
 
         def emit(item: Any) -> None:
+            meter.observe(item)  # on the compute thread, so a request nobody reads any more is counted too
             if not loop.is_closed():
                 loop.call_soon_threadsafe(queue.put_nowait, item)
 
@@ -115,7 +122,7 @@ class Scheduler:
                 emit(_Failure(error))
             emit(_END)
 
-        job = _Job(order, lambda: produce(emit), done, gang)
+        job = _Job(order, meter, lambda: produce(emit), done, gang)
         self._submit(job)
         finished = False
         try:
@@ -199,7 +206,7 @@ class Scheduler:
             queues[name] = jobs  # to the back: the other queues take their turn first
         QUEUE_DEPTH.labels(self.name, priority.name.lower()).dec()
         QUEUE_WAIT.labels(self.name, priority.name.lower()).observe(time.monotonic() - job.submitted)
-        job.order.begin()
+        job.meter.start()
         return job
 
     def _take(self, priority: Priority, gang: Gang, n: int) -> list[_Job]:
@@ -277,4 +284,4 @@ class Scheduler:
         try:
             job.done(error)
         finally:
-            job.order.end()
+            job.meter.end()

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 from starlette.responses import Response, StreamingResponse
 
 from azurine.api.errors import AzureError
-from azurine.engines.base import EngineError, WorkOrder
+from azurine.engines.base import EngineError
 from azurine.quota.estimate import Estimate
 from azurine.scheduler.priority import Priority
+from azurine.scheduler.work import WorkOrder
 
 T = TypeVar("T")
 

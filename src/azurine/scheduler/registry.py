@@ -1,0 +1,77 @@
+"""One engine per model instance, made on first use, kept for the life of the server, and served scheduled.
+
+Deployments that point at the same upstream server share that server's gate, whatever model they ask it for: the
+server's capacity is what the gate shares out.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from azurine.catalog import ModelSpec
+from azurine.config import UpstreamSettings, server_key
+from azurine.engines.base import Engine
+from azurine.engines.openai_upstream import OpenAIUpstreamEngine
+from azurine.scheduler.scheduled import ScheduledEmbedder, ScheduledUpstream
+from azurine.scheduler.upstream import UpstreamGate
+
+
+class EngineRegistry:
+    def __init__(self, models_dir: Path, upstream: UpstreamSettings | None = None) -> None:
+        self._models_dir = models_dir
+        self._upstream = upstream or UpstreamSettings.load()
+        self._engines: dict[tuple[str, ...], Engine] = {}
+        self._gates: dict[str, UpstreamGate] = {}
+        self._lock = threading.Lock()
+
+    def engine_for(self, spec: ModelSpec, upstream_url: str | None = None, upstream_model: str | None = None,
+                   upstream_api_key: str | None = None) -> Engine:
+        if upstream_url:
+            key: tuple[str, ...] = ("upstream", upstream_url, upstream_model or "", upstream_api_key or "")
+        else:
+            key = ("local", spec.name, spec.version)
+        with self._lock:
+            engine = self._engines.get(key)
+            if engine is None:
+                engine = self._make(spec, upstream_url, upstream_model, upstream_api_key)
+                self._engines[key] = engine
+            return engine
+
+    def _gate_for(self, upstream_url: str) -> UpstreamGate:
+        """The gate of the upstream server at `upstream_url` (called with the lock held)."""
+        server = server_key(upstream_url)
+        gate = self._gates.get(server)
+        if gate is None:
+            gate = self._gates[server] = UpstreamGate(f"upstream {_shown(server)}", self._upstream.concurrency)
+        return gate
+
+    def _make(self, spec: ModelSpec, upstream_url: str | None, upstream_model: str | None,
+              upstream_api_key: str | None) -> Engine:
+        if upstream_url:
+            engine = OpenAIUpstreamEngine(spec, upstream_url, upstream_model, upstream_api_key,
+                                          send_priority=self._upstream.sends_priority(upstream_url))
+            return ScheduledUpstream(engine, self._gate_for(upstream_url))
+        path = spec.path_in(self._models_dir)
+        if spec.engine == "llama_cpp":
+            from azurine.engines.llama_runtime import LlamaCppEngine
+
+            return LlamaCppEngine(spec, path)  # it runs on the compute scheduler it shares with every llama.cpp model
+        if spec.engine == "sentence_transformers":
+            from azurine.engines.sentence_embeddings import SentenceEmbeddingEngine
+
+            return ScheduledEmbedder(SentenceEmbeddingEngine(spec, path))
+        raise ValueError(f"no engine named {spec.engine}")
+
+    async def close(self) -> None:
+        for engine in list(self._engines.values()):
+            await engine.close()
+        self._engines.clear()
+
+
+def _shown(server: str) -> str:
+    """The server's URL without credentials someone may have written into it, for metric labels."""
+    parts = urlsplit(server)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else server
