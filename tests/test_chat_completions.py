@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 
@@ -302,3 +303,22 @@ def test_concurrent_requests_queue_and_all_answer(azure: openai.AzureOpenAI) -> 
         chats = list(pool.map(chat, range(6)))
         vectors = list(pool.map(embed, range(4)))
     assert all(chats) and vectors == [384] * 4
+
+
+def steps_of_one_answer(server_url: str) -> tuple[float, float]:
+    """(steps that carried one answer, all steps) of SmolLM2 so far, from the server's metrics."""
+    text = httpx.get(f"{server_url}/metrics").text
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("azurine_batch_decode_sequences_bucket") and 'model="SmolLM2-135M-Instruct"' in line:
+            counts[line.split('le="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    return counts.get("1.0", 0.0), counts.get("+Inf", 0.0)
+
+
+def test_the_choices_of_one_request_are_decoded_side_by_side(server: Server, azure: openai.AzureOpenAI) -> None:
+    single_before, all_before = steps_of_one_answer(server.url)
+    result = azure.chat.completions.create(
+        model=SMALL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8, n=3, temperature=1)
+    single, total = steps_of_one_answer(server.url)
+    assert len(result.choices) == 3
+    assert total - all_before > single - single_before, "no step carried more than one of the choices"

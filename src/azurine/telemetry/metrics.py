@@ -27,5 +27,5 @@ BATCH_LINES = Counter(
     "Batch lines whose result was stored, by outcome (succeeded: the request answered 200).",
     ["outcome"],
 )
-GANG_WIDTH = Histogram("azurine_batch_decode_sequences", "Answers evaluated together per batch-class step, by model.",
+GANG_WIDTH = Histogram("azurine_batch_decode_sequences", "Answers evaluated together per decoding step, by model.",
                        ["model"], buckets=(1, 2, 4, 8, 16, 32))

@@ -6,9 +6,9 @@ import asyncio
 import secrets
 import string
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 
@@ -16,6 +16,7 @@ from azurine.catalog import ModelSpec
 from azurine.engines.base import Delta, Event, Finished, TokenLogprob, ToolCall
 
 _ALPHABET = string.ascii_letters + string.digits
+T = TypeVar("T")
 DISCONNECT_POLL_SECONDS = 0.25
 
 
@@ -134,3 +135,16 @@ async def unless_disconnected(request: Request, work: Any) -> Any:
     finally:
         if not task.done():
             task.cancel()
+
+
+async def together(answers: list[Awaitable[T]]) -> list[T]:
+    """A request's answers (`n`, `best_of`, several prompts) at once, so the engine decodes them side by side; the
+    first to fail stops the others and is raised as itself."""
+    tasks = [asyncio.ensure_future(answer) for answer in answers]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

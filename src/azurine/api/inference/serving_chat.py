@@ -19,6 +19,7 @@ from azurine.api.inference.render import (
     fingerprint,
     new_id,
     now,
+    together,
     tool_calls_json,
     unless_disconnected,
     usage,
@@ -137,8 +138,8 @@ async def _first_event(events: AsyncIterator[Event]) -> Event:
 
 
 async def _answers(target: Target, ticket: Ticket, prompt: ChatPrompt, sampling: Sampling, n: int) -> list[Any]:
-    return [await collect(target.engine.chat(prompt, sampling.for_choice(i), ticket.order(), stream=False))
-            for i in range(n)]
+    return await together([collect(target.engine.chat(prompt, sampling.for_choice(i), ticket.order(), stream=False))
+                           for i in range(n)])
 
 
 def _body(body: ChatCompletionRequest, target: Target, guard: ContentGuard, answers: list[Any],

@@ -22,12 +22,14 @@ from azurine.api.inference.render import (
     fingerprint,
     new_id,
     now,
+    together,
     unless_disconnected,
     usage,
 )
 from azurine.api.inference.ticket import Ticket
 from azurine.api.sse import DONE, AzureJSONResponse, event, event_stream
-from azurine.engines.base import Delta, EngineError, Event, Finished, Sampling, TextPrompt, WorkOrder
+from azurine.engines.base import Delta, EngineError, Event, Finished, Sampling, TextPrompt
+from azurine.scheduler.work import WorkOrder
 
 
 def completion_prompts(body: CompletionRequest) -> list[TextPrompt]:
@@ -70,12 +72,12 @@ def check_combination(body: CompletionRequest) -> None:
 async def _choices(target: Target, order: Callable[[], WorkOrder], prompt: TextPrompt, sampling: Sampling, n: int,
                    best_of: int) -> list[Collected]:
     if best_of <= n:
-        return [await collect(target.engine.complete(prompt, sampling.for_choice(i), order(), stream=False))
-                for i in range(n)]
+        return await together([collect(target.engine.complete(prompt, sampling.for_choice(i), order(), stream=False))
+                               for i in range(n)])
     # best_of: sample more, keep the n with the highest log probability per token
     scoring = replace(sampling, logprobs=True)
-    candidates = [await collect(target.engine.complete(prompt, scoring.for_choice(i), order(), stream=False))
-                  for i in range(best_of)]
+    candidates = await together([collect(target.engine.complete(prompt, scoring.for_choice(i), order(), stream=False))
+                                 for i in range(best_of)])
     ranked = sorted(candidates, key=lambda c: sum(lp.logprob for lp in c.logprobs), reverse=True)[:n]
     if not sampling.logprobs:
         for candidate in ranked:
@@ -94,8 +96,8 @@ async def serve_completions(request: Request, target: Target, body: CompletionRe
         return event_stream(_stream(target, ticket, guard, prompts, sampling, n, body, first, opening))
 
     async def run() -> list[list[Collected]]:
-        return [await _choices(target, partial(ticket.order, i), p, sampling, n, best_of)
-                for i, p in enumerate(prompts)]
+        return await together([_choices(target, partial(ticket.order, i), p, sampling, n, best_of)
+                               for i, p in enumerate(prompts)])
 
     per_prompt = await unless_disconnected(request, run())
     choices, prompt_tokens, completion_tokens = [], 0, 0
