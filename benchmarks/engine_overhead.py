@@ -4,9 +4,16 @@ HTTP API and straight through llama-cpp-python in this process, runs interleaved
     .venv/bin/python benchmarks/engine_overhead.py [--runs 11] [--ttft-runs 31] [--max-tokens 128]
         [--deployments chat chat-small] [--show-runs]
 
-Both sides load the model with the same context size, batch size and thread count, decode greedily, and
-have end-of-turn banned so that every run generates exactly --max-tokens tokens. Each pair of runs
-uses a fresh prompt, so neither side answers from a cached prompt.
+Both sides load the model with the same context size, batch size, thread count and OMP_WAIT_POLICY
+(passive unless set), decode greedily, and have end-of-turn banned so that every run generates exactly
+--max-tokens tokens. Each pair of runs uses a fresh prompt, so neither side answers from a cached prompt.
+
+Azurine's deployments keep their default content-filter policy, as users get them: its stream releases
+text in screened windows of several tokens, not a chunk per token. So tokens are counted, not chunks:
+Azurine's from the stream's final `usage` chunk (`stream_options.include_usage`), the raw engine's by a
+logits processor that sees every sampled token (llama-cpp-python's stream carries no usage). Generation
+tokens/s is the tokens after the first text chunk (its text re-tokenized) over the time from the first text
+chunk to the last.
 """
 
 from __future__ import annotations
@@ -23,12 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 from rich.console import Console
 from rich.status import Status
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+# OpenMP's threads busy-wait between decoding steps by default; where other work shares the cores that slows
+# decoding 5-10x, and unevenly between two processes. Both sides here sleep instead, unless told otherwise.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from azurine.catalog import load_catalog  # noqa: E402
 from azurine.config import default_models_dir  # noqa: E402
@@ -49,42 +60,63 @@ def prompt(index: int) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"Request {index}. Explain how a hash map works, step by step."}]
 
 
-def end_of_turn_ban(llm) -> dict[str, float]:
-    return {str(llm.token_eos()): -100.0}
+def end_of_turn_ban(llm) -> dict[str, int]:
+    return {str(llm.token_eos()): -100}
+
+
+def run_of(llm, start: float, first: float, last: float, first_text: str, tokens: int) -> Run:
+    """`tokens` generated; those after the first text chunk, over the time from it to the last chunk."""
+    after_first = tokens - len(llm.tokenize(first_text.encode(), add_bos=False, special=False))
+    return Run((first - start) * 1000, after_first / (last - first) if last > first else 0.0, tokens)
 
 
 def raw_run(llm, index: int, max_tokens: int) -> Run:
+    from llama_cpp import LogitsProcessorList
+
+    eos = llm.token_eos()
+    sampled = 0
+
+    # one call per sampled token; it bans end-of-turn itself, since llama-cpp-python drops a logits
+    # processor passed beside logit_bias
+    def count_and_ban(_input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        nonlocal sampled
+        sampled += 1
+        scores[eos] -= 100.0
+        return scores
+
     start = time.perf_counter()
     first = last = 0.0
-    count = 0
+    first_text = ""
     for chunk in llm.create_chat_completion(messages=prompt(index), max_tokens=max_tokens, temperature=0,
-                                            stream=True, logit_bias={int(k): v for k, v in
-                                                                     end_of_turn_ban(llm).items()}):
-        if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                                            stream=True, logits_processor=LogitsProcessorList([count_and_ban])):
+        if chunk["choices"] and (text := chunk["choices"][0]["delta"].get("content")):
             last = time.perf_counter()
-            first = first or last
-            count += 1
-    return Run((first - start) * 1000, (count - 1) / (last - first) if count > 1 else 0.0, count)
+            first, first_text = (first, first_text) if first else (last, text)
+    return run_of(llm, start, first, last, first_text, sampled)
 
 
-def azurine_run(http: httpx.Client, deployment: str, index: int, max_tokens: int, bias: dict[str, float]) -> Run:
+def azurine_run(llm, http: httpx.Client, deployment: str, index: int, max_tokens: int,
+                bias: dict[str, int]) -> Run:
     body = {"messages": prompt(index), "max_tokens": max_tokens, "temperature": 0, "stream": True,
-            "logit_bias": bias}
+            "logit_bias": bias, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     first = last = 0.0
-    count = 0
+    first_text = ""
+    tokens = 0
     with http.stream("POST", f"/openai/deployments/{deployment}/chat/completions?api-version=2024-10-21",
                      headers={"api-key": API_KEY}, json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
             if not line.startswith("data: {"):
                 continue
-            choices = json.loads(line[6:])["choices"]
-            if choices and choices[0]["delta"].get("content"):
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            choices = chunk["choices"]
+            if choices and (text := (choices[0].get("delta") or {}).get("content")):
                 last = time.perf_counter()
-                first = first or last
-                count += 1
-    return Run((first - start) * 1000, (count - 1) / (last - first) if count > 1 else 0.0, count)
+                first, first_text = (first, first_text) if first else (last, text)
+    return run_of(llm, start, first, last, first_text, tokens)
 
 
 def interleaved(count: int, raw: Callable[[int], Run], served: Callable[[int], Run], status: Status,
@@ -114,16 +146,16 @@ def measure(deployment: str, http: httpx.Client, args: argparse.Namespace, conso
     bias = end_of_turn_ban(llm)
     # warm both: model load, first-use allocations
     raw_run(llm, -1, 8)
-    azurine_run(http, deployment, -1, 8, bias)
+    azurine_run(llm, http, deployment, -1, 8, bias)
     with console.status(f"{deployment}: interleaved runs") as status:
         # generation speed: a few long answers
         raw, served = interleaved(
             args.runs, lambda i: raw_run(llm, i, args.max_tokens),
-            lambda i: azurine_run(http, deployment, i, args.max_tokens, bias), status, "generation")
+            lambda i: azurine_run(llm, http, deployment, i, args.max_tokens, bias), status, "generation")
         # time to first token: many short answers, since one prompt evaluation varies by tens of ms
         raw_first, served_first = interleaved(
             args.ttft_runs, lambda i: raw_run(llm, 1000 + i, 2),
-            lambda i: azurine_run(http, deployment, 1000 + i, 2, bias), status, "first token")
+            lambda i: azurine_run(llm, http, deployment, 1000 + i, 2, bias), status, "first token")
     assert all(r.tokens == args.max_tokens for r in raw + served), "runs generated unequal lengths"
     raw_tps = statistics.median(r.tokens_per_s for r in raw)
     az_tps = statistics.median(r.tokens_per_s for r in served)

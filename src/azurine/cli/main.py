@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,11 @@ from azurine.cli.quota import app as quota_app
 from azurine.cli.safety import app as safety_app
 from azurine.cli.usage import app as billing_app
 from azurine.config import Settings, default_models_dir
+
+# OpenMP's threads busy-wait between decoding steps by default; beside other work on the same cores (the content
+# filter's classifiers, another process) that slowed decoding 5-10x on two cores. They sleep instead, unless told
+# otherwise. Read when llama.cpp and torch load, which is after this.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 if TYPE_CHECKING:
     import uvicorn
