@@ -122,7 +122,15 @@ class Finished:
     completion_tokens: int
 
 
-Event = Delta | Finished
+@dataclass(frozen=True)
+class HandedOver:
+    """The answer goes on in another engine call (its slot ran out of room), which will end it and say what it used:
+    this call reports nothing itself."""
+
+    state: Any
+
+
+Event = Delta | Finished | HandedOver
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from azurine.engines.base import (
     EngineUnavailable,
     Event,
     Finished,
+    HandedOver,
     Sampling,
     TextPrompt,
     TokenLogprob,
@@ -196,6 +197,16 @@ class _StopMatcher:
         return out, False
 
 
+class _Relay:
+    """Where an answer's events go; an answer that moves to another engine call takes its filters along."""
+
+    def __init__(self, target: Emit) -> None:
+        self.target = target
+
+    def __call__(self, event: Event) -> None:
+        self.target(event)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A request made ready for the compute thread: its prompt's tokens, its grammar, and what shapes its events."""
@@ -302,25 +313,48 @@ class LlamaCppEngine:
         else:
             events = COMPUTE.stream(order, lambda emit: self._generate(prepared, sampling, order, emit))
         async for event in events:
+            if isinstance(event, HandedOver):  # its slot is full: the answer goes on alone
+                async for rest in COMPUTE.stream(order, partial(self._carry_on, event.state)):
+                    yield rest
+                return
             yield event
 
     def _gang_for(self, order: WorkOrder, sampling: Sampling, prepared: Prepared) -> Gang | None:
-        """The gang that decodes the request beside others of its class, if the answer fits one of its slots. A
-        seeded request runs alone in its class's own context: its seed promises the same answer whatever else runs,
-        and numbers summed in a batch of several differ in their last bits. So does an answer too long for a slot."""
+        """The gang that decodes the request beside others of its class, if its prompt fits one of the gang's slots.
+        A seeded request runs alone in its class's own context: its seed promises the same answer whatever else runs,
+        and numbers summed in a batch of several differ in their last bits. So does a prompt too long for a slot."""
         if sampling.seed is not None:
             return None
         gang = self._gangs.get(order.priority)
-        budget = sampling.max_tokens if sampling.max_tokens is not None else self.n_ctx - len(prepared.tokens)
-        if isinstance(gang, SlotGang) and not gang.fits(len(prepared.tokens) + budget):
+        if isinstance(gang, SlotGang) and not gang.fits(len(prepared.tokens)):
             return None
         return gang
 
     # steps on the compute thread -------------------------------------------------------------------
 
     def _sequence(self, prepared: Prepared, sampling: Sampling, order: WorkOrder, emit: Emit, param: str) -> Sequence:
-        return Sequence(self, self._load(), prepared.tokens, sampling, prepared.schema, order, prepared.open(emit),
-                        param, _StopMatcher(sampling.stop))
+        relay = _Relay(emit)
+        sequence = Sequence(self, self._load(), prepared.tokens, sampling, prepared.schema, order,
+                            prepared.open(relay), param, _StopMatcher(sampling.stop))
+        sequence.relay = relay
+        return sequence
+
+    def _carry_on(self, sequence: Sequence, emit: Emit) -> Iterator[None]:
+        """An answer that outgrew its slot, in its class's context of the model's full length: what it has read and
+        said is evaluated there, and it goes on from the token it sampled last, with its sampler, stops and filters."""
+        sequence.relay.target = emit
+        context = self._context(sequence.order.priority)
+        try:
+            yield from context.prefill(sequence.tokens + sequence.generated, lambda: sequence.order.cancelled)
+            while not sequence.order.cancelled:
+                if sequence.sample(context.llm._ctx, -1):
+                    return
+                context.eval(sequence.todo)
+                yield
+            sequence.end("stop")
+        except BaseException:
+            context.reset()
+            raise
 
     def _chat_tokens(self, llm: Any, prompt: ChatPrompt, sampling: Sampling) -> Prepared:
         """The prompt's tokens, its grammar, and how its events are filtered where the answer may call tools."""

@@ -67,6 +67,7 @@ class Sequence:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = stops
         self.vocab = llm._model.vocab
+        self.relay: Any = None  # where its events go, for an answer that may move to another engine call
 
     @property
     def prefilling(self) -> bool:

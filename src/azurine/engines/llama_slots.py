@@ -9,8 +9,9 @@ the same numbers as in a context of its own.
 
 A slot keeps the cells of the last answer it served. A new answer takes the free slot whose cells share the longest
 prompt start with its own, in whole chunks of `PREFILL_CHUNK` (see `llama_context`), and evaluates only the rest: the
-chat template and a deployment's system message are evaluated once per slot, not once per request. An answer whose
-prompt and `max_tokens` do not fit a slot runs alone in its class's context of the model's full length instead.
+chat template and a deployment's system message are evaluated once per slot, not once per request. A prompt too long
+for a slot runs alone in its class's context of the model's full length instead, and an answer that fills its slot
+goes on there: what it has read and said is evaluated again, and it carries on with its own sampler and filters.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from azurine.engines.base import EngineError
+from azurine.engines.base import EngineError, HandedOver
 from azurine.engines.llama_context import PREFILL_CHUNK
 from azurine.engines.llama_sequences import Sequence, fill_step
 from azurine.telemetry.metrics import GANG_WIDTH
@@ -103,9 +104,9 @@ class SlotGang:
         self._higher_recently = higher_recently
         self._context: _SlotContext | None = None
 
-    def fits(self, cells: int) -> bool:
-        """Whether an answer needing `cells` (its prompt and `max_tokens`) fits a slot."""
-        return cells <= self.size
+    def fits(self, n_prompt: int) -> bool:
+        """Whether a prompt of `n_prompt` tokens fits a slot with room for an answer to start."""
+        return n_prompt < self.size
 
     def run(self, first: list[_Job], take: Callable[[int], list[_Job]]) -> Iterator[None]:
         engine = self.engine
@@ -146,6 +147,9 @@ class SlotGang:
             for slot_id, (job, sequence) in list(under_way.items()):
                 if job.order.cancelled:
                     sequence.end("stop")
+                    release(slot_id, None)
+                elif sequence.pos >= self.size:  # the slot is full: the answer goes on in a context of its own
+                    sequence.relay.target(HandedOver(sequence))
                     release(slot_id, None)
             if not under_way:
                 return

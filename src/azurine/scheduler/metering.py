@@ -11,7 +11,7 @@ midway) is counted from what was seen: the prompt's estimate and one token per t
 
 from __future__ import annotations
 
-from azurine.engines.base import Delta, Embeddings, Finished
+from azurine.engines.base import Delta, Embeddings, Finished, HandedOver
 from azurine.scheduler.work import WorkOrder
 
 
@@ -23,6 +23,7 @@ class CallMeter:
         self._exact = False
         self._started = False
         self._ended = False
+        self._handed_over = False
 
     def start(self) -> None:
         """The call runs: its request's usage is not settled before this call has ended."""
@@ -39,6 +40,8 @@ class CallMeter:
         elif isinstance(item, Embeddings):
             self._prompt_tokens, self._completion_tokens = item.prompt_tokens, 0
             self._exact = True
+        elif isinstance(item, HandedOver):  # the call that takes the answer over counts all of it
+            self._handed_over = True
         elif isinstance(item, Delta) and item.text and not self._exact:
             self._completion_tokens += 1
 
@@ -49,6 +52,9 @@ class CallMeter:
         self._ended = True
         meter = self._order.meter
         if meter is None:
+            return
+        if self._handed_over:
+            meter.release()
             return
         try:
             meter.add(self._order.prompt_index, self._prompt_tokens, self._completion_tokens)
