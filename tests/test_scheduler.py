@@ -14,6 +14,7 @@ from azurine.engines.base import Delta, Finished
 from azurine.scheduler.compute import Scheduler
 from azurine.scheduler.priority import Priority
 from azurine.scheduler.work import WorkOrder
+from meters import CountingMeter
 
 Emit = Callable[[Any], None]
 
@@ -274,21 +275,6 @@ def test_the_scheduler_knows_whether_higher_classes_had_work_lately() -> None:
     asyncio.run(drain(scheduler, WorkOrder(Priority.STANDARD, "q"), steps("s", 1, log)))
     assert scheduler.recently_above(Priority.BATCH, 60) and not scheduler.recently_above(Priority.STANDARD, 60)
     assert not scheduler.recently_above(Priority.BATCH, 0)
-
-
-class CountingMeter:
-    def __init__(self) -> None:
-        self.holds = self.releases = 0
-        self.added: list[tuple[int, int, int]] = []
-
-    def hold(self) -> None:
-        self.holds += 1
-
-    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int) -> None:
-        self.added.append((prompt_index, prompt_tokens, completion_tokens))
-
-    def release(self) -> None:
-        self.releases += 1
 
 
 def test_usage_comes_from_the_engines_finished_once_even_when_nobody_reads_it_any_more() -> None:

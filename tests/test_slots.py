@@ -10,6 +10,7 @@ from azurine.engines.base import Delta, Finished, HandedOver
 from azurine.scheduler.metering import CallMeter
 from azurine.scheduler.work import WorkOrder
 from conftest import Server, start_server, stop
+from meters import CountingMeter
 
 SLOT_TOKENS = 48
 # SmolLM2's end-of-text, start and end of turn: banned, so that every answer runs to its max_tokens
@@ -45,23 +46,8 @@ def test_a_chat_answer_without_max_tokens_shares_the_steps(small_slots: Server) 
     assert answer.choices[0].message.content and answer.choices[0].finish_reason in ("stop", "length")
 
 
-class Ledger:
-    def __init__(self) -> None:
-        self.added: list[tuple[int, int]] = []
-        self.holders = 0
-
-    def hold(self) -> None:
-        self.holders += 1
-
-    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int) -> None:
-        self.added.append((prompt_tokens, completion_tokens))
-
-    def release(self) -> None:
-        self.holders -= 1
-
-
 def test_a_call_that_hands_its_answer_over_reports_nothing_and_the_next_reports_all() -> None:
-    ledger = Ledger()
+    ledger = CountingMeter()
     order = WorkOrder(meter=ledger)
     first, second = CallMeter(order), CallMeter(order)
     first.start()
@@ -72,5 +58,5 @@ def test_a_call_that_hands_its_answer_over_reports_nothing_and_the_next_reports_
     second.observe(Delta(text="b"))
     second.observe(Finished("length", 30, 2))
     second.end()
-    assert ledger.added == [(30, 2)] and ledger.holders == 0
+    assert ledger.added == [(0, 30, 2)] and ledger.holds == ledger.releases == 2
 

@@ -14,6 +14,7 @@ from azurine.scheduler.priority import Priority
 from azurine.scheduler.scheduled import ScheduledUpstream
 from azurine.scheduler.upstream import UpstreamGate
 from azurine.scheduler.work import WorkOrder
+from meters import CountingMeter
 
 PROMPT = ChatPrompt(messages=[{"role": "user", "content": "Say hi, please."}])
 
@@ -122,21 +123,6 @@ def test_a_waiter_cancelled_as_it_is_let_in_passes_its_place_on() -> None:
 
 
 # the calls through the gate: a place held until the stream ends, usage counted once -----------------------------
-
-class CountingMeter:
-    def __init__(self) -> None:
-        self.holds = self.releases = 0
-        self.added: list[tuple[int, int, int]] = []
-
-    def hold(self) -> None:
-        self.holds += 1
-
-    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int) -> None:
-        self.added.append((prompt_index, prompt_tokens, completion_tokens))
-
-    def release(self) -> None:
-        self.releases += 1
-
 
 class FakeUpstream:
     """Says two words and finishes with the server's usage; or fails after the first word."""

@@ -129,6 +129,21 @@ class Sequence:
         return True
 
 
+def started(jobs: list[_Job]) -> list[tuple[_Job, Sequence]]:
+    """The arriving members with their sequences; one cancelled while it waited, or that the model refuses (too long,
+    a bad template or schema), ends here."""
+    out = []
+    for job in jobs:
+        if job.order.cancelled:
+            job.finish(None)
+            continue
+        try:
+            out.append((job, job.start()))
+        except BaseException as error:
+            job.finish(error)
+    return out
+
+
 def fill_step(batch: Any, under_way: dict[int, tuple[_Job, Sequence]],
               higher: bool) -> tuple[int, list[tuple[int, int]]]:
     """Put the next step's tokens into `batch`: every answer's next token, then prompt chunks in the order the answers
@@ -224,11 +239,10 @@ class SequenceGang:
         if self._lane is None:
             self._lane = _Lane(engine._load(), engine.n_ctx, self.width, engine._n_threads)
         lane = self._lane
-        waiting: deque[tuple[_Job, Sequence]] = deque()
+        waiting: deque[tuple[_Job, Sequence]] = deque(started(first))
         under_way: dict[int, tuple[_Job, Sequence]] = {}
         free_ids = list(range(self.width))
         free_cells = engine.n_ctx - len(lane.prefix)  # the kept prompt's cells are in use
-        arrivals = list(first)
 
         def release(seq_id: int) -> None:
             nonlocal free_cells
@@ -237,18 +251,8 @@ class SequenceGang:
             free_ids.append(seq_id)
 
         while True:
-            wanted = len(free_ids) - len(waiting) - len(arrivals)
-            if wanted > 0:
-                arrivals += take(wanted)
-            for job in arrivals:
-                if job.order.cancelled:
-                    job.finish(None)
-                    continue
-                try:
-                    waiting.append((job, job.start()))
-                except BaseException as error:  # a request this model refuses (too long, bad template, …)
-                    job.finish(error)
-            arrivals = []
+            if len(free_ids) > len(waiting):
+                waiting += started(take(len(free_ids) - len(waiting)))
             while waiting and free_ids and waiting[0][1].cells <= free_cells:
                 job, sequence = waiting.popleft()
                 seq_id = free_ids.pop()

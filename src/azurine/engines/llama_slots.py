@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from azurine.engines.base import EngineError, HandedOver
 from azurine.engines.llama_context import PREFILL_CHUNK
-from azurine.engines.llama_sequences import Sequence, fill_step
+from azurine.engines.llama_sequences import Sequence, fill_step, started
 from azurine.telemetry.metrics import GANG_WIDTH
 
 if TYPE_CHECKING:
@@ -113,10 +113,9 @@ class SlotGang:
         if self._context is None:
             self._context = _SlotContext(engine._load(), self.width, self.size, engine._n_threads)
         context = self._context
-        waiting: deque[tuple[_Job, Sequence]] = deque()
+        waiting: deque[tuple[_Job, Sequence]] = deque(started(first))
         under_way: dict[int, tuple[_Job, Sequence]] = {}
         free = set(range(self.width))
-        arrivals = list(first)
 
         def release(slot_id: int, error: BaseException | None) -> None:
             job, _ = under_way.pop(slot_id)
@@ -126,18 +125,8 @@ class SlotGang:
             job.finish(error)
 
         while True:
-            wanted = len(free) - len(waiting) - len(arrivals)
-            if wanted > 0:
-                arrivals += take(wanted)
-            for job in arrivals:
-                if job.order.cancelled:
-                    job.finish(None)
-                    continue
-                try:
-                    waiting.append((job, job.start()))
-                except BaseException as error:  # a request this model refuses (too long, bad schema, …)
-                    job.finish(error)
-            arrivals = []
+            if len(free) > len(waiting):
+                waiting += started(take(len(free) - len(waiting)))
             while waiting and free:
                 job, sequence = waiting.popleft()
                 slot_id, start = context.admit(sequence.tokens, free)

@@ -1,0 +1,18 @@
+"""A usage meter for tests: what an engine call held, added and released."""
+
+from __future__ import annotations
+
+
+class CountingMeter:
+    def __init__(self) -> None:
+        self.holds = self.releases = 0
+        self.added: list[tuple[int, int, int]] = []
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int) -> None:
+        self.added.append((prompt_index, prompt_tokens, completion_tokens))
+
+    def release(self) -> None:
+        self.releases += 1
