@@ -8,7 +8,6 @@ every position, and constrain output with a grammar for JSON and tool calls.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import json
 import os
 import random
@@ -44,7 +43,6 @@ from azurine.engines.tool_calls import may_be_tool_call, new_call_id, parse_tool
 from azurine.scheduler.compute import Gang, Scheduler
 from azurine.scheduler.priority import Priority
 from azurine.scheduler.work import WorkOrder
-from azurine.telemetry.metrics import GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
 
 Emit = Callable[[Event], None]
 
@@ -311,7 +309,7 @@ class LlamaCppEngine:
         if gang is not None:
             events = COMPUTE.stream(order, lambda emit: self._sequence(prepared, sampling, order, emit, param), gang)
         else:
-            events = COMPUTE.stream(order, lambda emit: self._generate(prepared, sampling, order, emit))
+            events = COMPUTE.stream(order, lambda emit: self._generate(prepared, sampling, order, emit, param))
         async for event in events:
             if isinstance(event, HandedOver):  # its slot is full: the answer goes on alone
                 async for rest in COMPUTE.stream(order, partial(self._carry_on, event.state)):
@@ -343,18 +341,7 @@ class LlamaCppEngine:
         """An answer that outgrew its slot, in its class's context of the model's full length: what it has read and
         said is evaluated there, and it goes on from the token it sampled last, with its sampler, stops and filters."""
         sequence.relay.target = emit
-        context = self._context(sequence.order.priority)
-        try:
-            yield from context.prefill(sequence.tokens + sequence.generated, lambda: sequence.order.cancelled)
-            while not sequence.order.cancelled:
-                if sequence.sample(context.llm._ctx, -1):
-                    return
-                context.eval(sequence.todo)
-                yield
-            sequence.end("stop")
-        except BaseException:
-            context.reset()
-            raise
+        yield from self._alone(self._context(sequence.order.priority), sequence, sequence.tokens + sequence.generated)
 
     def _chat_tokens(self, llm: Any, prompt: ChatPrompt, sampling: Sampling) -> Prepared:
         """The prompt's tokens, its grammar, and how its events are filtered where the answer may call tools."""
@@ -474,52 +461,22 @@ class LlamaCppEngine:
             raise ContextStateError("The model produced a log probability that is not a finite number.")
         return TokenLogprob(token=text, logprob=chosen, bytes=raw, top_logprobs=tops)
 
-    def _generate(self, prepared: Prepared, sampling: Sampling, order: WorkOrder, emit: Emit) -> Iterator[None]:
-        context = self._context(order.priority)
-        emit = prepared.open(emit)
-        sampler = self._sampler(context.llm, sampling, prepared.schema)
+    def _generate(self, prepared: Prepared, sampling: Sampling, order: WorkOrder, emit: Emit,
+                  param: str) -> Iterator[None]:
+        sequence = self._sequence(prepared, sampling, order, emit, param)
+        yield from self._alone(self._context(order.priority), sequence, sequence.tokens)
+
+    def _alone(self, context: EvaluatedContext, sequence: Sequence, tokens: list[int]) -> Iterator[None]:
+        """Decode `sequence` by itself in `context`, after evaluating `tokens` (what it has read, and said so far)."""
         try:
-            yield from self._decode(context, prepared.tokens, sampling, sampler, order, emit)
+            yield from context.prefill(tokens, lambda: sequence.order.cancelled)
+            while not sequence.order.cancelled:
+                if sequence.sample(context.llm._ctx, -1):
+                    return
+                context.eval(sequence.todo)
+                yield
+            sequence.end("stop")
         except BaseException:
             # a step that failed, or a request dropped mid-step, may have left cells half-written
             context.reset()
             raise
-
-    def _decode(self, context: EvaluatedContext, tokens: list[int], sampling: Sampling, sampler: Any,
-                order: WorkOrder, emit: Emit) -> Iterator[None]:
-        import llama_cpp
-
-        llm = context.llm
-        budget = sampling.max_tokens if sampling.max_tokens is not None else self.n_ctx - len(tokens)
-        yield from context.prefill(tokens, lambda: order.cancelled)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = _StopMatcher(sampling.stop)
-        vocab = llm._model.vocab
-        produced, reason, stopped = 0, "length", False
-        while produced < budget:
-            if order.cancelled:
-                reason = "stop"
-                break
-            token = sampler.sample(llm._ctx, -1)
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
-                reason = "stop"
-                break
-            produced += 1
-            logprob = [self._logprob(llm, token, sampling.top_logprobs)] if sampling.logprobs else []
-            text, stopped = stops.feed(decoder.decode(llm.detokenize([token])))
-            if text or logprob:
-                emit(Delta(text=text, logprobs=logprob))
-            if stopped:
-                reason = "stop"
-                break
-            if produced < budget:
-                context.eval([token])
-                yield
-        if not stopped:  # what was held back for a stop sequence that never came
-            tail = stops.pending + decoder.decode(b"", final=True)
-            if tail:
-                emit(Delta(text=tail))
-        GENERATIONS.labels(self.spec.name, "cancelled" if order.cancelled else reason).inc()
-        GENERATED_TOKENS.labels(self.spec.name).inc(produced)
-        PROMPT_TOKENS.labels(self.spec.name).inc(len(tokens))
-        emit(Finished(reason=reason, prompt_tokens=len(tokens), completion_tokens=produced))  # type: ignore[arg-type]

@@ -43,11 +43,11 @@ HIGHER_RECENT_S = 2.0
 
 
 class Sequence:
-    """One answer of a gang: its prompt still to evaluate, its sampler and what it has said."""
+    """One answer, decoded in a gang or by itself: its prompt still to evaluate, its sampler and what it has said.
+    (Its length was checked against the model's context before it was made.)"""
 
     def __init__(self, engine: LlamaCppEngine, llm: Any, tokens: list[int], sampling: Sampling,
                  schema: str | None, order: WorkOrder, emit: Emit, param: str, stops: _StopMatcher) -> None:
-        engine._check_length(len(tokens), sampling.max_tokens, param)
         if not tokens:  # a sequence without a prompt token would never be given logits, and wait forever
             raise EngineError("A prompt must hold at least one token.", param=param)
         self.engine = engine

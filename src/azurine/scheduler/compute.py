@@ -27,12 +27,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from azurine.scheduler.metering import CallMeter
 from azurine.scheduler.priority import Priority
+from azurine.scheduler.turns import Turns
 from azurine.scheduler.work import WorkOrder
 from azurine.telemetry.metrics import QUEUE_DEPTH, QUEUE_WAIT
 
@@ -94,7 +94,7 @@ class Scheduler:
         self.name = name
         self._cond = threading.Condition()
         # per class: queue name → waiting jobs, in the order the queues take turns
-        self._waiting: list[OrderedDict[str, deque[_Job]]] = [OrderedDict() for _ in Priority]
+        self._waiting: list[Turns[_Job]] = [Turns() for _ in Priority]
         self._running: list[_Job | _GangRun | None] = [None for _ in Priority]
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -152,7 +152,7 @@ class Scheduler:
 
     def depth(self, priority: Priority) -> int:
         with self._cond:
-            return sum(len(jobs) for jobs in self._waiting[priority].values())
+            return len(self._waiting[priority])
 
     def recently_above(self, priority: Priority, within_s: float) -> bool:
         """Whether work of a higher class than `priority` arrived within the last `within_s` seconds."""
@@ -168,7 +168,7 @@ class Scheduler:
         priority = job.order.priority
         with self._cond:
             self._last_submitted[priority] = time.monotonic()
-            self._waiting[priority].setdefault(job.order.queue, deque()).append(job)
+            self._waiting[priority].push(job.order.queue, job)
             QUEUE_DEPTH.labels(self.name, priority.name.lower()).inc()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=f"compute-{self.name}", daemon=True)
@@ -179,13 +179,8 @@ class Scheduler:
         """Take a job that has not started out of its queue; a started one ends by itself."""
         priority = job.order.priority
         with self._cond:
-            queues = self._waiting[priority]
-            jobs = queues.get(job.order.queue)
-            if jobs is None or job not in jobs:
+            if not self._waiting[priority].remove(job.order.queue, job):
                 return
-            jobs.remove(job)
-            if not jobs:
-                del queues[job.order.queue]
             QUEUE_DEPTH.labels(self.name, priority.name.lower()).dec()
         job.done(None)
 
@@ -194,16 +189,12 @@ class Scheduler:
     def _pop(self, priority: Priority, gang: Gang | None = None) -> _Job | None:
         """The next waiting job of the class (called with the condition held); with `gang`, only a member of that
         gang, and none while a job outside it waits, so that the gang drains and lets that job run."""
-        queues = self._waiting[priority]
-        if not queues:
+        waiting = self._waiting[priority]
+        if gang is not None and any(job.gang is not gang for job in waiting):
             return None
-        name, jobs = next(iter(queues.items()))
-        if gang is not None and any(job.gang is not gang for waiting in queues.values() for job in waiting):
+        job = waiting.pop()
+        if job is None:
             return None
-        job = jobs.popleft()
-        del queues[name]
-        if jobs:
-            queues[name] = jobs  # to the back: the other queues take their turn first
         QUEUE_DEPTH.labels(self.name, priority.name.lower()).dec()
         QUEUE_WAIT.labels(self.name, priority.name.lower()).observe(time.monotonic() - job.submitted)
         job.meter.start()

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from azurine.scheduler.priority import Priority
+from azurine.scheduler.turns import Turns
 from azurine.scheduler.work import WorkOrder
 from azurine.telemetry.metrics import QUEUE_DEPTH, QUEUE_WAIT
 
@@ -43,7 +43,7 @@ class UpstreamGate:
         self.limit = limit
         self._in_flight = 0
         # per class: queue name → waiting requests, in the order the queues take turns
-        self._waiting: list[OrderedDict[str, deque[_Waiter]]] = [OrderedDict() for _ in Priority]
+        self._waiting: list[Turns[_Waiter]] = [Turns() for _ in Priority]
 
     @asynccontextmanager
     async def admitted(self, order: WorkOrder) -> AsyncIterator[None]:
@@ -59,11 +59,11 @@ class UpstreamGate:
         return self._in_flight
 
     def depth(self, priority: Priority) -> int:
-        return sum(len(waiters) for waiters in self._waiting[priority].values())
+        return len(self._waiting[priority])
 
     async def _enter(self, order: WorkOrder) -> None:
         waiter = _Waiter(order, asyncio.get_running_loop().create_future())
-        self._waiting[order.priority].setdefault(order.queue, deque()).append(waiter)
+        self._waiting[order.priority].push(order.queue, waiter)
         QUEUE_DEPTH.labels(self.name, order.priority.name.lower()).inc()
         self._admit()  # with a place free, the waiter just queued may be the next in turn
         try:
@@ -92,24 +92,13 @@ class UpstreamGate:
 
     def _pop(self) -> _Waiter | None:
         for priority in Priority:
-            queues = self._waiting[priority]
-            if not queues:
-                continue
-            name, waiters = next(iter(queues.items()))
-            waiter = waiters.popleft()
-            del queues[name]
-            if waiters:
-                queues[name] = waiters  # to the back: the other queues take their turn first
-            QUEUE_DEPTH.labels(self.name, priority.name.lower()).dec()
-            return waiter
+            waiter = self._waiting[priority].pop()
+            if waiter is not None:
+                QUEUE_DEPTH.labels(self.name, priority.name.lower()).dec()
+                return waiter
         return None
 
     def _withdraw(self, waiter: _Waiter) -> None:
-        queues = self._waiting[waiter.order.priority]
-        waiters = queues.get(waiter.order.queue)
-        if waiters is None or waiter not in waiters:
+        if not self._waiting[waiter.order.priority].remove(waiter.order.queue, waiter):
             return
-        waiters.remove(waiter)
-        if not waiters:
-            del queues[waiter.order.queue]
         QUEUE_DEPTH.labels(self.name, waiter.order.priority.name.lower()).dec()

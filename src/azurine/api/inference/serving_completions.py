@@ -71,13 +71,12 @@ def check_combination(body: CompletionRequest) -> None:
 
 async def _choices(target: Target, order: Callable[[], WorkOrder], prompt: TextPrompt, sampling: Sampling, n: int,
                    best_of: int) -> list[Collected]:
-    if best_of <= n:
-        return await together([collect(target.engine.complete(prompt, sampling.for_choice(i), order(), stream=False))
-                               for i in range(n)])
     # best_of: sample more, keep the n with the highest log probability per token
-    scoring = replace(sampling, logprobs=True)
+    scoring = sampling if best_of <= n else replace(sampling, logprobs=True)
     candidates = await together([collect(target.engine.complete(prompt, scoring.for_choice(i), order(), stream=False))
-                                 for i in range(best_of)])
+                                 for i in range(max(n, best_of))])
+    if best_of <= n:
+        return candidates
     ranked = sorted(candidates, key=lambda c: sum(lp.logprob for lp in c.logprobs), reverse=True)[:n]
     if not sampling.logprobs:
         for candidate in ranked:
