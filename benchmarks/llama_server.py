@@ -14,7 +14,6 @@ import importlib.metadata
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -27,6 +26,10 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from conftest import free_port, stop
 
 PACKAGE = "llama-cpp-python"
 # scripts/setup.sh's portable flags (the native build crashes on CPUs with AMX), a static binary so that the
@@ -122,12 +125,6 @@ def llama_server_binary(console: Console | None = None) -> Path:
     return target
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -159,12 +156,7 @@ def llama_server(model: Path, parallel: int, context: int, threads: int, binary:
         wait_healthy(url, process, log, timeout)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 if __name__ == "__main__":
