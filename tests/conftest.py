@@ -26,6 +26,9 @@ from openai import AzureOpenAI, OpenAI
 API_KEY = "0123456789abcdef0123456789abcdef"
 # every process of a test that shares one database (replicas, workers, the CLI) must wrap data keys alike
 os.environ.setdefault("AZURINE_SERVICE_KEY", "dGVzdHMgc2hhcmUgdGhpcyBzZXJ2aWNlIGtleSAzMmI=")
+# as `azurine serve` sets it for the servers: OpenMP threads that busy-wait between steps slow the in-process engine
+# tests several times over on shared cores (read when llama.cpp's library loads)
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 API_VERSION = "2024-10-21"
 ROOT = Path(__file__).resolve().parents[1]
 

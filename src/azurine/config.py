@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,3 +67,49 @@ class UpstreamSettings:
 def server_key(url: str) -> str:
     """One upstream server however its URL was written: `http://h:8000/v1/` and `http://h:8000/v1` alike."""
     return url.strip().rstrip("/")
+
+
+# the binary units, as `docker --memory` and llama.cpp read `6G`; the decimal ones as disk makers write them
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 2**10, "ki": 2**10, "kib": 2**10, "kb": 10**3, "m": 2**20, "mi": 2**20,
+                 "mib": 2**20, "mb": 10**6, "g": 2**30, "gi": 2**30, "gib": 2**30, "gb": 10**9, "t": 2**40,
+                 "ti": 2**40, "tib": 2**40, "tb": 10**12}
+_MEMORY = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*|%)\s*", re.IGNORECASE)
+DEFAULT_MODEL_MEMORY = "50%"  # half the machine: the rest is for the server, its detectors and the system
+
+
+def model_memory_budget() -> int:
+    """Bytes the loaded in-process models may hold together (`AZURINE_MODEL_MEMORY`): `6GiB`, `800MiB`, `8GB`,
+    plain bytes, or a share of the machine's memory (`50%`, the default)."""
+    raw = os.environ.get("AZURINE_MODEL_MEMORY", "").strip() or DEFAULT_MODEL_MEMORY
+    return parse_memory(raw, total_memory(), "AZURINE_MODEL_MEMORY")
+
+
+def parse_memory(text: str, total: int, name: str) -> int:
+    match = _MEMORY.fullmatch(text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or (unit != "%" and unit not in _MEMORY_UNITS):
+        raise ValueError(f"{name} must be a size such as 6GiB, 800MiB or 8GB, or a share of the memory such as "
+                         f"50%, not {text!r}")
+    amount = float(match.group(1))
+    if unit == "%":
+        if not 0 < amount <= 100:
+            raise ValueError(f"{name} must be a share between 0% and 100% of the memory, not {text!r}")
+        return int(total * amount / 100)
+    size = int(amount * _MEMORY_UNITS[unit])
+    if size < 1:
+        raise ValueError(f"{name} must be more than nothing, not {text!r}")
+    return size
+
+
+def total_memory() -> int:
+    """The memory this process may use: the machine's, or its container's limit where that is lower (a container
+    sees the whole machine in `/proc/meminfo`, and is killed at its own limit)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):  # v2, v1
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            total = min(total, int(limit))
+    return total

@@ -23,7 +23,7 @@ from azurine.cli.principals import principal_app, token_app
 from azurine.cli.quota import app as quota_app
 from azurine.cli.safety import app as safety_app
 from azurine.cli.usage import app as billing_app
-from azurine.config import Settings, default_models_dir
+from azurine.config import Settings, default_models_dir, model_memory_budget
 
 # OpenMP's threads busy-wait between decoding steps by default; beside other work on the same cores (the content
 # filter's classifiers, another process) that slowed decoding 5-10x on two cores. They sleep instead, unless told
@@ -86,6 +86,7 @@ def serve(
         raise typer.Exit(2)
     try:
         network = NetworkSettings.from_environment([Listener.parse(spec) for spec in private_listen or []])
+        model_memory_budget()  # read again by the engines; a bad value stops the server with its message here
     except ValueError as error:
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None

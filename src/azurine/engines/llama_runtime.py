@@ -12,7 +12,7 @@ import json
 import os
 import random
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,6 +37,7 @@ from azurine.engines.base import (
     TopLogprob,
 )
 from azurine.engines.llama_context import ContextStateError, EvaluatedContext
+from azurine.engines.llama_memory import kv_cell_bytes
 from azurine.engines.llama_sequences import HIGHER_RECENT_S, Sequence, SequenceGang
 from azurine.engines.llama_slots import SlotGang
 from azurine.engines.tool_calls import may_be_tool_call, new_call_id, parse_tool_calls, tools_system_prompt
@@ -234,16 +235,20 @@ class LlamaCppEngine:
         self._formatter: Any = None
         self._template_has_tools = False
         self._load_lock = threading.Lock()
+        self._gangs = self._new_gangs()
+
+    def _new_gangs(self) -> dict[Priority, Gang]:
         # one gang per class, each with its own context: a class runs only while no higher one has work, and its
         # answers keep their evaluated tokens while they wait
-        self._gangs: dict[Priority, Gang] = {}
+        gangs: dict[Priority, Gang] = {}
         for online in (Priority.PROVISIONED, Priority.STANDARD):
             if SEQUENCES > 1:
-                self._gangs[online] = SlotGang(self, SEQUENCES, min(SLOT_TOKENS, spec.context_length),
-                                               partial(COMPUTE.recently_above, online, HIGHER_RECENT_S))
+                gangs[online] = SlotGang(self, SEQUENCES, min(SLOT_TOKENS, self.spec.context_length),
+                                         partial(COMPUTE.recently_above, online, HIGHER_RECENT_S))
         if BATCH_SEQUENCES > 1:
-            self._gangs[Priority.BATCH] = SequenceGang(self, BATCH_SEQUENCES, partial(
+            gangs[Priority.BATCH] = SequenceGang(self, BATCH_SEQUENCES, partial(
                 COMPUTE.recently_above, Priority.BATCH, HIGHER_RECENT_S))
+        return gangs
 
     # loading ---------------------------------------------------------------------------------------
 
@@ -261,8 +266,11 @@ class LlamaCppEngine:
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            llm = Llama(model_path=str(self._path), n_ctx=self.spec.context_length, n_threads=self._n_threads,
-                        n_batch=512, verbose=False)
+            try:
+                llm = Llama(model_path=str(self._path), n_ctx=self.spec.context_length, n_threads=self._n_threads,
+                            n_batch=512, verbose=False)
+            except ValueError as error:  # llama.cpp could not allocate it (out of memory) or read the file
+                raise EngineUnavailable(f"The model {self.spec.name} could not be loaded: {error}") from error
             template = llm.metadata.get("tokenizer.chat_template")
             if template:
                 eos, bos = llm.token_eos(), llm.token_bos()
@@ -274,6 +282,41 @@ class LlamaCppEngine:
                 self._template_has_tools = "tools" in template
             self._lanes[priority] = EvaluatedContext(llm)
             return self._lanes[priority]
+
+    # residency (`scheduler/residency`) -------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self._lanes)  # a gang's context is made from the standard lane's model
+
+    def footprint(self, priorities: Collection[int]) -> int:
+        """The bytes the model holds once it has served calls of these classes, from its file before it loads (see
+        `llama_memory`): the weights once (every context maps the same file), and the KV cells of its contexts: the
+        full-length context of the standard class (every call tokenizes with it) and of each class that has made one
+        or has no gang, and each class's gang context (an online class's slots, the batch class's shared cache). A
+        tenth more for llama.cpp's compute buffers (measured: a full-length context took 7% more than this on SmolLM2,
+        9% on Qwen2.5-0.5B). A seeded answer, or one too long for a slot, makes its class's full-length context when it
+        starts: counted from the next call on."""
+        if not self._path.exists():
+            return 0
+        lanes = {Priority.STANDARD, *list(self._lanes)} | {p for p in priorities if p not in self._gangs}
+        cells = len(lanes) * self.n_ctx
+        for priority in priorities:
+            gang = self._gangs.get(Priority(priority))
+            if isinstance(gang, SlotGang):
+                cells += gang.width * gang.size
+            elif gang is not None:
+                cells += self.n_ctx
+        return int((self._path.stat().st_size + cells * kv_cell_bytes(self._path)) * 1.1)
+
+    def unload(self) -> None:
+        """Forget the model and every context made from it; the next call loads it again. Only references are dropped
+        (llama-cpp-python frees the model and its contexts with its last one): an answer whose client left may still
+        take a step on the compute thread, and what that step uses lives until it ends. New gangs replace the old, so a
+        gang run still ending such an answer takes no new answer into the old contexts."""
+        with self._load_lock:
+            self._lanes.clear()
+            self._gangs = self._new_gangs()
 
     @property
     def n_ctx(self) -> int:

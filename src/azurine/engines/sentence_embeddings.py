@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,23 @@ class SentenceEmbeddingEngine:
                 model.max_seq_length = self.spec.context_length
                 self._model = model
             return self._model
+
+    # residency (`scheduler/residency`): the weights' files, which torch holds in memory as stored (float32)
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def footprint(self, priorities: Collection[int]) -> int:
+        try:
+            return sum(path.stat().st_size for path in self._dir.rglob("*") if path.is_file())
+        except OSError:
+            return 0
+
+    def unload(self) -> None:
+        # a call under way keeps the model it took until it ends: only this reference goes
+        with self._lock:
+            self._model = None
 
     def embed_blocking(self, inputs: list[str] | list[list[int]]) -> Embeddings:
         import torch

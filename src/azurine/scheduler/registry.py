@@ -1,5 +1,8 @@
 """One engine per model instance, made on first use, kept for the life of the server, and served scheduled.
 
+An in-process engine's model is loaded by its calls and unloaded by the residency when other models need its memory
+(`residency`); upstream engines hold none.
+
 Deployments that point at the same upstream server share that server's gate, whatever model they ask it for: the
 server's capacity is what the gate shares out.
 """
@@ -11,17 +14,20 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from azurine.catalog import ModelSpec
-from azurine.config import UpstreamSettings, server_key
+from azurine.config import UpstreamSettings, model_memory_budget, server_key
 from azurine.engines.base import Engine
 from azurine.engines.openai_upstream import OpenAIUpstreamEngine
+from azurine.scheduler.residency import Residency, ResidentEngine
 from azurine.scheduler.scheduled import ScheduledEmbedder, ScheduledUpstream
 from azurine.scheduler.upstream import UpstreamGate
 
 
 class EngineRegistry:
-    def __init__(self, models_dir: Path, upstream: UpstreamSettings | None = None) -> None:
+    def __init__(self, models_dir: Path, upstream: UpstreamSettings | None = None,
+                 model_memory: int | None = None) -> None:
         self._models_dir = models_dir
         self._upstream = upstream or UpstreamSettings.load()
+        self.residency = Residency(model_memory_budget() if model_memory is None else model_memory)
         self._engines: dict[tuple[str, ...], Engine] = {}
         self._gates: dict[str, UpstreamGate] = {}
         self._lock = threading.Lock()
@@ -57,11 +63,13 @@ class EngineRegistry:
         if spec.engine == "llama_cpp":
             from azurine.engines.llama_runtime import LlamaCppEngine
 
-            return LlamaCppEngine(spec, path)  # it runs on the compute scheduler it shares with every llama.cpp model
+            engine = LlamaCppEngine(spec, path)  # it runs on the compute scheduler it shares with every llama.cpp model
+            return ResidentEngine(engine, engine, self.residency)
         if spec.engine == "sentence_transformers":
             from azurine.engines.sentence_embeddings import SentenceEmbeddingEngine
 
-            return ScheduledEmbedder(SentenceEmbeddingEngine(spec, path))
+            embedder = SentenceEmbeddingEngine(spec, path)
+            return ResidentEngine(ScheduledEmbedder(embedder), embedder, self.residency)
         raise ValueError(f"no engine named {spec.engine}")
 
     async def close(self) -> None:

@@ -29,3 +29,10 @@ BATCH_LINES = Counter(
 )
 GANG_WIDTH = Histogram("azurine_batch_decode_sequences", "Answers evaluated together per decoding step, by model.",
                        ["model"], buckets=(1, 2, 4, 8, 16, 32))
+MODEL_MEMORY = Gauge("azurine_model_memory_bytes",
+                     "Estimated memory of each in-process model while it is loaded (0 when not), by model.", ["model"])
+MODEL_MEMORY_BUDGET = Gauge("azurine_model_memory_budget_bytes",
+                            "The memory the loaded in-process models may hold together (AZURINE_MODEL_MEMORY).")
+MODEL_UNLOADS = Counter("azurine_model_unloads_total",
+                        "In-process models unloaded to keep the loaded ones within the memory budget, by model.",
+                        ["model"])
