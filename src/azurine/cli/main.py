@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +92,10 @@ def serve(
         console.print(f"[red]{error}[/]")
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The compute thread takes the GIL back after every call into llama.cpp (several per answer per step); with
+    # Python's 5 ms switch interval it could wait that long each time behind the event loop or a content check.
+    # Measured with 8 streaming clients on two cores: 30-31 tokens/s at 5 ms, 35-39 at 0.5 ms.
+    sys.setswitchinterval(0.0005)
     settings = Settings.load(data_dir)
     services, created = build_services(settings)
     name = worker_name or default_worker_name(settings, role)

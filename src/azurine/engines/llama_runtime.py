@@ -38,7 +38,7 @@ from azurine.engines.base import (
 )
 from azurine.engines.llama_context import ContextStateError, EvaluatedContext
 from azurine.engines.llama_memory import kv_cell_bytes
-from azurine.engines.llama_sequences import HIGHER_RECENT_S, Sequence, SequenceGang
+from azurine.engines.llama_sequences import Sequence, SequenceGang, step_rows
 from azurine.engines.llama_slots import SlotGang
 from azurine.engines.tool_calls import may_be_tool_call, new_call_id, parse_tool_calls, tools_system_prompt
 from azurine.scheduler.compute import Gang, Scheduler
@@ -244,10 +244,9 @@ class LlamaCppEngine:
         for online in (Priority.PROVISIONED, Priority.STANDARD):
             if SEQUENCES > 1:
                 gangs[online] = SlotGang(self, SEQUENCES, min(SLOT_TOKENS, self.spec.context_length),
-                                         partial(COMPUTE.recently_above, online, HIGHER_RECENT_S))
+                                         partial(step_rows, COMPUTE, online))
         if BATCH_SEQUENCES > 1:
-            gangs[Priority.BATCH] = SequenceGang(self, BATCH_SEQUENCES, partial(
-                COMPUTE.recently_above, Priority.BATCH, HIGHER_RECENT_S))
+            gangs[Priority.BATCH] = SequenceGang(self, BATCH_SEQUENCES, partial(step_rows, COMPUTE, Priority.BATCH))
         return gangs
 
     # loading ---------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ by up to 0.67 depending on what had run before (measured on SmolLM2), and so a d
 the same numbers as in a context of its own.
 
 A slot keeps the cells of the last answer it served. A new answer takes the free slot whose cells share the longest
-prompt start with its own, in whole chunks of `PREFILL_CHUNK` (see `llama_context`), and evaluates only the rest: the
+prompt start with its own, up to where a piece may start (see `llama_context`), and evaluates only the rest: the
 chat template and a deployment's system message are evaluated once per slot, not once per request. A prompt too long
 for a slot runs alone in its class's context of the model's full length instead, and an answer that fills its slot
 goes on there: what it has read and said is evaluated again, and it carries on with its own sampler and filters.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from azurine.engines.base import EngineError, HandedOver
-from azurine.engines.llama_context import PREFILL_CHUNK
+from azurine.engines.llama_context import ALIGN, resume_limit
 from azurine.engines.llama_sequences import Sequence, fill_step, started
 from azurine.telemetry.metrics import GANG_WIDTH
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 @dataclass
 class _Slot:
     tokens: list[int] = field(default_factory=list)  # what its cells hold, position by position
-    exact: int = 0  # leading cells made by whole prompt chunks: what a later prompt may start from
+    exact: int = 0  # leading cells made as a prompt's pieces are made alone: what a later prompt may start from
     used: float = 0.0  # when it last took an answer in, to choose between equals
 
 
@@ -66,11 +66,11 @@ class _SlotContext:
         def shared(slot_id: int) -> int:
             slot = self.slots[slot_id]
             count = 0
-            for held, wanted in zip(slot.tokens[:slot.exact], tokens[:-1], strict=False):
+            for held, wanted in zip(slot.tokens[:slot.exact], tokens[:resume_limit(len(tokens))], strict=False):
                 if held != wanted:
                     break
                 count += 1
-            return count - count % PREFILL_CHUNK
+            return count - count % ALIGN
 
         slot_id = max(free, key=lambda i: (shared(i), -self.slots[i].used))
         start = shared(slot_id)
@@ -87,21 +87,22 @@ class _SlotContext:
         slot.exact = min(slot.exact, position)
 
     def evaluated(self, slot_id: int, tokens: list[int], prompt: bool) -> None:
-        """`tokens` went into the slot; a whole prompt chunk may be resumed from later."""
+        """`tokens` went into the slot; a later prompt may resume from within a prompt's piece (see `llama_context`)."""
         slot = self.slots[slot_id]
+        start = len(slot.tokens)
         slot.tokens += tokens
-        if prompt and len(tokens) == PREFILL_CHUNK and slot.exact == len(slot.tokens) - PREFILL_CHUNK:
-            slot.exact = len(slot.tokens)
+        if prompt and slot.exact == start:
+            slot.exact = len(slot.tokens) - len(slot.tokens) % ALIGN
 
 
 class SlotGang:
     """Decodes up to `width` answers of one model and class together, each in a slot; the scheduler's `Gang`."""
 
-    def __init__(self, engine: LlamaCppEngine, width: int, size: int, higher_recently: Callable[[], bool]) -> None:
+    def __init__(self, engine: LlamaCppEngine, width: int, size: int, step_rows: Callable[[], int]) -> None:
         self.engine = engine
         self.width = width
         self.size = size
-        self._higher_recently = higher_recently
+        self._step_rows = step_rows
         self._context: _SlotContext | None = None
 
     def fits(self, n_prompt: int) -> bool:
@@ -144,8 +145,7 @@ class SlotGang:
                 return
 
             starts = {slot_id: sequence.pos for slot_id, (_, sequence) in under_way.items()}
-            prompts = {slot_id for slot_id, (_, sequence) in under_way.items() if sequence.prefilling}
-            n, outputs = fill_step(context.batch.batch, under_way, self._higher_recently())
+            n, outputs, prompted = fill_step(context.batch.batch, under_way, self._step_rows())
             if n:
                 GANG_WIDTH.labels(engine.spec.name).observe(len(under_way))
                 context.batch.batch.n_tokens = n
@@ -160,7 +160,7 @@ class SlotGang:
                     continue
                 for slot_id, (_, sequence) in under_way.items():
                     if sequence.pos > starts[slot_id]:
-                        context.evaluated(slot_id, self._tokens_of(sequence, starts[slot_id]), slot_id in prompts)
+                        context.evaluated(slot_id, self._tokens_of(sequence, starts[slot_id]), slot_id == prompted)
             for slot_id, row in outputs:
                 _, sequence = under_way[slot_id]
                 try:
