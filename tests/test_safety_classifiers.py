@@ -176,3 +176,42 @@ def test_windows_pack_sentences_and_cut_long_ones():
     windows = split_windows(" ".join(["word"] * 150), max_words=64)
     assert [len(w.split()) for w in windows] == [64, 64, 22]
     assert split_windows("") == [""]
+
+
+def test_remembered_windows_give_the_verdicts_of_a_fresh_scoring(classifiers):
+    """Scoring with a scope remembers each window's scores; every verdict on the evaluation sets is the one scored
+    afresh, and so is each check of an answer screened again as it grows (Default-mode streaming)."""
+    rows = _eval_rows("harm_eval.jsonl") + _eval_rows("jailbreak_eval.jsonl") + _eval_rows("benign_eval.jsonl")
+    texts = [r["text"] for r in rows]
+    fresh = [classifiers.analyze(text) for text in texts]
+    assert [classifiers.analyze(text, "account-a") for text in texts] == fresh
+    assert [classifiers.analyze(text, "account-a") for text in texts] == fresh  # now from what it remembers
+    answer = " ".join(texts[:12])
+    for end in range(1, len(answer), 97):
+        assert classifiers.harm([answer[:end]], "account-b") == classifiers.harm([answer[:end]])
+
+
+def test_a_remembered_window_is_not_scored_again_and_scopes_are_kept_apart(classifiers, monkeypatch):
+    """The first token of an answer ("The", alone) opens the contextual stage; checked again for the same account it
+    costs no MiniLM pass, while another account's check of the same text is scored for that account."""
+    scored: list[list[str]] = []
+    contextual = classifiers._contextual_scores
+
+    def counting(pieces):
+        scored.append(list(pieces))
+        return contextual(pieces)
+
+    monkeypatch.setattr(classifiers, "_contextual_scores", counting)
+    if not classifiers.uses_contextual_model:
+        pytest.skip("MiniLM is not installed: there is no contextual stage")
+    first = classifiers.harm(["The"], "tenant-1")
+    calls = len(scored)
+    assert classifiers.harm(["The"], "tenant-1") == first
+    assert len(scored) == calls
+    assert classifiers.harm(["The"], "tenant-2") == first
+    assert len(scored) == calls + (calls > 0)
+    # a growing answer: only the window that changed is scored again
+    scored.clear()
+    classifiers.harm(["How do I kill a hung process on Linux? Use kill with its PID."], "tenant-3")
+    classifiers.harm(["How do I kill a hung process on Linux? Use kill with its PID. Then check it"], "tenant-3")
+    assert all(len(pieces) <= 1 for pieces in scored[1:])

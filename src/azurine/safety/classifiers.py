@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from azurine.safety.window_memo import WindowMemo
+
 HARM_CATEGORIES = ("hate", "sexual", "violence", "self_harm")
 SEVERITIES = ("safe", "low", "medium", "high")
 SHIELDS = ("jailbreak", "indirect_attack")
@@ -206,7 +208,8 @@ class SafetyClassifiers:
     text, most traffic, never pays for the transformer. Without the MiniLM directory the fast head
     decides everything (less accurate; see the training report).
 
-    Loaded once per (artifact, models) directory pair; the object is immutable and thread-safe.
+    Loaded once per (artifact, models) directory pair and shared by every thread; what it has scored for a scope it
+    remembers (`window_memo`), and nothing else in it changes.
     """
 
     _cache: dict[tuple[Path, Path | None], SafetyClassifiers] = {}
@@ -232,6 +235,7 @@ class SafetyClassifiers:
             [np.inf if o.endswith(">=low") else float(gates.get(o, gates.get(o.split(">=")[0], 0.0))) for o in OUTPUTS]
         )
         self.info = info
+        self.memo = WindowMemo()
 
     @property
     def uses_contextual_model(self) -> bool:
@@ -292,30 +296,50 @@ class SafetyClassifiers:
 
     # -- scoring ------------------------------------------------------------------------------------
 
-    def _pieces_scores(self, pieces: list[str], gate: list[int]) -> np.ndarray:
-        """Probabilities (pieces, outputs): the fast head, then the contextual head if a `gate` output opens it."""
-        features = [self._featurizer.transform(p) for p in pieces]
-        statics = [self._embedder.embed(p) if self._embedder else np.zeros(0, np.float32) for p in pieces]
+    def _pieces_scores(self, pieces: list[str], gate: list[int], scope: str | None = None) -> np.ndarray:
+        """Probabilities (pieces, outputs): the fast head, then the contextual head if a `gate` output opens it. With a
+        `scope`, each piece's scores of either stage are remembered (see `window_memo`) and not computed again."""
+        fast = self._stage(pieces, scope, "fast", self._fast_scores)
+        if self._contextual is None or self._encoder is None or not (fast[:, gate] >= self.gates[gate]).any():
+            return fast
+        return self._stage(pieces, scope, "contextual", self._contextual_scores)
+
+    def _stage(self, pieces: list[str], scope: str | None, stage: str,
+               score: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+        if scope is None:
+            return score(pieces)
+        known = [self.memo.get(scope, stage, piece) for piece in pieces]
+        missing = [piece for piece, scores in zip(pieces, known, strict=True) if scores is None]
+        if missing:
+            fresh = iter(score(missing))
+            known = [scores if scores is not None else next(fresh) for scores in known]
+            for piece, scores in zip(pieces, known, strict=True):
+                if piece in missing:
+                    self.memo.put(scope, stage, piece, scores)
+        return np.stack(known)
+
+    def _features(self, pieces: list[str]) -> list[tuple[tuple[np.ndarray, np.ndarray], np.ndarray]]:
+        return [(self._featurizer.transform(p), self._embedder.embed(p) if self._embedder else np.zeros(0, np.float32))
+                for p in pieces]
+
+    def _fast_scores(self, pieces: list[str]) -> np.ndarray:
         head = self._fast
-        z = np.stack([v @ head.sparse[i] + e @ head.static for (i, v), e in zip(features, statics, strict=True)])
-        probs = _sigmoid(z + head.bias)
-        if self._contextual is None or self._encoder is None or not (probs[:, gate] >= self.gates[gate]).any():
-            return probs
-        head = self._contextual
-        context = self._encoder(pieces)
-        z = np.stack(
-            [
-                v @ head.sparse[i] + e @ head.static + c @ head.context
-                for (i, v), e, c in zip(features, statics, context, strict=True)
-            ]
-        )
+        z = np.stack([v @ head.sparse[i] + e @ head.static for (i, v), e in self._features(pieces)])
         return _sigmoid(z + head.bias)
 
-    def _window_scores(self, text: str, gate: list[int]) -> np.ndarray:
+    def _contextual_scores(self, pieces: list[str]) -> np.ndarray:
+        head = self._contextual
+        assert head is not None and self._encoder is not None
+        context = self._encoder(pieces)
+        z = np.stack([v @ head.sparse[i] + e @ head.static + c @ head.context
+                      for ((i, v), e), c in zip(self._features(pieces), context, strict=True)])
+        return _sigmoid(z + head.bias)
+
+    def _window_scores(self, text: str, gate: list[int], scope: str | None = None) -> np.ndarray:
         """Per output, the maximum over the text's windows (nothing to judge in an empty text: all zero)."""
         if not normalize(text).strip():
             return np.zeros(len(OUTPUTS))
-        return self._pieces_scores(split_windows(text), gate).max(axis=0)
+        return self._pieces_scores(split_windows(text), gate, scope).max(axis=0)
 
     @staticmethod
     def _cumulative(scores: np.ndarray, category: int) -> np.ndarray:
@@ -339,20 +363,20 @@ class SafetyClassifiers:
             out.append(result)
         return out
 
-    def harm(self, texts: list[str]) -> list[dict[str, str]]:
-        return [self._severities(self._window_scores(text, _HARM_GATE)) for text in texts]
+    def harm(self, texts: list[str], scope: str | None = None) -> list[dict[str, str]]:
+        return [self._severities(self._window_scores(text, _HARM_GATE, scope)) for text in texts]
 
-    def jailbreak(self, texts: list[str]) -> list[bool]:
+    def jailbreak(self, texts: list[str], scope: str | None = None) -> list[bool]:
         column = OUTPUTS.index("jailbreak")
-        return [bool(self._window_scores(text, _JAILBREAK_GATE)[column] >= 0.5) for text in texts]
+        return [bool(self._window_scores(text, _JAILBREAK_GATE, scope)[column] >= 0.5) for text in texts]
 
-    def indirect_attack(self, texts: list[str]) -> list[bool]:
+    def indirect_attack(self, texts: list[str], scope: str | None = None) -> list[bool]:
         column = OUTPUTS.index("indirect_attack")
-        return [bool(self._window_scores(text, _INDIRECT_GATE)[column] >= 0.5) for text in texts]
+        return [bool(self._window_scores(text, _INDIRECT_GATE, scope)[column] >= 0.5) for text in texts]
 
-    def analyze(self, text: str) -> tuple[dict[str, str], bool]:
+    def analyze(self, text: str, scope: str | None = None) -> tuple[dict[str, str], bool]:
         """Harm severities and the jailbreak flag of one prompt from one scoring pass (the default policy)."""
-        windows = self._window_scores(text, _HARM_GATE + _JAILBREAK_GATE)
+        windows = self._window_scores(text, _HARM_GATE + _JAILBREAK_GATE, scope)
         return self._severities(windows), bool(windows[OUTPUTS.index("jailbreak")] >= 0.5)
 
 

@@ -79,15 +79,17 @@ class Detectors:
         self._get("protected")
 
     def screen(self, policy: Policy, source: str, text: str, *, attacks: str | None = None,
-               documents: str | None = None, blocklists: BlocklistMatcher | None = None) -> Screening:
+               documents: str | None = None, blocklists: BlocklistMatcher | None = None,
+               scope: str | None = None) -> Screening:
         """Check `text` (everything on this side), `attacks` (what the user wrote, for prompt shields) and
-        `documents` (tool output and other content the model reads, for indirect attacks).
+        `documents` (tool output and other content the model reads, for indirect attacks). With a `scope` (the
+        account the text is from), the classifiers remember the windows they score for it (`window_memo`).
 
         A detector that fails leaves the content unfiltered by the detectors with Azure's `error` annotation,
         as Azure answers when its filters cannot run, rather than failing the request; blocklists still apply."""
         redacted: str | None = None
         try:
-            results, reasons, redacted = self._detect(policy, source, text, attacks, documents)
+            results, reasons, redacted = self._detect(policy, source, text, attacks, documents, scope)
         except Exception:
             log.exception("a content filter failed; the content goes unfiltered by the detectors")
             results = {"error": {"code": "content_filter_error", "message": "The contents are not filtered"}}
@@ -98,8 +100,8 @@ class Detectors:
             hits = [(rule.name, rule.blocking) for rule in policy.blocklists(source) if rule.name in named]
         return Screening(results=results, blocklists=hits, reasons=reasons, redacted=redacted)
 
-    def _detect(self, policy: Policy, source: str, text: str, attacks: str | None,
-                documents: str | None) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]], str | None]:
+    def _detect(self, policy: Policy, source: str, text: str, attacks: str | None, documents: str | None,
+                scope: str | None) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]], str | None]:
         rules = policy.rules(source)
         results: dict[str, dict[str, Any]] = {}
         reasons: list[tuple[str, str]] = []
@@ -115,9 +117,9 @@ class Detectors:
         if any(key in rules for key in HARM):
             if "jailbreak" in rules and attacks == text:
                 # one prompt that is all the user's own words (the usual case): both from one scoring pass
-                severities, jailbroken = self._get("classifiers").analyze(text)
+                severities, jailbroken = self._get("classifiers").analyze(text, scope)
             else:
-                severities = self._get("classifiers").harm([text])[0]
+                severities = self._get("classifiers").harm([text], scope)[0]
             for key in HARM:
                 if key in rules:
                     rule = rules[key]
@@ -127,10 +129,11 @@ class Detectors:
                         reasons.append((key, severities[key]))
         if "jailbreak" in rules:
             if jailbroken is None:
-                jailbroken = bool(attacks) and self._get("classifiers").jailbreak([attacks])[0]
+                jailbroken = bool(attacks) and self._get("classifiers").jailbreak([attacks], scope)[0]
             detected("jailbreak", jailbroken)
         if "indirect_attack" in rules:
-            detected("indirect_attack", bool(documents) and self._get("classifiers").indirect_attack([documents])[0])
+            detected("indirect_attack",
+                     bool(documents) and self._get("classifiers").indirect_attack([documents], scope)[0])
         if "profanity" in rules:
             detected("profanity", self._get("profanity").detect([text])[0])
         if "protected_material_text" in rules:

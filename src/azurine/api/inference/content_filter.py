@@ -136,7 +136,7 @@ class ContentGuard:
         if not self.checks_answers:
             return AnswerCheck({}, False)
         screening = await run_in_threadpool(self.svc.safety.screen, self.policy, "Completion", text,
-                                            blocklists=self.completion_blocklists)
+                                            blocklists=self.completion_blocklists, scope=self.account.id)
         if screening.filtered:
             await _record(self.svc, self.account, self.deployment, "completion", screening, text)
         return AnswerCheck(self._annotations(screening, "Completion"), screening.filtered, screening.redacted)
@@ -317,7 +317,7 @@ async def screen_prompts(request: Request, account: AccountRecord, target: Targe
     completion_lists = await _blocklists(svc, account, tuple(r.name for r in policy.completion_blocklists))
     screenings = await asyncio.gather(*(
         run_in_threadpool(svc.safety.screen, policy, "Prompt", p.text, attacks=p.attacks, documents=p.documents,
-                          blocklists=prompt_lists)
+                          blocklists=prompt_lists, scope=account.id)
         for p in prompts))
     guard = ContentGuard(svc, account, policy, target.deployment.name, api_version, list(screenings),
                          completion_lists)
