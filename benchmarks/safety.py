@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/safety.py [--runs 200] [--pairs 25]
 
 1. Detector latency: the default policy (Microsoft.DefaultV2: four harm categories and jailbreak on the
-   prompt) on a 200-token prompt, and its completion side (harm and protected material) on a 200-token
-   answer, --runs times each in this process after a warm-up; p50 and p99.
+   prompt) on a 200-token prompt (in English, German and Japanese), and its completion side (harm and
+   protected material) on a 200-token answer, --runs times each in this process after a warm-up; p50 and p99.
 2. Added time to first token: one `azurine serve` with two deployments of SmolLM2 — one under the default
    policy (prompt check, then the first token checked before it is released), one under a policy with every
    filter turned off — and --pairs interleaved pairs of the same streamed request; the paired difference.
-3. Judgement: the detectors on the repository's evaluation set (tests/data/safety), per category F1 at the
-   medium threshold, and the false-positive rate on the benign work prompts.
+3. Judgement: the detectors on the repository's evaluation set (tests/data/safety), per language: per category F1
+   at the medium threshold, and the false-positive rate on the benign work prompts.
 
 Targets (issue: content filtering): default-policy p50 under 15 ms; hold-back under 50 ms of added TTFT;
 F1 ≥ 0.85 jailbreak, ≥ 0.80 each harm category; benign false-positive rate ≤ 2%.
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from azurine.safety.classifiers import SafetyClassifiers  # noqa: E402
-from azurine.safety.evaluation import Prediction, evaluate, read_labelled  # noqa: E402
+from azurine.safety.evaluation import Prediction, evaluate_by_language, read_labelled  # noqa: E402
 from azurine.safety.policy import BUILT_IN_PROPERTIES, resolve  # noqa: E402
 from azurine.safety.screen import Detectors  # noqa: E402
 from azurine.storage.database import make_engine  # noqa: E402
@@ -55,6 +55,26 @@ PROMPT_200 = ("I am preparing a quarterly report for the operations team and nee
               "questions the leadership team should discuss at the end of the meeting.")
 
 
+# the same request in German and Japanese: screening cost in another script and another language
+PROMPT_200_DE = ("Ich bereite einen Quartalsbericht für das Betriebsteam vor und brauche Hilfe bei der Gliederung. "
+                 "Der Bericht behandelt die Reaktionszeiten bei Störungen, den Umzug unseres Datenbank-Clusters in "
+                 "eine neue Region, die Personalplanung für die nächsten zwei Quartale und das Budget für "
+                 "Cloud-Kosten. Bitte schlage eine klare Gliederung mit Überschriften, eine kurze Zusammenfassung "
+                 "für die "
+                 "Geschäftsführung und eine Liste der Kennzahlen vor, die wir in Diagrammen zeigen sollten. Unser "
+                 "Publikum ist die Leitungsebene, die knappe Stichpunkte langen Absätzen vorzieht und den Bericht "
+                 "während einer zweistündigen Klausur auf dem Handy lesen wird. Erwähne auch, welche Risiken einen "
+                 "eigenen Abschnitt verdienen und wie wir die Verzögerung beim Umzug erklären, ohne einem einzelnen "
+                 "Team die Schuld zu geben.")
+PROMPT_200_JA = ("運用チーム向けの四半期報告書を準備しているので、構成を手伝ってください。報告書では、障害対応の時間、"
+                 "データベースクラスタの新しいリージョンへの移行、今後二四半期の採用計画、クラウド費用の予算を扱います。"
+                 "見出しを含む分かりやすい構成案、短いエグゼクティブサマリー、グラフで示すべき指標の一覧を提案してください。"
+                 "読み手は経営陣で、長い段落よりも簡潔な箇条書きを好み、二時間の社外会議の間にスマートフォンで読みます。"
+                 "また、独立した章を設けるべきリスク、チーム間のオンコール負荷を公平に示す方法、特定のチームを責めずに"
+                 "移行の遅れを説明する方法にも触れてください。最後に、会議の終わりに経営陣が話し合うべき質問を三つ提案して"
+                 "ください。")
+
+
 def percentiles(values: list[float]) -> tuple[float, float]:
     array = np.array(values) * 1000
     return float(np.percentile(array, 50)), float(np.percentile(array, 99))
@@ -65,14 +85,16 @@ def detector_latency(runs: int) -> list[tuple[str, float, float]]:
     detectors.warm()
     policy = resolve("Microsoft.DefaultV2")
     rows = []
-    for label, source in (("prompt side (harm ×4, jailbreak)", "Prompt"),
-                          ("completion side (harm ×4, protected material)", "Completion")):
+    for label, source, text in (("prompt side (harm ×4, jailbreak)", "Prompt", PROMPT_200),
+                                ("prompt side, German", "Prompt", PROMPT_200_DE),
+                                ("prompt side, Japanese", "Prompt", PROMPT_200_JA),
+                                ("completion side (harm ×4, protected material)", "Completion", PROMPT_200)):
         for _ in range(10):
-            detectors.screen(policy, source, PROMPT_200, attacks=PROMPT_200)
+            detectors.screen(policy, source, text, attacks=text)
         times = []
         for _ in range(runs):
             started = time.perf_counter()
-            detectors.screen(policy, source, PROMPT_200, attacks=PROMPT_200)
+            detectors.screen(policy, source, text, attacks=text)
             times.append(time.perf_counter() - started)
         rows.append((label, *percentiles(times)))
     return rows
@@ -148,10 +170,11 @@ def added_ttft(pairs: int, console: Console) -> tuple[list[float], list[float]]:
         stop(server.process)
 
 
-def judgement() -> tuple[dict[str, float], float]:
+def judgement() -> dict[str, tuple[dict[str, float], float]]:
+    """Per language: F1 per category and the share of benign work prompts flagged."""
     classifiers = SafetyClassifiers.load()
     rows = [row for name in ("harm_eval", "jailbreak_eval", "indirect_eval", "benign_eval")
-            for row in read_labelled(EVAL / f"{name}.jsonl")]
+            for path in sorted(EVAL.rglob(f"{name}.jsonl")) for row in read_labelled(path)]
 
     def predict(batch: list[dict[str, Any]]) -> list[Prediction]:
         texts = [r["text"] for r in batch]
@@ -159,8 +182,8 @@ def judgement() -> tuple[dict[str, float], float]:
                 zip(classifiers.harm(texts), classifiers.jailbreak(texts), classifiers.indirect_attack(texts),
                     strict=True)]
 
-    report = evaluate(rows, predict)
-    return {name: counts.f1 for name, counts in report.categories.items()}, report.false_positive_rate
+    return {language: ({name: counts.f1 for name, counts in report.categories.items()}, report.false_positive_rate)
+            for language, report in evaluate_by_language(rows, predict).items()}
 
 
 def main() -> None:
@@ -191,15 +214,15 @@ def main() -> None:
     console.print(f"added by filtering (paired difference): median {statistics.median(differences) * 1000:.1f} ms "
                   "(target < 50 ms)")
 
-    scores, fpr = judgement()
-    table = Table(title="the detectors on tests/data/safety (harm positive from medium)")
-    for column in ("category", "F1", "target"):
+    judged = judgement()
+    categories = list(dict.fromkeys(name for scores, _ in judged.values() for name in scores))
+    table = Table(title="the detectors on tests/data/safety, per language (F1, harm positive from medium)")
+    for column in ("language", *categories, "benign flagged"):
         table.add_column(column)
-    for name, f1 in scores.items():
-        target = 0.85 if name == "jailbreak" else 0.80 if name in ("hate", "sexual", "violence", "self_harm") else None
-        table.add_row(name, f"{f1:.3f}", f"≥ {target:.2f}" if target else "—")
+    for language, (scores, fpr) in judged.items():
+        table.add_row(language, *(f"{scores[c]:.3f}" if c in scores else "—" for c in categories), f"{fpr:.1%}")
     console.print(table)
-    console.print(f"benign work prompts flagged: {fpr:.1%} (target ≤ 2%)")
+    console.print("targets per language: F1 ≥ 0.80 each harm category, ≥ 0.85 jailbreak; benign flagged ≤ 2%")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from azurine.safety.classifiers import (  # noqa: E402
     ARTIFACT_DIR,
+    E5_NAME,
+    FEATURES,
     HARM_CATEGORIES,
+    MINILM_NAME,
     OUTPUTS,
     SEVERITIES,
     SHIELDS,
@@ -90,11 +93,11 @@ def read_jsonl(path: Path) -> list[Row]:
 
 def load_training() -> list[Row]:
     rows: list[Row] = []
-    for path in sorted(TRAIN_DIR.glob("*.jsonl")):
+    for path in sorted(TRAIN_DIR.rglob("*.jsonl")):
         rows.extend(read_jsonl(path))
     # duplicates across sources would weigh twice and leak across CV folds: keep the first; and a row that is
     # also in the evaluation set is never trained on
-    seen: set[str] = {" ".join(row.text.lower().split()) for path in sorted(EVAL_DIR.glob("*.jsonl"))
+    seen: set[str] = {" ".join(row.text.lower().split()) for path in sorted(EVAL_DIR.rglob("*.jsonl"))
                       for row in read_jsonl(path)}
     unique = []
     for row in rows:
@@ -266,7 +269,8 @@ class Config:
     balanced: bool = False  # "balanced" class weights made every trigger word fire (benign FPR 4%)
     embed_dims: int = 64  # static embedding dims (0: none)
     embed_scale: float = 1.0
-    contextual: bool = True  # train the MiniLM second stage too
+    contextual: bool = True  # train the second stage too
+    encoder: str = E5_NAME  # the second stage's sentence vectors: E5_NAME or MINILM_NAME
     # fast-stage scores (0.5 = the fast stage's own threshold) from which the contextual stage decides;
     # at 0.1 ordinary business prompts reached it (output-format requests look like injections), at
     # 0.3 the evaluation scores are unchanged and a third fewer texts need MiniLM
@@ -417,6 +421,13 @@ def prf(pred: list[bool], gold: list[bool]) -> tuple[float, float, float, int]:
     return precision, recall, f1, sum(gold)
 
 
+def evaluation_sets(eval_dir: Path = EVAL_DIR) -> dict[str, Path]:
+    """The evaluation set of each language: English at the top of tests/data/safety/, the others in a directory
+    named by their ISO 639-1 code."""
+    sets = {"en": eval_dir} if (eval_dir / "harm_eval.jsonl").exists() else {}
+    return sets | {d.name: d for d in sorted(eval_dir.iterdir()) if d.is_dir() and (d / "harm_eval.jsonl").exists()}
+
+
 def evaluate(classifiers: SafetyClassifiers, eval_dir: Path = EVAL_DIR) -> dict[str, object]:
     report: dict[str, object] = {}
     medium = SEVERITIES.index("medium")
@@ -450,17 +461,22 @@ def evaluate(classifiers: SafetyClassifiers, eval_dir: Path = EVAL_DIR) -> dict[
     return report
 
 
-def print_report(report: dict[str, object]) -> None:
-    if not report:
+def print_report(classifiers: SafetyClassifiers) -> None:
+    sets = evaluation_sets()
+    if not sets:
         print(f"no evaluation set in {EVAL_DIR}")
         return
-    for name, value in report.items():
-        if name == "benign_fpr":
-            fpr, n, reasons = value  # type: ignore[misc]
-            print(f"  benign FPR {fpr:.3%} of {n} (flagged, by group:reason: {reasons})")
-        else:
-            p, r, f1, support = value  # type: ignore[misc]
-            print(f"  {name:20s} P={p:.3f} R={r:.3f} F1={f1:.3f} (positives {support})")
+    columns = [f"{c}>=medium" for c in HARM_CATEGORIES] + list(SHIELDS)
+    print("  lang  " + " ".join(f"{c.split('>=')[0][:9]:>9s}" for c in columns) + "  benign FPR")
+    details = []
+    for language, directory in sets.items():
+        report = evaluate(classifiers, directory)
+        f1s = [f"{report[c][2]:9.3f}" if c in report else f"{'-':>9s}" for c in columns]  # type: ignore[index]
+        fpr, n, reasons = report.get("benign_fpr", (0.0, 0, {}))  # type: ignore[misc]
+        print(f"  {language:5s} " + " ".join(f1s) + f"  {fpr:6.1%} of {n}")
+        if reasons:
+            details.append(f"    {language} benign flagged (group:reason): {reasons}")
+    print("\n".join(details))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -484,20 +500,40 @@ def fit_head(
     return weights, (bias - shift).astype(np.float32), thresholds, shifted_oof
 
 
-def contextual_features(texts: list[str]) -> np.ndarray:
-    """MiniLM sentence vectors, cached by text (encoding 24k rows takes minutes on two cores)."""
+E5_WORDS = 64  # a training row's first words: the server scores windows of at most 48
+
+
+def contextual_features(texts: list[str], encoder: str) -> np.ndarray:
+    """The second stage's sentence vectors of every row (with "a+b", both encoders' side by side), cached per text in
+    ~/.cache/azurine: encoding 29k rows takes 5-20 minutes on two cores, and new rows should not start it over.
+
+    e5 reads a row's first E5_WORDS words (the server scores windows of at most 48; its engine slows with length);
+    MiniLM truncates at 256 wordpieces itself."""
+    if "+" in encoder:
+        return np.hstack([contextual_features(texts, name) for name in encoder.split("+")])
     import hashlib
 
-    from azurine.safety.classifiers import minilm_encoder
+    from azurine.safety.classifiers import e5_encoder, minilm_encoder
 
-    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    cache = Path.home() / ".cache" / "azurine" / f"safety-minilm-rows-{digest}.npy"
+    if encoder == E5_NAME:
+        texts = [" ".join(t.split()[:E5_WORDS])[:600] for t in texts]
+    cache = Path.home() / ".cache" / "azurine" / f"safety-{encoder}-vectors.npz"
+    keys = [hashlib.sha1(t.encode()).hexdigest()[:20] for t in texts]
+    known: dict[str, np.ndarray] = {}
     if cache.exists():
-        return np.load(cache)
-    vectors = minilm_encoder(MINILM_DIR)(texts)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, vectors)
-    return vectors
+        with np.load(cache) as arrays:
+            known = dict(zip(arrays["keys"].tolist(), arrays["vectors"], strict=True))
+    missing = sorted({t for t, k in zip(texts, keys, strict=True) if k not in known})
+    if missing:
+        encode = e5_encoder() if encoder == E5_NAME else minilm_encoder(MINILM_DIR)
+        print(f"  encoding {len(missing)} rows with {encoder}")
+        for start in range(0, len(missing), 64):
+            batch = missing[start : start + 64]
+            for text, vector in zip(batch, encode(batch), strict=True):
+                known[hashlib.sha1(text.encode()).hexdigest()[:20]] = vector
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
+    return np.stack([known[k] for k in keys])
 
 
 def train(out_dir: Path, config: Config, cv: bool) -> None:
@@ -518,7 +554,8 @@ def train(out_dir: Path, config: Config, cv: bool) -> None:
 
     arrays: dict[str, np.ndarray] = {"idf": idf.astype(np.float16), "char_codes": chars}
     gates = {c: config.harm_gate for c in HARM_CATEGORIES} | {s: config.shield_gate for s in SHIELDS}
-    info: dict[str, object] = {"training_rows": len(rows), "config": config.__dict__, "gates": gates}
+    info: dict[str, object] = {"training_rows": len(rows), "config": config.__dict__, "gates": gates,
+                               "encoder": config.encoder if config.contextual else None, "features": FEATURES}
     weights, bias, info["fast_thresholds"], fast_oof = fit_head(x, y, known, w, config, "fast", cv)
     weights[featurizer.size :] *= config.embed_scale  # the server embeds without the training-time scale
     weights[np.abs(weights) < config.prune] = 0.0
@@ -532,7 +569,7 @@ def train(out_dir: Path, config: Config, cv: bool) -> None:
             f"  gates: {np.sum(positives & ~opened)} of {positives.sum()} positive rows never reach stage 2;"
             f" {opened.mean():.0%} of all rows do"
         )
-        x = hstack([x, csr_matrix(contextual_features(texts))]).tocsr()
+        x = hstack([x, csr_matrix(contextual_features(texts, config.encoder))]).tocsr()
         weights, bias, info["contextual_thresholds"], _ = fit_head(x, y, known, w, config, "contextual", cv)
         weights[featurizer.size : featurizer.size + static.shape[1]] *= config.embed_scale
         weights[np.abs(weights) < config.prune] = 0.0
@@ -544,10 +581,11 @@ def train(out_dir: Path, config: Config, cv: bool) -> None:
     print(f"artifact: {out_dir} {size / 1e6:.2f} MB, {time.perf_counter() - started:.0f}s")
     SafetyClassifiers._cache.clear()
     if config.contextual:
-        print("evaluation set, both stages (MiniLM installed):")
-        print_report(evaluate(SafetyClassifiers.load(artifact_dir=out_dir)))
-    print("evaluation set, fast stage only (no MiniLM):")
-    print_report(evaluate(SafetyClassifiers.load(models_dir=out_dir / "no-models", artifact_dir=out_dir)))
+        print(f"evaluation set, F1 at >= medium and of the shields, both stages ({config.encoder}):")
+        print_report(SafetyClassifiers.load(artifact_dir=out_dir))
+    if not config.contextual or config.encoder == MINILM_NAME:
+        print("evaluation set, fast stage only (no MiniLM):")
+        print_report(SafetyClassifiers.load(models_dir=out_dir / "no-models", artifact_dir=out_dir))
 
 
 def main() -> None:
@@ -563,6 +601,8 @@ def main() -> None:
     parser.add_argument("--embed-dims", type=int, default=Config.embed_dims)
     parser.add_argument("--embed-scale", type=float, default=Config.embed_scale)
     parser.add_argument("--no-contextual", action="store_true", help="train the fast stage only")
+    parser.add_argument("--encoder", choices=(E5_NAME, MINILM_NAME, f"{E5_NAME}+{MINILM_NAME}"), default=Config.encoder,
+                        help="the second stage's sentence encoders (with +: both, their vectors side by side)")
     args = parser.parse_args()
     config = Config(
         c=args.c,
@@ -571,6 +611,7 @@ def main() -> None:
         embed_dims=args.embed_dims,
         embed_scale=args.embed_scale,
         contextual=not args.no_contextual,
+        encoder=args.encoder,
     )
     train(args.out, config, args.cv)
 

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from azurine.safety.classifiers import ARTIFACT_DIR, HARM_CATEGORIES, SEVERITIES, SafetyClassifiers, split_windows
+from azurine.safety.classifiers import (
+    ARTIFACT_DIR,
+    HARM_CATEGORIES,
+    SEVERITIES,
+    SafetyClassifiers,
+    char_codes,
+    normalize,
+    split_windows,
+    word_terms,
+)
 
 EVAL_DIR = Path(__file__).parent / "data" / "safety"
 MEDIUM = SEVERITIES.index("medium")
@@ -178,6 +187,24 @@ def test_windows_pack_sentences_and_cut_long_ones():
     assert split_windows("") == [""]
 
 
+def test_windows_of_unspaced_scripts_count_two_characters_a_word_and_keep_the_text_as_written():
+    japanese = "Pythonでリストをソートする方法を教えてください。とても簡単です！次は何？"
+    assert split_windows(japanese) == ["Pythonでリストをソートする方法を教えてください。", "とても簡単です！次は何？"]
+    chinese = "如何在Python中对列表进行排序？" * 10
+    windows = split_windows(chinese, max_words=20)
+    assert "".join(windows) == chinese and len(windows) == 5
+    assert split_windows("Write a story.\nThe hero wins.") == ["Write a story.\nThe hero wins."]
+
+
+def test_terms_cover_accented_words_and_unspaced_characters():
+    terms = word_terms(normalize("Wie lange muss ich Spätzle kochen? Pythonでリスト"))
+    assert {"spätzle", "spätzle kochen", "python", "リ", "リス"} <= set(terms)
+    # each script keeps its own n-grams: a Japanese trigram is not a Latin one
+    assert not set(char_codes(normalize("日本語"))) & set(char_codes(normalize("abc")))
+    # an artifact trained on the English-only features is read with them
+    assert word_terms(normalize("Spätzle kochen"), features=1) == ["sp", "tzle", "kochen", "sp tzle", "tzle kochen"]
+
+
 def test_remembered_windows_give_the_verdicts_of_a_fresh_scoring(classifiers):
     """Scoring with a scope remembers each window's scores; every verdict on the evaluation sets is the one scored
     afresh, and so is each check of an answer screened again as it grows (Default-mode streaming)."""
@@ -193,7 +220,7 @@ def test_remembered_windows_give_the_verdicts_of_a_fresh_scoring(classifiers):
 
 def test_a_remembered_window_is_not_scored_again_and_scopes_are_kept_apart(classifiers, monkeypatch):
     """The first token of an answer ("The", alone) opens the contextual stage; checked again for the same account it
-    costs no MiniLM pass, while another account's check of the same text is scored for that account."""
+    costs no encoder pass, while another account's check of the same text is scored for that account."""
     scored: list[list[str]] = []
     contextual = classifiers._contextual_scores
 
@@ -203,7 +230,7 @@ def test_a_remembered_window_is_not_scored_again_and_scopes_are_kept_apart(class
 
     monkeypatch.setattr(classifiers, "_contextual_scores", counting)
     if not classifiers.uses_contextual_model:
-        pytest.skip("MiniLM is not installed: there is no contextual stage")
+        pytest.skip("the sentence encoder is not installed: there is no contextual stage")
     first = classifiers.harm(["The"], "tenant-1")
     calls = len(scored)
     assert classifiers.harm(["The"], "tenant-1") == first

