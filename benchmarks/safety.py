@@ -35,8 +35,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from azurine.safety.classifiers import SafetyClassifiers  # noqa: E402
 from azurine.safety.evaluation import Prediction, evaluate_by_language, read_labelled  # noqa: E402
+from azurine.safety.language_routing import LanguageRoutedClassifiers  # noqa: E402
 from azurine.safety.policy import BUILT_IN_PROPERTIES, resolve  # noqa: E402
 from azurine.safety.screen import Detectors  # noqa: E402
 from azurine.storage.database import make_engine  # noqa: E402
@@ -172,7 +172,7 @@ def added_ttft(pairs: int, console: Console) -> tuple[list[float], list[float]]:
 
 def judgement() -> dict[str, tuple[dict[str, float], float]]:
     """Per language: F1 per category and the share of benign work prompts flagged."""
-    classifiers = SafetyClassifiers.load()
+    classifiers = LanguageRoutedClassifiers.load()
     rows = [row for name in ("harm_eval", "jailbreak_eval", "indirect_eval", "benign_eval")
             for path in sorted(EVAL.rglob(f"{name}.jsonl")) for row in read_labelled(path)]
 

@@ -1,14 +1,17 @@
-"""Build the content-filter artifact (src/azurine/safety/artifacts/) from data/safety/train/.
+"""Build the multilingual content-filter artifact (src/azurine/safety/artifacts/multilingual/) from
+data/safety/train/.
 
-    python scripts/train_safety.py                 # train, write the artifact, print eval metrics (~6 min)
+    python scripts/train_safety.py                 # train, write the artifact, print eval metrics (~9 min)
     python scripts/train_safety.py --cv            # also print cross-validated metrics on the training data
     python scripts/train_safety.py import-external DIR...   # refresh data/safety/train/external_*.jsonl
 
 It trains two linear heads (see azurine/safety/classifiers.py): the fast one on TF-IDF + a static
 embedding table distilled here from the local all-MiniLM-L6-v2, and the contextual one on the same
-features plus MiniLM sentence vectors. Each output's decision threshold is tuned by 5-fold
-cross-validation on the training data only, then folded into its bias. If tests/data/safety/
-exists, the metrics on it are printed (both stages, and the fast stage alone); it is never trained on.
+features plus multilingual-e5-small sentence vectors (--encoder: MiniLM's instead, or both). The English artifact
+(src/azurine/safety/artifacts/, English rows only, MiniLM second stage, the first version of the text features)
+was built by this script as it was before the other languages came; each English text still goes to it. Each
+output's decision threshold is tuned by 5-fold cross-validation on the training data only, then folded into its
+bias. If tests/data/safety/ exists, the F1 on each of its languages is printed; it is never trained on.
 
 Needs scikit-learn and scipy (training only), torch/transformers/sentence-transformers (already
 server dependencies) and MiniLM in ~/.cache/azurine/models (`azurine models install`);
@@ -593,7 +596,7 @@ def main() -> None:
         import_external([Path(p) for p in sys.argv[2:]])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ARTIFACT_DIR)
+    parser.add_argument("--out", type=Path, default=ARTIFACT_DIR / "multilingual")
     parser.add_argument("--cv", action="store_true", help="print cross-validated metrics on the training data")
     parser.add_argument("--c", type=float, default=Config.c)
     parser.add_argument("--written-weight", type=float, default=Config.written_weight)

@@ -242,3 +242,60 @@ def test_a_remembered_window_is_not_scored_again_and_scopes_are_kept_apart(class
     classifiers.harm(["How do I kill a hung process on Linux? Use kill with its PID."], "tenant-3")
     classifiers.harm(["How do I kill a hung process on Linux? Use kill with its PID. Then check it"], "tenant-3")
     assert all(len(pieces) <= 1 for pieces in scored[1:])
+
+
+# What the classifiers users get (each text to its language's artifact) reach on each language's evaluation set, held
+# here so that no retraining goes below it. Where a figure is under the target (harm F1 0.80, jailbreak
+# 0.85, benign flagged 2%) the floor is what was reached, rounded down: those languages still fall short.
+LANGUAGE_FLOORS = {
+    #      hate  sexual violence self_harm jailbreak  benign flagged at most
+    "de": (0.80, 0.80, 0.75, 0.80, 0.85, 0.02),
+    "es": (0.80, 0.80, 0.80, 0.75, 0.85, 0.02),
+    "fr": (0.80, 0.80, 0.75, 0.75, 0.85, 0.04),
+    "it": (0.80, 0.80, 0.80, 0.75, 0.80, 0.02),
+    "ja": (0.80, 0.80, 0.80, 0.80, 0.85, 0.025),
+    "pt": (0.80, 0.80, 0.75, 0.75, 0.85, 0.02),
+    "zh": (0.75, 0.80, 0.65, 0.80, 0.85, 0.05),
+}
+
+
+@pytest.fixture(scope="module")
+def routed():
+    from azurine.safety.language_routing import LanguageRoutedClassifiers
+
+    return LanguageRoutedClassifiers.load()
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGE_FLOORS))
+def test_each_language_holds_its_floor(routed, language):
+    *harm_floors, jailbreak_floor, benign_ceiling = LANGUAGE_FLOORS[language]
+    rows = _eval_rows(f"{language}/harm_eval.jsonl")
+    predicted = routed.harm([r["text"] for r in rows])
+    for category, floor in zip(HARM_CATEGORIES, harm_floors, strict=True):
+        f1 = _f1([SEVERITIES.index(p[category]) >= MEDIUM for p in predicted],
+                 [SEVERITIES.index(r["labels"][category]) >= MEDIUM for r in rows])
+        assert f1 >= floor, f"{language} {category} F1 at >= medium is {f1:.3f}"
+    rows = _eval_rows(f"{language}/jailbreak_eval.jsonl")
+    f1 = _f1(routed.jailbreak([r["text"] for r in rows]), [r["labels"]["jailbreak"] for r in rows])
+    assert f1 >= jailbreak_floor, f"{language} jailbreak F1 is {f1:.3f}"
+    rows = _eval_rows(f"{language}/benign_eval.jsonl")
+    flagged = 0
+    for row in rows:
+        severities, jailbreak = routed.analyze(row["text"])
+        flagged += jailbreak or any(SEVERITIES.index(s) >= MEDIUM for s in severities.values())
+    assert flagged / len(rows) <= benign_ceiling, f"{language}: {flagged} of {len(rows)} benign prompts flagged"
+
+
+def test_english_goes_to_the_english_classifiers_and_other_languages_to_the_multilingual_ones(routed):
+    assert routed.for_text("How do I kill a hung process on Linux?") is routed.english
+    assert routed.for_text("Wie beende ich einen hängenden Prozess unter Linux?") is routed.multilingual
+    assert routed.for_text("如何在Linux上结束一个卡住的进程？") is routed.multilingual
+    # nothing to tell a language by: the multilingual classifiers, which also know English
+    assert routed.for_text("12345") is routed.multilingual
+
+
+def test_every_artifact_is_small_and_holds_no_pickle():
+    for directory in (ARTIFACT_DIR, ARTIFACT_DIR / "multilingual"):
+        files = [p for p in directory.iterdir() if p.is_file()]
+        assert sum(p.stat().st_size for p in files) < 8_000_000
+        assert {p.suffix for p in files} <= {".npz", ".json", ".txt"}

@@ -25,15 +25,15 @@ def safety_eval(
 ) -> None:
     """Per-category precision, recall and F1 at the threshold, the severity confusion matrices, and the
     false-positive rate on the lines labelled safe throughout."""
-    from azurine.safety.classifiers import SafetyClassifiers
     from azurine.safety.evaluation import Prediction, evaluate, evaluate_by_language, read_labelled
+    from azurine.safety.language_routing import LanguageRoutedClassifiers
     from azurine.safety.policy import HARM, SEVERITIES
 
     if threshold not in SEVERITIES[1:]:
         console.print(f"[red]--threshold is one of {', '.join(SEVERITIES[1:])}[/]")
         raise typer.Exit(2)
     rows = [row for path in files for row in read_labelled(path)]
-    classifiers = SafetyClassifiers.load()
+    classifiers = LanguageRoutedClassifiers.load()
 
     def predict(batch: list[dict[str, Any]]) -> list[Prediction]:
         texts = [row["text"] for row in batch]

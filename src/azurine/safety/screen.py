@@ -68,9 +68,9 @@ class Detectors:
 
     def _load(self, name: str) -> Any:
         if name == "classifiers":
-            from azurine.safety.classifiers import SafetyClassifiers
+            from azurine.safety.language_routing import LanguageRoutedClassifiers
 
-            return SafetyClassifiers.load(self._models_dir)
+            return LanguageRoutedClassifiers.load(self._models_dir)
         if name == "profanity":
             from azurine.safety.profanity import ProfanityDetector
 
