@@ -7,7 +7,7 @@ data/safety/train/.
 
 It trains two linear heads (see azurine/safety/classifiers.py): the fast one on TF-IDF + a static
 embedding table distilled here from the local all-MiniLM-L6-v2, and the contextual one on the same
-features plus multilingual-e5-small sentence vectors (--encoder: MiniLM's instead, or both). The English artifact
+features plus multilingual-e5-small sentence vectors (--encoder: MiniLM's instead). The English artifact
 (src/azurine/safety/artifacts/, English rows only, MiniLM second stage, the first version of the text features)
 was built by this script as it was before the other languages came; each English text still goes to it. Each
 output's decision threshold is tuned by 5-fold cross-validation on the training data only, then folded into its
@@ -507,13 +507,11 @@ E5_WORDS = 64  # a training row's first words: the server scores windows of at m
 
 
 def contextual_features(texts: list[str], encoder: str) -> np.ndarray:
-    """The second stage's sentence vectors of every row (with "a+b", both encoders' side by side), cached per text in
+    """The second stage's sentence vectors of every row, cached per text in
     ~/.cache/azurine: encoding 29k rows takes 5-20 minutes on two cores, and new rows should not start it over.
 
     e5 reads a row's first E5_WORDS words (the server scores windows of at most 48; its engine slows with length);
     MiniLM truncates at 256 wordpieces itself."""
-    if "+" in encoder:
-        return np.hstack([contextual_features(texts, name) for name in encoder.split("+")])
     import hashlib
 
     from azurine.safety.classifiers import e5_encoder, minilm_encoder
@@ -604,8 +602,8 @@ def main() -> None:
     parser.add_argument("--embed-dims", type=int, default=Config.embed_dims)
     parser.add_argument("--embed-scale", type=float, default=Config.embed_scale)
     parser.add_argument("--no-contextual", action="store_true", help="train the fast stage only")
-    parser.add_argument("--encoder", choices=(E5_NAME, MINILM_NAME, f"{E5_NAME}+{MINILM_NAME}"), default=Config.encoder,
-                        help="the second stage's sentence encoders (with +: both, their vectors side by side)")
+    parser.add_argument("--encoder", choices=(E5_NAME, MINILM_NAME), default=Config.encoder,
+                        help="the second stage's sentence encoder")
     args = parser.parse_args()
     config = Config(
         c=args.c,

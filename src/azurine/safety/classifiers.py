@@ -324,11 +324,10 @@ class SafetyClassifiers:
                     (featurizer.size, static, weights.shape[0] - featurizer.size - static),
                 )
         encoder = None
-        # the sentence encoders the contextual head was trained on, their vectors side by side in this order
-        names = str(info.get("encoder") or MINILM_NAME).split("+")
-        if contextual is not None and (MINILM_NAME not in names or minilm is not None):
-            encoders = [e5_encoder() if name == E5_NAME else minilm_encoder(minilm) for name in names]  # type: ignore[arg-type]
-            encoder = encoders[0] if len(encoders) == 1 else _side_by_side(encoders)
+        if contextual is not None and info.get("encoder") == E5_NAME:
+            encoder = e5_encoder()
+        elif contextual is not None and minilm is not None:
+            encoder = minilm_encoder(minilm)
         elif contextual is not None:
             log.warning("%s is not installed: content filtering uses its fast stage only", MINILM_NAME)
         return cls(featurizer, fast, info, embedder, contextual, encoder)
@@ -433,13 +432,6 @@ def minilm_encoder(minilm_dir: Path) -> Callable[[list[str]], np.ndarray]:
         return model.encode(
             texts, batch_size=16, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
         ).astype(np.float32)
-
-    return encode
-
-
-def _side_by_side(encoders: list[Callable[[list[str]], np.ndarray]]) -> Callable[[list[str]], np.ndarray]:
-    def encode(texts: list[str]) -> np.ndarray:
-        return np.concatenate([encode_one(texts) for encode_one in encoders], axis=1)
 
     return encode
 

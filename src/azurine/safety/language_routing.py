@@ -1,5 +1,6 @@
-"""Each text to the classifiers of its language: English (and text whose language cannot be told) to the English
-artifact, every other language to the multilingual one.
+"""Each text to the classifiers of its language: English to the English artifact, every other language (and text
+whose language cannot be told, which the multilingual one, trained on English too, judges as well) to the
+multilingual one.
 
 The multilingual artifact (artifacts/multilingual/, trained on English and Azure's seven other filter languages
 with an e5 second stage) judges German, Spanish, French, Italian, Japanese, Portuguese and Chinese far better than
