@@ -335,12 +335,24 @@ class SafetyClassifiers:
     # -- scoring ------------------------------------------------------------------------------------
 
     def _pieces_scores(self, pieces: list[str], gate: list[int], scope: str | None = None) -> np.ndarray:
-        """Probabilities (pieces, outputs): the fast head, then the contextual head if a `gate` output opens it. With a
-        `scope`, each piece's scores of either stage are remembered (see `window_memo`) and not computed again."""
+        """Probabilities (pieces, outputs): the fast head, then the contextual head for each piece where one of its
+        `gate` outputs opens it. With a `scope`, each piece's scores of either stage are remembered (see
+        `window_memo`) and not computed again.
+
+        The gate is per piece, as the heads were trained (each training row is gated on its own): a long benign
+        prompt with one window near a threshold pays the encoder for that window alone (e5 takes ~30-45 ms a
+        window on one thread; a 200-token German prompt of five windows took 226 ms when one window opened the
+        gate for all). On tests/data/safety no F1 fell and Italian self-harm rose (0.743 to 0.765)."""
         fast = self._stage(pieces, scope, "fast", self._fast_scores)
-        if self._contextual is None or self._encoder is None or not (fast[:, gate] >= self.gates[gate]).any():
+        if self._contextual is None or self._encoder is None:
             return fast
-        return self._stage(pieces, scope, "contextual", self._contextual_scores)
+        opened = (fast[:, gate] >= self.gates[gate]).any(axis=1)
+        if not opened.any():
+            return fast
+        scores = fast.copy()
+        scores[opened] = self._stage([p for p, o in zip(pieces, opened, strict=True) if o], scope, "contextual",
+                                     self._contextual_scores)
+        return scores
 
     def _stage(self, pieces: list[str], scope: str | None, stage: str,
                score: Callable[[list[str]], np.ndarray]) -> np.ndarray:
