@@ -1,7 +1,7 @@
 """How Azurine serves many users at once, beside llama.cpp's own server on the same GGUF.
 
     .venv/bin/python benchmarks/concurrency.py [--deployment chat] [--clients 1,4,8,16] [--answers 2]
-        [--max-tokens 64] [--slot-context 1024]
+        [--max-tokens 64] [--slot-context 1024] [--filters default|off]
 
 At each number of clients N, N clients each stream --answers chat answers, one after another: greedy, up to
 --max-tokens tokens, `stream_options.include_usage` on. Every prompt is its own (the client, answer and a
@@ -9,7 +9,8 @@ subject come first in the message), so neither server answers from another reque
 two servers get the same prompts, one server after the other at each N (which goes first alternates):
 
 - Azurine: `azurine serve` on a free port and a fresh data dir, its default deployments, so the deployment
-  has the default content-filter policy (what users get);
+  has the default content-filter policy (what users get); with --filters off, a deployment of the same model whose
+  policy turns every filter off (what the filter costs is the difference between two runs);
 - llama-server: `llama-server -np N` on the deployment's GGUF, N slots of --slot-context tokens each, built
   from the llama.cpp that llama-cpp-python vendors (benchmarks/llama_server.py; the first run builds it).
 
@@ -54,8 +55,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from azurine.catalog import load_catalog  # noqa: E402
 from azurine.config import default_models_dir  # noqa: E402
 from azurine.storage.bootstrap import DEFAULT_DEPLOYMENTS  # noqa: E402
+from azurine.storage.database import make_engine  # noqa: E402
+from azurine.storage.state import StateStore  # noqa: E402
 from conftest import API_KEY, API_VERSION, start_server, stop  # noqa: E402
 from llama_server import llama_server, llama_server_binary  # noqa: E402
+from safety import unfiltered_policy  # noqa: E402
 
 THREADS = int(os.environ.get("AZURINE_THREADS", 0)) or os.cpu_count() or 1
 REQUEST_TIMEOUT_S = 300.0
@@ -182,6 +186,19 @@ def model_of(deployment: str) -> str:
     return next(d.model for d in DEFAULT_DEPLOYMENTS if d.name == deployment)
 
 
+def unfiltered_deployment(data_dir: Path, model: str) -> str:
+    """A deployment of `model` in the server's account whose content-filter policy turns every filter off."""
+    store = StateStore(make_engine(f"sqlite:///{data_dir / 'azurine.db'}"))
+    account = store.first_account()
+    assert account is not None
+    store.put_child(account.id, "raiPolicies", "no-filters", properties=unfiltered_policy(), tags={},
+                    principal="benchmark")
+    store.put_deployment(account.id, "unfiltered", model_format="OpenAI", model_name=model, model_version="1",
+                         sku_name="GlobalStandard", sku_capacity=1000, rai_policy_name="no-filters",
+                         version_upgrade_option="NoAutoUpgrade", properties={}, tags={}, principal="benchmark")
+    return "unfiltered"
+
+
 def row(name: str, s: Summary) -> list[str]:
     errors = f"{s.errors}/{s.answers}"
     return [name, f"{s.tokens_per_s:.1f}", f"{s.ttft_p50_ms:.0f}", f"{s.ttft_p99_ms:.0f}", f"{s.itl_p99_ms:.1f}",
@@ -205,6 +222,8 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=2, help="answers each client streams, one after another")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--slot-context", type=int, default=1024, help="llama-server's context per slot")
+    parser.add_argument("--filters", choices=("default", "off"), default="default",
+                        help="Azurine's content filters: the default policy (what users get) or none")
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
     console = Console(width=120)
@@ -223,7 +242,8 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     data = Path(tempfile.mkdtemp(prefix="azurine-concurrency-")) / "data"
     server = start_server(data, env={"AZURINE_THREADS": str(THREADS)})
-    azurine = Target("azurine", f"{server.url}/openai/deployments/{args.deployment}/chat/completions"
+    deployment = args.deployment if args.filters == "default" else unfiltered_deployment(data, spec.name)
+    azurine = Target("azurine", f"{server.url}/openai/deployments/{deployment}/chat/completions"
                                 f"?api-version={API_VERSION}", {"api-key": API_KEY})
     results: dict[int, tuple[Summary, Summary]] = {}
     try:
@@ -244,8 +264,8 @@ def main() -> None:
     finally:
         stop(server.process)
 
-    table = Table(title=f"{args.deployment} ({spec.name}), {THREADS} threads: each client streams {args.answers} "
-                        f"answers of up to {args.max_tokens} tokens")
+    table = Table(title=f"{args.deployment} ({spec.name}), {THREADS} threads, content filters {args.filters}: each "
+                        f"client streams {args.answers} answers of up to {args.max_tokens} tokens")
     for column in ("clients", "server", "tok/s", "TTFT p50 ms", "TTFT p99 ms", "ITL p99 ms", "gap p99 ms",
                    "errors"):
         table.add_column(column, justify="right")

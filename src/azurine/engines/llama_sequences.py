@@ -34,10 +34,13 @@ Emit = Callable[[Event], None]
 
 # Rows per step, all sequences together. A request of a higher class that arrives waits for the step under way, so
 # while such requests keep coming the steps are short, and a class that has seen a higher one within the last minute
-# keeps them moderate; with no higher class about, longer steps carry more prompt beside the answers' tokens. On two
-# cores a step of 48 rows takes about half a second and evaluates 99 tokens/s of Qwen2.5-0.5B, one of 24 rows a third
-# of a second at 73 tokens/s, one of 8 rows 49 tokens/s. Every answer under way gets its token in every step.
-STEP_TOKENS = 48
+# keeps them moderate. With no higher class about, a step takes every waiting prompt's next piece at once, as
+# llama-server does: on two cores a step of 8 answers' tokens takes ~120 ms and each prompt row beside them ~7-10 ms
+# more, fewest in the largest steps (llama-server evaluated 8 prompts of 23 rows in one 1.27 s step). With 8 clients
+# on Qwen2.5-0.5B, steps of at most 48 rows spent 10.6 s of a level's 27.5 s in 23 prompt-bearing steps; at most 256,
+# 8.0 s in 9 (benchmarks/concurrency.py). The price is that an answer under way waits out such a step (up to ~2 s).
+# One of 24 rows takes a third of a second, one of 8 rows ~120 ms. Every answer under way gets its token in every step.
+STEP_TOKENS = 256
 STEP_TOKENS_NEAR_HIGHER = 24
 STEP_TOKENS_BESIDE_HIGHER = 8
 HIGHER_RECENT_S = 2.0
