@@ -55,11 +55,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from azurine.catalog import load_catalog  # noqa: E402
 from azurine.config import default_models_dir  # noqa: E402
 from azurine.storage.bootstrap import DEFAULT_DEPLOYMENTS  # noqa: E402
-from azurine.storage.database import make_engine  # noqa: E402
-from azurine.storage.state import StateStore  # noqa: E402
 from conftest import API_KEY, API_VERSION, start_server, stop  # noqa: E402
 from llama_server import llama_server, llama_server_binary  # noqa: E402
-from safety import unfiltered_policy  # noqa: E402
+from safety import add_deployments  # noqa: E402
 
 THREADS = int(os.environ.get("AZURINE_THREADS", 0)) or os.cpu_count() or 1
 REQUEST_TIMEOUT_S = 300.0
@@ -186,19 +184,6 @@ def model_of(deployment: str) -> str:
     return next(d.model for d in DEFAULT_DEPLOYMENTS if d.name == deployment)
 
 
-def unfiltered_deployment(data_dir: Path, model: str) -> str:
-    """A deployment of `model` in the server's account whose content-filter policy turns every filter off."""
-    store = StateStore(make_engine(f"sqlite:///{data_dir / 'azurine.db'}"))
-    account = store.first_account()
-    assert account is not None
-    store.put_child(account.id, "raiPolicies", "no-filters", properties=unfiltered_policy(), tags={},
-                    principal="benchmark")
-    store.put_deployment(account.id, "unfiltered", model_format="OpenAI", model_name=model, model_version="1",
-                         sku_name="GlobalStandard", sku_capacity=1000, rai_policy_name="no-filters",
-                         version_upgrade_option="NoAutoUpgrade", properties={}, tags={}, principal="benchmark")
-    return "unfiltered"
-
-
 def row(name: str, s: Summary) -> list[str]:
     errors = f"{s.errors}/{s.answers}"
     return [name, f"{s.tokens_per_s:.1f}", f"{s.ttft_p50_ms:.0f}", f"{s.ttft_p99_ms:.0f}", f"{s.itl_p99_ms:.1f}",
@@ -242,7 +227,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     data = Path(tempfile.mkdtemp(prefix="azurine-concurrency-")) / "data"
     server = start_server(data, env={"AZURINE_THREADS": str(THREADS)})
-    deployment = args.deployment if args.filters == "default" else unfiltered_deployment(data, spec.name)
+    deployment = args.deployment if args.filters == "default" else add_deployments(data, spec.name)["unfiltered"]
     azurine = Target("azurine", f"{server.url}/openai/deployments/{deployment}/chat/completions"
                                 f"?api-version={API_VERSION}", {"api-key": API_KEY})
     results: dict[int, tuple[Summary, Summary]] = {}

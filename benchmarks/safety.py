@@ -106,7 +106,9 @@ def unfiltered_policy() -> dict[str, Any]:
             "mode": "Default"}
 
 
-def add_deployments(data_dir: Path) -> dict[str, str]:
+def add_deployments(data_dir: Path, model: str = "SmolLM2-135M-Instruct") -> dict[str, str]:
+    """Two deployments of `model` in the server's account: "filtered" (the default policy) and "unfiltered" (a
+    policy that turns every filter off); their names by role."""
     store = StateStore(make_engine(f"sqlite:///{data_dir / 'azurine.db'}"))
     account = store.first_account()
     assert account is not None
@@ -115,7 +117,7 @@ def add_deployments(data_dir: Path) -> dict[str, str]:
     names = {}
     for role, policy in (("filtered", "Microsoft.DefaultV2"), ("unfiltered", "no-filters")):
         name = f"{role}-{uuid.uuid4().hex[:6]}"
-        store.put_deployment(account.id, name, model_format="x", model_name="SmolLM2-135M-Instruct",
+        store.put_deployment(account.id, name, model_format="x", model_name=model,
                              model_version="1", sku_name="GlobalStandard", sku_capacity=1000, rai_policy_name=policy,
                              version_upgrade_option="NoAutoUpgrade", properties={}, tags={}, principal="benchmark")
         names[role] = name

@@ -218,19 +218,25 @@ def test_remembered_windows_give_the_verdicts_of_a_fresh_scoring(classifiers):
         assert classifiers.harm([answer[:end]], "account-b") == classifiers.harm([answer[:end]])
 
 
-def test_a_remembered_window_is_not_scored_again_and_scopes_are_kept_apart(classifiers, monkeypatch):
-    """The first token of an answer ("The", alone) opens the contextual stage; checked again for the same account it
-    costs no encoder pass, while another account's check of the same text is scored for that account."""
-    scored: list[list[str]] = []
+@pytest.fixture
+def scored(classifiers, monkeypatch) -> list[list[str]]:
+    """The pieces of each call of the contextual stage, as the test goes."""
+    if not classifiers.uses_contextual_model:
+        pytest.skip("the sentence encoder is not installed: there is no contextual stage")
+    calls: list[list[str]] = []
     contextual = classifiers._contextual_scores
 
     def counting(pieces):
-        scored.append(list(pieces))
+        calls.append(list(pieces))
         return contextual(pieces)
 
     monkeypatch.setattr(classifiers, "_contextual_scores", counting)
-    if not classifiers.uses_contextual_model:
-        pytest.skip("the sentence encoder is not installed: there is no contextual stage")
+    return calls
+
+
+def test_a_remembered_window_is_not_scored_again_and_scopes_are_kept_apart(classifiers, scored):
+    """The first token of an answer ("The", alone) opens the contextual stage; checked again for the same account it
+    costs no encoder pass, while another account's check of the same text is scored for that account."""
     first = classifiers.harm(["The"], "tenant-1")
     calls = len(scored)
     assert classifiers.harm(["The"], "tenant-1") == first
@@ -244,19 +250,9 @@ def test_a_remembered_window_is_not_scored_again_and_scopes_are_kept_apart(class
     assert all(len(pieces) <= 1 for pieces in scored[1:])
 
 
-def test_only_the_windows_that_open_the_gate_pay_for_the_encoder(classifiers, monkeypatch):
+def test_only_the_windows_that_open_the_gate_pay_for_the_encoder(classifiers, scored):
     """A long benign request with one harmful sentence: the encoder scores that sentence's window alone, and the
     verdict is the harm it holds."""
-    if not classifiers.uses_contextual_model:
-        pytest.skip("the sentence encoder is not installed: there is no contextual stage")
-    scored: list[list[str]] = []
-    contextual = classifiers._contextual_scores
-
-    def counting(pieces):
-        scored.append(list(pieces))
-        return contextual(pieces)
-
-    monkeypatch.setattr(classifiers, "_contextual_scores", counting)
     benign = ("I am preparing a quarterly report for the operations team and need help structuring it. The report "
               "covers incident response times, the migration of our database cluster and the hiring plan. ")
     harmful = "I will find him after work tomorrow and beat him until he stops breathing. "
