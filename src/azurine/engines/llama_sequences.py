@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from azurine.engines.base import Delta, EngineError, Event, Finished, Sampling
 from azurine.engines.llama_context import ALIGN, piece_end, resume_limit
 from azurine.scheduler.work import WorkOrder
-from azurine.telemetry.metrics import GANG_WIDTH, GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS
+from azurine.telemetry.metrics import GANG_WIDTH, GENERATED_TOKENS, GENERATIONS, PROMPT_TOKENS, PROMPT_TOKENS_REUSED
 
 if TYPE_CHECKING:
     from azurine.engines.llama_runtime import LlamaCppEngine, _StopMatcher
@@ -77,6 +77,7 @@ class Sequence:
         self.todo: list[int] = []  # the token sampled last, to evaluate in the next step
         self.generated: list[int] = []
         self.pos = 0
+        self.reused = 0  # leading prompt tokens whose cells it was given
         self.produced = 0
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = stops
@@ -104,7 +105,7 @@ class Sequence:
 
     def skip(self, shared: int) -> None:
         """Start after the first `shared` prompt tokens, whose KV cells the sequence was given."""
-        self.pos = shared
+        self.pos = self.reused = shared
 
     def sample(self, ctx: Any, idx: int) -> bool:
         """Take the next token from the logits at batch row `idx`; whether the answer has ended."""
@@ -139,6 +140,7 @@ class Sequence:
         GENERATIONS.labels(name, "cancelled" if self.order.cancelled else reason).inc()
         GENERATED_TOKENS.labels(name).inc(self.produced)
         PROMPT_TOKENS.labels(name).inc(self.n_prompt)
+        PROMPT_TOKENS_REUSED.labels(name).inc(self.reused)
         self.emit(Finished(reason=reason, prompt_tokens=self.n_prompt,  # type: ignore[arg-type]
                            completion_tokens=self.produced))
         return True

@@ -1,17 +1,27 @@
-"""Online answers decoded together in slots: continuous batching that gives each answer what it would get alone.
+"""Online answers decoded together in slots: continuous batching that gives each prompt what it would get alone.
 
 An online class (provisioned, standard) decodes its answers as a gang, as the batch class does, but each answer runs
 in a slot: a KV cache of its own within one llama.cpp context (llama.cpp's non-unified cache, as llama-server's
 `-np` slots), so its cells always lie in position order from the slot's start. Where an answer's cells lie changes
 its numbers: decoded among other answers' cells in one shared cache, the same greedy request drew logits that moved
-by up to 0.67 depending on what had run before (measured on SmolLM2), and so a different answer; in a slot it gets
-the same numbers as in a context of its own.
+by up to 0.67 depending on what had run before (measured on SmolLM2); in a slot they do not move.
 
-A slot keeps the cells of the last answer it served. A new answer takes the free slot whose cells share the longest
-prompt start with its own, up to where a piece may start (see `llama_context`), and evaluates only the rest: the
-chat template and a deployment's system message are evaluated once per slot, not once per request. A prompt too long
-for a slot runs alone in its class's context of the model's full length instead, and an answer that fills its slot
-goes on there: what it has read and said is evaluated again, and it carries on with its own sampler and filters.
+How a step is laid out changes them too. llama.cpp evaluates a step of several slots in sub-batches that take one
+token of every slot, then the rest; so a prompt piece that shares a call with answers' tokens is cut after its first
+row, and gets numbers that moved by up to 0.31 from those it gets alone (Qwen2.5-0.5B's q4_K kernels). A step is
+therefore one call for the answers' next tokens and one call for each prompt piece: each piece then gets bit for bit
+the numbers it gets alone (measured against a piece evaluated alone, beside 2 answers and another prompt), and the
+calls cost what the sub-batches did. (An answer's own token still depends on how many answers step with it: on
+Qwen2.5-0.5B, 4 or more rows take another kernel than 1 to 3.)
+
+Every slot's prompt cells are thus exact, and any slot may start from any other's: a new answer takes the free slot
+whose cells share the longest prompt start with its own, and where another slot shares a longer one, up to where a
+piece may start (see `llama_context`), those cells are copied across, as llama-server copies a slot for `n`
+choices. The chat template and a deployment's system message are evaluated once, not once per slot. A prompt that
+would share with one still being evaluated waits a step for it, so prompts that come in together evaluate what they
+share once. A prompt too long for a slot runs alone in its class's context of the model's full length instead, and
+an answer that fills its slot goes on there: what it has read and said is evaluated again, and it carries on with
+its own sampler and filters.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from azurine.engines.base import EngineError, HandedOver
 from azurine.engines.llama_context import ALIGN, resume_limit
-from azurine.engines.llama_sequences import Sequence, fill_step, started
+from azurine.engines.llama_sequences import Sequence, started
 from azurine.telemetry.metrics import GANG_WIDTH
 
 if TYPE_CHECKING:
@@ -37,6 +47,17 @@ class _Slot:
     tokens: list[int] = field(default_factory=list)  # what its cells hold, position by position
     exact: int = 0  # leading cells made as a prompt's pieces are made alone: what a later prompt may start from
     used: float = 0.0  # when it last took an answer in, to choose between equals
+
+
+def shared_start(held: list[int], tokens: list[int]) -> int:
+    """How many of `tokens`' first tokens a prompt may take from cells holding `held`: their common start, cut to a
+    multiple of `ALIGN` and short enough to leave the prompt a whole last piece."""
+    count = 0
+    for have, want in zip(held, tokens[:resume_limit(len(tokens))], strict=False):
+        if have != want:
+            break
+        count += 1
+    return count - count % ALIGN
 
 
 class _SlotContext:
@@ -60,23 +81,35 @@ class _SlotContext:
         self.memory = llama_cpp.llama_get_memory(self.ctx.ctx)
         self.slots = [_Slot() for _ in range(width)]
 
+    def shared(self, slot_id: int, tokens: list[int]) -> int:
+        slot = self.slots[slot_id]
+        return shared_start(slot.tokens[:slot.exact], tokens)
+
     def admit(self, tokens: list[int], free: set[int]) -> tuple[int, int]:
         """The free slot to answer `tokens` in and how many of their first tokens its cells already hold."""
-
-        def shared(slot_id: int) -> int:
-            slot = self.slots[slot_id]
-            count = 0
-            for held, wanted in zip(slot.tokens[:slot.exact], tokens[:resume_limit(len(tokens))], strict=False):
-                if held != wanted:
-                    break
-                count += 1
-            return count - count % ALIGN
-
-        slot_id = max(free, key=lambda i: (shared(i), -self.slots[i].used))
-        start = shared(slot_id)
+        slot_id = max(free, key=lambda i: (self.shared(i, tokens), -self.slots[i].used))
+        start = self.shared(slot_id, tokens)
         self.rewind(slot_id, start)
         self.slots[slot_id].used = time.monotonic()
-        return slot_id, start
+        return slot_id, self.take_shared(slot_id, tokens, start)
+
+    def take_shared(self, slot_id: int, tokens: list[int], start: int) -> int:
+        """Where slot `slot_id`, holding the first `start` of `tokens`, may start them once it has taken another
+        slot's cells that share a longer start, if one does. A whole slot is copied (llama.cpp copies a non-unified
+        cache's sequences no other way: 12 MB for a 2,048-cell slot of Qwen2.5-0.5B) and its tail forgotten."""
+        import llama_cpp
+
+        best, source = start, slot_id
+        for other in range(len(self.slots)):
+            if other != slot_id and (count := self.shared(other, tokens)) > best:
+                best, source = count, other
+        if source == slot_id:
+            return start
+        llama_cpp.llama_memory_seq_cp(self.memory, source, slot_id, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self.memory, slot_id, best, -1)
+        self.slots[slot_id].tokens = self.slots[source].tokens[:best]
+        self.slots[slot_id].exact = best
+        return best
 
     def rewind(self, slot_id: int, position: int) -> None:
         import llama_cpp
@@ -86,13 +119,57 @@ class _SlotContext:
         del slot.tokens[position:]
         slot.exact = min(slot.exact, position)
 
+    def decode(self, rows: list[tuple[int, list[int], int]]) -> list[int]:
+        """Evaluate `rows` (slot, tokens, their first position) in one call; the batch row of each entry's last token,
+        whose logits are wanted."""
+        batch = self.batch.batch
+        n = 0
+        wanted = []
+        for slot_id, tokens, pos in rows:
+            for i, token in enumerate(tokens):
+                batch.token[n + i] = token
+                batch.pos[n + i] = pos + i
+                batch.n_seq_id[n + i] = 1
+                batch.seq_id[n + i][0] = slot_id
+                batch.logits[n + i] = False
+            n += len(tokens)
+            batch.logits[n - 1] = True
+            wanted.append(n - 1)
+        batch.n_tokens = n
+        self.ctx.decode(self.batch)
+        return wanted
+
     def evaluated(self, slot_id: int, tokens: list[int], prompt: bool) -> None:
-        """`tokens` went into the slot; a later prompt may resume from within a prompt's piece (see `llama_context`)."""
+        """`tokens` went into the slot: a prompt's piece, made as it is made alone, or an answer's token."""
         slot = self.slots[slot_id]
         start = len(slot.tokens)
         slot.tokens += tokens
         if prompt and slot.exact == start:
             slot.exact = len(slot.tokens) - len(slot.tokens) % ALIGN
+
+
+def plan_pieces(prompting: list[tuple[int, Sequence]], answering: int, rows: int,
+                fresh: set[int]) -> list[tuple[int, list[int]]]:
+    """The prompt pieces of a step of `rows` rows beside `answering` answers' tokens, in the order the prompts came
+    in (a first piece always goes in when nothing else does). A prompt that has not started yet waits while one
+    ahead of it, still short of their shared start, is being evaluated: it takes those cells later instead of
+    evaluating them again."""
+    pieces: list[tuple[int, list[int]]] = []
+    ahead: list[Sequence] = []
+    used = answering
+    for slot_id, sequence in prompting:
+        waits = slot_id in fresh and any(
+            other.pos < (share := shared_start(other.tokens, sequence.tokens)) and share > sequence.pos
+            for other in ahead)
+        ahead.append(sequence)
+        if waits:
+            continue
+        tokens = sequence.next_tokens(rows - used)
+        if used and used + len(tokens) > rows:
+            break
+        pieces.append((slot_id, tokens))
+        used += len(tokens)
+    return pieces
 
 
 class SlotGang:
@@ -117,13 +194,40 @@ class SlotGang:
         waiting: deque[tuple[_Job, Sequence]] = deque(started(first))
         under_way: dict[int, tuple[_Job, Sequence]] = {}
         free = set(range(self.width))
+        fresh: set[int] = set()  # slots whose prompt has not had a piece evaluated yet
 
         def release(slot_id: int, error: BaseException | None) -> None:
             job, _ = under_way.pop(slot_id)
+            fresh.discard(slot_id)
             if error is not None:  # nothing the failed answer left in its slot can be trusted
                 context.rewind(slot_id, 0)
             free.add(slot_id)
             job.finish(error)
+
+        def step(rows: list[tuple[int, list[int], int]], prompt: bool) -> bool:
+            """Evaluate `rows` in one call and sample the answers whose prompt they end; False if the call failed."""
+            try:
+                wanted = context.decode(rows)
+            except RuntimeError as error:
+                failure = EngineError(f"The model could not evaluate this step: {error}", status=500,
+                                      code="internal_error")
+                for slot_id in list(under_way):
+                    release(slot_id, failure)
+                return False
+            for (slot_id, tokens, _), row in zip(rows, wanted, strict=True):
+                _, sequence = under_way[slot_id]
+                context.evaluated(slot_id, tokens, prompt)
+                fresh.discard(slot_id)
+                if not sequence.evaluated(len(tokens)):
+                    continue
+                try:
+                    ended = sequence.sample(context.ctx, row)
+                except BaseException as error:
+                    release(slot_id, error)
+                    continue
+                if ended:
+                    release(slot_id, None)
+            return True
 
         while True:
             if len(free) > len(waiting):
@@ -132,6 +236,7 @@ class SlotGang:
                 job, sequence = waiting.popleft()
                 slot_id, start = context.admit(sequence.tokens, free)
                 free.discard(slot_id)
+                fresh.add(slot_id)
                 under_way[slot_id] = (job, sequence)
                 sequence.skip(start)
             for slot_id, (job, sequence) in list(under_way.items()):
@@ -141,40 +246,18 @@ class SlotGang:
                 elif sequence.pos >= self.size:  # the slot is full: the answer goes on in a context of its own
                     sequence.relay.target(HandedOver(sequence))
                     release(slot_id, None)
+                elif slot_id in fresh:  # a prompt it waited for may have been evaluated since
+                    sequence.skip(context.take_shared(slot_id, sequence.tokens, sequence.pos))
             if not under_way:
                 return
 
-            starts = {slot_id: sequence.pos for slot_id, (_, sequence) in under_way.items()}
-            n, outputs, prompted = fill_step(context.batch.batch, under_way, self._step_rows())
-            if n:
-                GANG_WIDTH.labels(engine.spec.name).observe(len(under_way))
-                context.batch.batch.n_tokens = n
-                try:
-                    context.ctx.decode(context.batch)
-                except RuntimeError as error:
-                    failure = EngineError(f"The model could not evaluate this step: {error}", status=500,
-                                          code="internal_error")
-                    for slot_id in list(under_way):
-                        release(slot_id, failure)
-                    yield
-                    continue
-                for slot_id, (_, sequence) in under_way.items():
-                    if sequence.pos > starts[slot_id]:
-                        context.evaluated(slot_id, self._tokens_of(sequence, starts[slot_id]), slot_id == prompted)
-            for slot_id, row in outputs:
-                _, sequence = under_way[slot_id]
-                try:
-                    ended = sequence.sample(context.ctx, row)
-                except BaseException as error:
-                    release(slot_id, error)
-                    continue
-                if ended:
-                    release(slot_id, None)
+            GANG_WIDTH.labels(engine.spec.name).observe(len(under_way))
+            answers = [(slot_id, sequence.todo, sequence.pos) for slot_id, (_, sequence) in under_way.items()
+                       if not sequence.prefilling]
+            prompting = [(slot_id, sequence) for slot_id, (_, sequence) in under_way.items() if sequence.prefilling]
+            pieces = plan_pieces(prompting, len(answers), self._step_rows(), fresh)
+            if not answers or step(answers, prompt=False):
+                for slot_id, tokens in pieces:
+                    if slot_id in under_way and not step([(slot_id, tokens, under_way[slot_id][1].pos)], prompt=True):
+                        break
             yield
-
-    @staticmethod
-    def _tokens_of(sequence: Sequence, start: int) -> list[int]:
-        """The tokens the sequence evaluated from position `start` on, in this step."""
-        if start < sequence.n_prompt:
-            return sequence.tokens[start:sequence.pos]
-        return sequence.generated[start - sequence.n_prompt:sequence.pos - sequence.n_prompt]

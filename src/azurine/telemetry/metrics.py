@@ -8,7 +8,10 @@ GENERATIONS = Counter(
     "azurine_generations_total", "Generations by model and how they ended.", ["model", "outcome"]
 )
 GENERATED_TOKENS = Counter("azurine_generated_tokens_total", "Tokens generated, by model.", ["model"])
-PROMPT_TOKENS = Counter("azurine_prompt_tokens_total", "Prompt tokens evaluated, by model.", ["model"])
+PROMPT_TOKENS = Counter("azurine_prompt_tokens_total", "Prompt tokens read, by model.", ["model"])
+PROMPT_TOKENS_REUSED = Counter("azurine_prompt_tokens_reused_total",
+                               "Prompt tokens taken from an earlier prompt's cells, not evaluated again, by model.",
+                               ["model"])
 RATE_LIMITED = Counter("azurine_rate_limited_total", "Requests refused with 429, by deployment and limit.",
                        ["deployment", "limit"])
 QUEUE_DEPTH = Gauge("azurine_queue_depth", "Requests waiting for a compute thread, by scheduler and class.",
