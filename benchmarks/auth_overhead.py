@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from azurine.api.errors import AzureError  # noqa: E402
 from azurine.api.identity_stage import account_resource_id, identify  # noqa: E402
 from azurine.identity.access import AccessControl  # noqa: E402
-from azurine.identity.issuers import OidcIssuers  # noqa: E402
-from azurine.identity.tokens import COGNITIVE_AUDIENCES, issue_token  # noqa: E402
+from azurine.identity.issuers import OidcIssuers, directory_of  # noqa: E402
+from azurine.identity.tokens import BUILT_IN_DIRECTORY, COGNITIVE_AUDIENCES, issue_token  # noqa: E402
 from azurine.storage.access import AccessStore  # noqa: E402
 from azurine.storage.database import make_engine, migrate  # noqa: E402
 from azurine.storage.state import StateStore  # noqa: E402
@@ -76,8 +76,9 @@ def main() -> None:
     provider.add_key("k1")
     issuers = OidcIssuers([provider.issuer])
     principal = str(uuid.uuid4())
-    AccessStore(engine).put_assignment(str(uuid.uuid4()), account_resource_id(account), OPENAI_USER, principal,
-                                       "User", "bench")
+    for directory in (BUILT_IN_DIRECTORY, directory_of(provider.issuer)):  # one object id in each directory
+        AccessStore(engine).put_assignment(str(uuid.uuid4()), account_resource_id(account), OPENAI_USER, principal,
+                                           "User", "bench", directory)
     own, _ = issue_token(store, audience=COGNITIVE_AUDIENCES[0], object_id=principal)
     external = provider.token("k1", oid=principal, exp=int(time.time()) + 7200)
 

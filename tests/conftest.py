@@ -66,6 +66,7 @@ class Server:
     log: Path
     data_dir: Path
     cert: Path | None = None  # the self-signed certificate an HTTPS server presents
+    metrics_url: str = ""  # the operator's listener: `/metrics` is served there only
 
     def trusted(self) -> ssl.SSLContext | bool:
         return ssl.create_default_context(cafile=str(self.cert)) if self.cert else True
@@ -105,7 +106,9 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None, tls: bool = 
     port = free_port()
     log = data_dir.parent / f"{data_dir.name}-server.log"
     full_env = {**os.environ, "AZURINE_API_KEY": API_KEY, **(env or {})}
-    command = [sys.executable, "-m", "azurine", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    metrics_port = free_port()
+    command = [sys.executable, "-m", "azurine", "serve", "--port", str(port), "--data-dir", str(data_dir),
+               "--metrics-listen", f"127.0.0.1:{metrics_port}"]
     cert = None
     if tls:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +118,8 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None, tls: bool = 
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
     url = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
-    server = Server(url=url, key=API_KEY, process=process, log=log, data_dir=data_dir, cert=cert)
+    server = Server(url=url, key=API_KEY, process=process, log=log, data_dir=data_dir, cert=cert,
+                    metrics_url=f"http://127.0.0.1:{metrics_port}/metrics")
     wait_for_http(url + "/", process, log, verify=server.trusted())
     return server
 

@@ -17,7 +17,7 @@ MODEL = "SmolLM2-135M-Instruct"
 
 
 def metric(server: Server, name: str, **labels: str) -> float:
-    text = httpx.get(f"{server.url}/metrics").text
+    text = httpx.get(server.metrics_url).text
     selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     match = re.search(rf"^{name}\{{{re.escape(selector)}\}} (\S+)$", text, re.MULTILINE)
     return float(match.group(1)) if match else 0.0

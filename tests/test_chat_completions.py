@@ -305,9 +305,9 @@ def test_concurrent_requests_queue_and_all_answer(azure: openai.AzureOpenAI) -> 
     assert all(chats) and vectors == [384] * 4
 
 
-def steps_of_one_answer(server_url: str) -> tuple[float, float]:
+def steps_of_one_answer(metrics_url: str) -> tuple[float, float]:
     """(steps that carried one answer, all steps) of SmolLM2 so far, from the server's metrics."""
-    text = httpx.get(f"{server_url}/metrics").text
+    text = httpx.get(metrics_url).text
     counts = {}
     for line in text.splitlines():
         if line.startswith("azurine_batch_decode_sequences_bucket") and 'model="SmolLM2-135M-Instruct"' in line:
@@ -316,9 +316,9 @@ def steps_of_one_answer(server_url: str) -> tuple[float, float]:
 
 
 def test_the_choices_of_one_request_are_decoded_side_by_side(server: Server, azure: openai.AzureOpenAI) -> None:
-    single_before, all_before = steps_of_one_answer(server.url)
+    single_before, all_before = steps_of_one_answer(server.metrics_url)
     result = azure.chat.completions.create(
         model=SMALL, messages=[{"role": "user", "content": "Name a colour."}], max_tokens=8, n=3, temperature=1)
-    single, total = steps_of_one_answer(server.url)
+    single, total = steps_of_one_answer(server.metrics_url)
     assert len(result.choices) == 3
     assert total - all_before > single - single_before, "no step carried more than one of the choices"

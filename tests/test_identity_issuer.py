@@ -52,10 +52,10 @@ def account_scope(server: Server) -> tuple[str, str, str]:
     return scope, account.resource_group, account.name
 
 
-def assign(server: Server, principal: str, role: str) -> None:
+def assign(server: Server, principal: str, role: str, tenant: str | None = None) -> None:
     scope, _, _ = account_scope(server)
     args = ["role", "assignment", "create", "--assignee", principal, "--role", role, "--scope", scope,
-            "--endpoint", server.url]
+            "--endpoint", server.url, *(["--assignee-tenant", tenant] if tenant else [])]
     if server.cert:
         args += ["--ca-bundle", str(server.cert)]
     azurine(server, *args)
@@ -198,7 +198,8 @@ def test_another_server_trusts_this_one_across_a_signing_key_rotation(issuer: Se
     try:
         sp = service_principal(issuer)
         assign(issuer, sp["id"], OPENAI_USER)
-        assign(relying, sp["id"], OPENAI_USER)  # the relying server's own RBAC decides what the token may do
+        # the relying server's own RBAC decides what the token may do, for the issuer's principal of that id
+        assign(relying, sp["id"], OPENAI_USER, tenant=f"{issuer.url}/{TENANT_ID}/v2.0")
         endpoint = f"{issuer.url}/{TENANT_ID}/oauth2/v2.0/token"
         form = {"grant_type": "client_credentials", "client_id": sp["appId"], "client_secret": sp["password"],
                 "scope": COGNITIVE_SCOPE}

@@ -12,7 +12,7 @@ import jwt
 import openai
 import pytest
 
-from azurine.identity.tokens import ADMIN_OBJECT_ID, COGNITIVE_AUDIENCES, ISSUER, issue_token
+from azurine.identity.tokens import COGNITIVE_AUDIENCES, ISSUER, issue_token
 from azurine.storage.access import AccessStore
 from azurine.storage.database import make_engine
 from azurine.storage.state import StateStore
@@ -95,7 +95,7 @@ def test_a_token_needs_a_role_with_the_data_action(plane: Plane) -> None:
 @pytest.mark.parametrize("case", ["expired", "none", "signature"])
 def test_bad_tokens_are_refused_on_the_data_plane(plane: Plane, case: str) -> None:
     now = int(time.time())
-    claims = {"aud": COGNITIVE_AUDIENCES[0], "iss": ISSUER, "oid": ADMIN_OBJECT_ID, "exp": now + 600}
+    claims = {"aud": COGNITIVE_AUDIENCES[0], "iss": ISSUER, "oid": plane.store.admin_object_id(), "exp": now + 600}
     if case == "expired":
         token = issue_token(plane.store, audience=COGNITIVE_AUDIENCES[0])[0]
         header = jwt.get_unverified_header(token)
@@ -184,7 +184,7 @@ def test_changes_key_reads_and_denials_are_audited(plane: Plane) -> None:
     events = AccessStore(make_engine(f"sqlite:///{plane.server.data_dir / 'azurine.db'}")).audit_events(limit=20)
     assert any(e.principal == principal and e.outcome == "denied"
                and e.action == "Microsoft.CognitiveServices/accounts/listKeys/action" for e in events)
-    assert any(e.principal == ADMIN_OBJECT_ID and e.outcome == "allowed"
+    assert any(e.principal == plane.store.admin_object_id() and e.outcome == "allowed"
                and e.action == "Microsoft.CognitiveServices/accounts/listKeys/action" for e in events)
 
 

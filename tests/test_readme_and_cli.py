@@ -60,4 +60,4 @@ def test_a_deployment_created_by_the_cli_answers_at_once(server: Server, azure: 
 def test_the_cli_refuses_unknown_models(server: Server) -> None:
     result = cli(server, "deployments", "create", "nope", "--model", "gpt-99")
     assert result.returncode == 1
-    assert "No model gpt-99" in result.stdout
+    assert result.stderr.startswith("ERROR: (DeploymentModelNotSupported) The model 'Format:None, Name:gpt-99, ")

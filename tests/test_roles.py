@@ -11,6 +11,7 @@ SUB = "/subscriptions/00000000-0000-0000-0000-000000000001"
 GROUP = f"{SUB}/resourceGroups/rg"
 ACCOUNT = f"{GROUP}/providers/Microsoft.CognitiveServices/accounts/contoso"
 OPENAI = "Microsoft.CognitiveServices/accounts/OpenAI"
+D = "00000000-0000-0000-0000-00000000a2e0"  # the principals' directory
 
 # (operation, data action?) → the roles that may perform it
 TABLE = {
@@ -41,7 +42,7 @@ TABLE = {
 @pytest.mark.parametrize(("operation", "data"), list(TABLE))
 def test_each_role_may_do_exactly_its_operations(operation: str, data: bool) -> None:
     allowed = {role.name for role in BUILT_IN_ROLES.values()
-               if is_allowed([RoleAssignment(ACCOUNT, role.id, "p")], "p", ACCOUNT, operation, data)}
+               if is_allowed([RoleAssignment(ACCOUNT, role.id, "p", D)], "p", ACCOUNT, operation, data, directory=D)}
     assert allowed == TABLE[(operation, data)]
 
 
@@ -49,23 +50,27 @@ def test_an_assignment_covers_its_scope_and_what_lies_beneath() -> None:
     user = ROLES_BY_NAME["cognitive services openai user"].id
     chat = f"{OPENAI}/deployments/chat/completions/action"
     for scope in (SUB, GROUP, ACCOUNT):
-        assert is_allowed([RoleAssignment(scope, user, "p")], "p", ACCOUNT, chat, True)
+        assert is_allowed([RoleAssignment(scope, user, "p", D)], "p", ACCOUNT, chat, True, directory=D)
     other_account = f"{GROUP}/providers/Microsoft.CognitiveServices/accounts/fabrikam"
-    assert not is_allowed([RoleAssignment(other_account, user, "p")], "p", ACCOUNT, chat, True)
-    assert not is_allowed([RoleAssignment(ACCOUNT, user, "someone-else")], "p", ACCOUNT, chat, True)
+    assert not is_allowed([RoleAssignment(other_account, user, "p", D)], "p", ACCOUNT, chat, True, directory=D)
+    assert not is_allowed([RoleAssignment(ACCOUNT, user, "someone-else", D)], "p", ACCOUNT, chat, True, directory=D)
+    assert not is_allowed([RoleAssignment(ACCOUNT, user, "p", "https://other.example")], "p", ACCOUNT, chat, True,
+                          directory=D)  # the same object id in another directory is someone else
+    assert not is_allowed([RoleAssignment(ACCOUNT, user, "p", "")], "p", ACCOUNT, chat, True, directory="")
     assert not covers(f"{GROUP}/providers/Microsoft.CognitiveServices/accounts/con", ACCOUNT)  # not a prefix match
 
 
 def test_role_ids_may_be_full_resource_ids_and_any_case() -> None:
     owner = f"{SUB}/providers/Microsoft.Authorization/roleDefinitions/8E3AF657-A8FF-443C-A75C-2FE8C4BCB635"
-    assert is_allowed([RoleAssignment(SUB.upper(), owner, "P")], "p", ACCOUNT,
-                      "microsoft.cognitiveservices/accounts/delete", False)
+    assert is_allowed([RoleAssignment(SUB.upper(), owner, "P", D)], "p", ACCOUNT,
+                      "microsoft.cognitiveservices/accounts/delete", False, directory=D)
 
 
 def test_management_roles_grant_no_data_actions() -> None:
     chat = f"{OPENAI}/deployments/chat/completions/action"
     for name in ("owner", "contributor", "reader", "cognitive services contributor"):
-        assert not is_allowed([RoleAssignment(ACCOUNT, ROLES_BY_NAME[name].id, "p")], "p", ACCOUNT, chat, True)
+        assert not is_allowed([RoleAssignment(ACCOUNT, ROLES_BY_NAME[name].id, "p", D)], "p", ACCOUNT, chat, True,
+                              directory=D)
 
 
 @pytest.mark.parametrize(("method", "path", "scope", "action"), [

@@ -162,7 +162,7 @@ NO_END = {"0": -100, "2": -100}  # SmolLM2's <|endoftext|> and <|im_end|>: every
 
 
 def queue_depth(server: Server, scheduler: str, priority: str) -> float:
-    text = httpx.get(f"{server.url}/metrics").text
+    text = httpx.get(server.metrics_url).text
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "azurine_queue_depth" and sample.labels == {"scheduler": scheduler,

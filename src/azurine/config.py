@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -24,6 +24,7 @@ class Settings:
     region: str = "local"
     region_display_name: str = "Local"
     redis_url: str | None = None  # shared rate-limit counters for several replicas
+    limits: RequestLimits = field(default_factory=lambda: RequestLimits())
 
     @classmethod
     def load(cls, data_dir: Path | str | None = None) -> Settings:
@@ -36,7 +37,50 @@ class Settings:
             region=os.environ.get("AZURINE_REGION", "local"),
             region_display_name=os.environ.get("AZURINE_REGION_DISPLAY_NAME", "Local"),
             redis_url=os.environ.get("AZURINE_REDIS_URL") or None,
+            limits=RequestLimits.load(),
         )
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What one request may hold before it is refused, checked before anything else reads it (authentication
+    included), so an anonymous caller cannot make the server buffer or walk more than this."""
+
+    max_header_bytes: int = 64 * 1024  # a request line and headers; Entra tokens with many groups stay well under
+    # a JSON body; file uploads have their own limit (Azure's 200 MB for a batch input file)
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_json_depth: int = 64  # nested arrays and objects in a JSON body or a batch input line
+    # characters of regex patterns in the blocklists of one account, compiled together when a list changes
+    max_blocklist_regex_chars: int = 100_000
+
+    @classmethod
+    def load(cls) -> RequestLimits:
+        """`AZURINE_MAX_HEADER_BYTES`, `AZURINE_MAX_BODY_BYTES` (sizes such as 64KiB or 32MiB),
+        `AZURINE_MAX_JSON_DEPTH` and `AZURINE_MAX_BLOCKLIST_REGEX_CHARS` (whole numbers)."""
+        default = cls()
+        return cls(max_header_bytes=_size("AZURINE_MAX_HEADER_BYTES", default.max_header_bytes),
+                   max_body_bytes=_size("AZURINE_MAX_BODY_BYTES", default.max_body_bytes),
+                   max_json_depth=_count("AZURINE_MAX_JSON_DEPTH", default.max_json_depth),
+                   max_blocklist_regex_chars=_count("AZURINE_MAX_BLOCKLIST_REGEX_CHARS",
+                                                    default.max_blocklist_regex_chars))
+
+
+def _size(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.endswith("%"):
+        raise ValueError(f"{name} must be a size such as 64KiB or 32MiB, not a share of the memory ({raw!r})")
+    return parse_memory(raw, 0, name)
+
+
+def _count(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return int(raw)
 
 
 @dataclass(frozen=True)
@@ -55,7 +99,7 @@ class UpstreamSettings:
     @classmethod
     def load(cls) -> UpstreamSettings:
         raw = os.environ.get("AZURINE_UPSTREAM_CONCURRENCY", "16").strip()
-        if not raw.isdigit() or int(raw) < 1:
+        if not raw.isascii() or not raw.isdigit() or int(raw) < 1:  # "²" is a digit to isdigit, not to int
             raise ValueError(f"AZURINE_UPSTREAM_CONCURRENCY must be a whole number of at least 1, not {raw!r}")
         priority = os.environ.get("AZURINE_UPSTREAM_PRIORITY", "").strip()
         everywhere = priority.lower() in ("1", "true", "yes", "all", "*")
@@ -110,6 +154,6 @@ def total_memory() -> int:
             limit = Path(limit_file).read_text().strip()
         except OSError:
             continue
-        if limit.isdigit():
+        if limit.isascii() and limit.isdigit():
             total = min(total, int(limit))
     return total

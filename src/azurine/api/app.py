@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from azurine.api.context import Services
 from azurine.api.encryption_stage import key_not_accessible
@@ -27,6 +29,7 @@ from azurine.api.errors import (
 )
 from azurine.api.identity_stage import trusted_issuers
 from azurine.api.inference.batches import router as batches_router
+from azurine.api.inference.files import MAX_UPLOAD_BYTES, MULTIPART_OVERHEAD, too_large
 from azurine.api.inference.files import router as files_router
 from azurine.api.inference.render import ClientDisconnected
 from azurine.api.inference.routes import router as inference_router
@@ -37,6 +40,7 @@ from azurine.api.management.deployments import router as deployments_router
 from azurine.api.management.locations import router as locations_router
 from azurine.api.management.rai import router as rai_router
 from azurine.api.middleware import AccountPrefixMiddleware, AzureHeadersMiddleware
+from azurine.api.size_limits import BodyLimitMiddleware
 from azurine.catalog import load_catalog
 from azurine.config import Settings
 from azurine.engines.base import EngineError
@@ -102,6 +106,12 @@ async def metrics(_: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
+def metrics_app() -> Starlette:
+    """`/metrics` alone, for the operator's listener (`azurine serve --metrics-listen`): the metrics name every
+    account's deployments, so the API's listeners, which tenants reach, never serve them."""
+    return Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
+
+
 BATCH_PRICE = 0.5  # Azure bills Global and Data Zone Batch tokens at half the standard price
 # lines a worker runs at once: twice what an engine decodes together, so that while some lines are in the
 # pipeline's other stages (filters, storing results) the engine's gang stays full
@@ -158,7 +168,6 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
     app.include_router(issuer_router)
     for router in management_routers:
         app.include_router(router)
-    app.add_route("/metrics", metrics, methods=["GET"])
     app.add_exception_handler(AzureError, azure_error_handler)
     app.add_exception_handler(EngineError, engine_error_handler)
     app.add_exception_handler(KeyUnavailable, key_unavailable_handler)
@@ -166,6 +175,9 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(ClientDisconnected, disconnected_handler)
     app.add_exception_handler(Exception, unexpected_error_handler)
+    limits = services.settings.limits
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=limits.max_body_bytes,
+                       upload_bytes=MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD, upload_too_large=too_large)
     app.add_middleware(AccountPrefixMiddleware)
     app.add_middleware(AzureHeadersMiddleware, region=services.settings.region_display_name)
     return app

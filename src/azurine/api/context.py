@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -28,8 +28,10 @@ from azurine.identity.access import AccessControl
 from azurine.identity.directory import Directory
 from azurine.identity.issuers import OidcIssuers
 from azurine.jobs.batch_runner import BATCH_SCOPE_KEY
+from azurine.json_depth import text_too_deep
 from azurine.quota.capacity import BATCH
 from azurine.quota.limiter import Limiter
+from azurine.safety.compiled_blocklists import CompiledBlocklists
 from azurine.safety.screen import Detectors
 from azurine.scheduler.registry import EngineRegistry
 from azurine.storage.batches import BatchStore
@@ -56,6 +58,7 @@ class Services:
     access: AccessControl
     issuers: OidcIssuers
     directory: Directory
+    blocklists: CompiledBlocklists = field(default_factory=CompiledBlocklists)
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,21 @@ async def find_deployment(request: Request, account: AccountRecord, name: str, c
     return Target(deployment=deployment, model=model, engine=engine)
 
 
+# bodies larger than this are parsed in a thread: validating megabytes of JSON would hold the event loop
+PARSE_ON_LOOP_BYTES = 256 * 1024
+
+
 async def parse_body(request: Request, model: type[Body]) -> Body:
     raw = await request.body()
+    limit = services(request).settings.limits.max_json_depth
+    if len(raw) > PARSE_ON_LOOP_BYTES:
+        return await run_in_threadpool(_parse, raw, model, limit)
+    return _parse(raw, model, limit)
+
+
+def _parse(raw: bytes, model: type[Body], max_depth: int) -> Body:
+    if text_too_deep(raw, max_depth):
+        raise bad_request(f"The JSON body nests arrays and objects more than {max_depth} levels deep.", None)
     try:
         return model.model_validate_json(raw or b"")
     except ValidationError as error:

@@ -96,12 +96,12 @@ async def identify(request: Request, account: AccountRecord, bearer_keys: bool, 
             except InvalidToken:
                 raise AzureError(401, "401", BAD_TOKEN) from None
         operation = data_operation(request.method, request.url.path, account_resource_id(account))
-        if access.knows(principal.object_id):  # cached assignments: no database, no thread
-            allowed = access.allowed(principal.object_id, operation)
+        if access.knows(principal):  # cached assignments: no database, no thread
+            allowed = access.allowed(principal, operation)
         else:
-            allowed = await run_in_threadpool(access.allowed, principal.object_id, operation)
+            allowed = await run_in_threadpool(access.allowed, principal, operation)
         if not allowed:
-            await run_in_threadpool(access.audit, principal.object_id, operation, "denied",
+            await run_in_threadpool(access.audit, principal, operation, "denied",
                                     f"{request.method} {request.url.path}")
             raise AzureError(401, "PermissionDenied",
                              f"The principal `{principal.object_id}` lacks the required data action "

@@ -5,7 +5,8 @@
 - `GET /msi/token`: App Service's managed-identity protocol (`IDENTITY_ENDPOINT`, `X-IDENTITY-HEADER`).
 
 Errors are OAuth2's (`error`, `error_description` beginning with the AADSTS number, `error_codes`), not Azure's
-API envelope: token clients parse those.
+API envelope: token clients parse those. A client address whose token requests keep failing is told to wait
+(429 with `Retry-After`, `AZURINE_TOKEN_FAILURES_PER_MINUTE`) before its requests are looked at or audited.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from urllib.parse import unquote
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from azurine.api.context import services
-from azurine.identity.directory import TokenRefused, expires_in
+from azurine.api.network_stage import network_settings
+from azurine.identity.directory import ECHO_MAX, TokenRefused, expires_in
+from azurine.identity.throttle import FailureThrottle
 from azurine.identity.tokens import TENANT_ID, jwks, public_issuer
+from azurine.storage.access import clip
 
 router = APIRouter()
 TENANTS = {TENANT_ID}  # one directory per server; a tenant alias could join it here
@@ -91,14 +96,48 @@ def _client_from_basic(request: Request) -> tuple[str, str] | None:
     return unquote(client_id), unquote(secret)
 
 
+def _throttle(request: Request) -> FailureThrottle:
+    throttle = getattr(request.app.state, "token_failures", None)
+    if not isinstance(throttle, FailureThrottle):
+        throttle = request.app.state.token_failures = FailureThrottle.from_environment()
+    return throttle
+
+
+def _caller(request: Request) -> str:
+    """The client's address, behind trusted proxies the one they vouch for."""
+    peer = request.scope.get("client")
+    address = network_settings(request.app).trusted_proxies.client_address(
+        peer[0] if peer else None, request.headers.getlist("x-forwarded-for"))
+    return str(address) if address is not None else "unknown"
+
+
 @router.post("/{tenant}/oauth2/v2.0/token")
 async def token(tenant: str, request: Request) -> JSONResponse:
+    throttle, caller = _throttle(request), _caller(request)
+    wait_s = throttle.wait_s(caller)
+    if wait_s:
+        refused = oauth_error(TokenRefused(429, "temporarily_unavailable", 90055,
+                                           "Too many failed token requests from this client address. Retry after "
+                                           f"{wait_s} seconds."))
+        refused.headers["Retry-After"] = str(wait_s)
+        return refused
+    response = await _token(tenant, request)
+    if response.status_code >= 400:
+        throttle.failed(caller)
+    return response
+
+
+async def _token(tenant: str, request: Request) -> JSONResponse:
     if tenant not in TENANTS:
         return _tenant_not_found(tenant)
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return oauth_error(TokenRefused(400, "invalid_request", 900144,
                                         "The request body must contain the following parameter: 'grant_type'."))
-    form = await request.form()
+    try:
+        form = await request.form()
+    except StarletteHTTPException:  # a field over Starlette's size limit: a bad request, and a failed one
+        return oauth_error(TokenRefused(400, "invalid_request", 0,
+                                        "The request body could not be read: a field is longer than accepted."))
     fields: dict[str, str] = {k: v for k, v in form.items() if isinstance(v, str)}
     grant = fields.get("grant_type", "")
     if not grant:
@@ -106,7 +145,7 @@ async def token(tenant: str, request: Request) -> JSONResponse:
                                         "The request body must contain the following parameter: 'grant_type'."))
     if grant != "client_credentials":
         return oauth_error(TokenRefused(400, "unsupported_grant_type", 70003,
-                                        f"The app requested an unsupported grant type '{grant}'."))
+                                        f"The app requested an unsupported grant type '{clip(grant, ECHO_MAX)}'."))
     client_id, secret = _client_from_basic(request) or (fields.get("client_id", ""), fields.get("client_secret", ""))
     if not client_id:
         return oauth_error(TokenRefused(400, "invalid_request", 900144,
@@ -125,6 +164,19 @@ async def token(tenant: str, request: Request) -> JSONResponse:
 
 @router.get("/msi/token")
 async def managed_identity_token(request: Request) -> JSONResponse:
+    throttle, caller = _throttle(request), _caller(request)
+    wait_s = throttle.wait_s(caller)
+    if wait_s:
+        return JSONResponse({"statusCode": 429, "message": "Too many failed token requests from this client "
+                                                          f"address. Retry after {wait_s} seconds."},
+                            status_code=429, headers={"Retry-After": str(wait_s)})
+    response = await _managed_identity_token(request)
+    if response.status_code >= 400:
+        throttle.failed(caller)
+    return response
+
+
+async def _managed_identity_token(request: Request) -> JSONResponse:
     params = request.query_params
     if params.get("api-version") != "2019-08-01":
         return JSONResponse({"statusCode": 400, "message": "The api-version must be 2019-08-01."}, status_code=400)

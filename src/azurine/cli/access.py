@@ -45,13 +45,18 @@ def _row(table: Table, assignment: dict[str, Any]) -> None:
 def assignment_create(assignee: Annotated[str, typer.Option("--assignee", help="The principal's object id.")],
                       role: Annotated[str, typer.Option("--role", help="A role's name or id.")], scope: Scope,
                       assignee_type: Annotated[str, typer.Option("--assignee-principal-type")] = "User",
+                      assignee_tenant: Annotated[str | None, typer.Option(
+                          "--assignee-tenant", help="The principal's directory: a trusted Entra tenant's id or "
+                          "issuer's URL. By default, the directory of whoever gives the role.")] = None,
                       endpoint: Endpoint = "https://localhost:8080", subscription: Subscription = "",
                       token: Token = None, ca_bundle: CaBundle = None, data_dir: DataDir = None) -> None:
     """Give `--role` to `--assignee` at `--scope`."""
     scope = "/" + scope.strip("/")
-    body = {"properties": {"roleDefinitionId": f"{scope}/providers/Microsoft.Authorization/roleDefinitions/"
-                                               f"{_role_id(role)}", "principalId": assignee,
-                           "principalType": assignee_type}}
+    properties = {"roleDefinitionId": f"{scope}/providers/Microsoft.Authorization/roleDefinitions/{_role_id(role)}",
+                  "principalId": assignee, "principalType": assignee_type}
+    if assignee_tenant:
+        properties["principalTenantId"] = assignee_tenant
+    body = {"properties": properties}
     with arm(endpoint, subscription or scope.split("/")[2], token, ca_bundle, data_dir) as client:
         made = client.call("PUT", f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
                                   f"?api-version={AUTHORIZATION_VERSION}", body)

@@ -72,21 +72,28 @@ def serve(
                                                     help="Also serve the API here, as a private endpoint: requests "
                                                     "that arrive on it pass public-access and firewall rules "
                                                     "(repeatable)."),
+    metrics_listen: str | None = typer.Option(None, metavar="HOST:PORT",
+                                              help="Serve Prometheus metrics (/metrics) here, over plain HTTP, "
+                                              "and nowhere else: an address only operators reach, such as "
+                                              "127.0.0.1:9464 [default: not served]."),
 ) -> None:
     """Run the server on the embedded defaults: SQLite in --data-dir, models in-process."""
     import uvicorn
 
-    from azurine.api.app import build_services, create_app, run_worker_only
+    from azurine.api.app import build_services, create_app, metrics_app, run_worker_only
+    from azurine.api.size_limits import head_limited_protocol
     from azurine.network import Listener, NetworkSettings
 
     if role not in ROLES:
         console.print(f"[red]--role is one of {', '.join(ROLES)}[/]")
         raise typer.Exit(2)
-    if private_listen and role == "worker":
-        console.print("[red]--private-listen needs a listener: a --role worker process has none[/]")
+    if (private_listen or metrics_listen) and role == "worker":
+        console.print("[red]--private-listen and --metrics-listen need a listener: a --role worker process has "
+                      "none[/]")
         raise typer.Exit(2)
     try:
         network = NetworkSettings.from_environment([Listener.parse(spec) for spec in private_listen or []])
+        metrics_listener = Listener.parse(metrics_listen) if metrics_listen else None
         model_memory_budget()  # read again by the engines; a bad value stops the server with its message here
     except ValueError as error:
         console.print(f"[red]{error}[/]")
@@ -114,19 +121,26 @@ def serve(
     console.print(f"Endpoint: [bold]{scheme}://{shown_host}:{port}/[/]")
     for listener in network.private_listeners:
         console.print(f"Private:  [bold]{scheme}://{listener.bind_host}:{listener.port}/[/]")
-    console.print(f"Key:      [bold]{account.key1}[/]")
+    # whole only when just made: a later start's output lands in logs, where a key must not
+    shown_key = account.key1 if created else f"{'*' * 8}{account.key1[-4:]} (`azurine keys show` prints it)"
+    console.print(f"Key:      [bold]{shown_key}[/]")
     # uvicorn rewrites the client address from X-Forwarded-For for the peers it trusts: exactly ours, so that
     # a forged header from anyone else never becomes the address the firewall sees
     options: dict[str, Any] = {
         "log_level": "info", "ssl_certfile": str(ssl_certfile) if ssl_certfile else None,
         "ssl_keyfile": str(ssl_keyfile) if ssl_keyfile else None, "timeout_graceful_shutdown": 5,
-        "forwarded_allow_ips": [str(proxy) for proxy in network.trusted_proxies.networks]}
-    if not network.private_listeners:
+        "forwarded_allow_ips": [str(proxy) for proxy in network.trusted_proxies.networks],
+        "http": head_limited_protocol(settings.limits.max_header_bytes)}
+    if not network.private_listeners and metrics_listener is None:
         uvicorn.run(application, host=host, port=port, **options)
         return
     configs = [uvicorn.Config(application, host=host, port=port, lifespan="off", **options)]
     configs += [uvicorn.Config(application, host=listener.bind_host, port=listener.port, lifespan="off", **options)
                 for listener in network.private_listeners]
+    if metrics_listener is not None:
+        console.print(f"Metrics:  [bold]http://{metrics_listener.bind_host}:{metrics_listener.port}/metrics[/]")
+        configs.append(uvicorn.Config(metrics_app(), host=metrics_listener.bind_host, port=metrics_listener.port,
+                                      lifespan="off", log_level="warning", http=options["http"]))
     serve_listeners(application, configs)
 
 
@@ -221,19 +235,34 @@ def deployments_create(
     data_dir: Path | None = typer.Option(None, help="The server's data directory [default: ./azurine-data]."),
     account: str | None = typer.Option(None, help="The account [default: the first one created]."),
 ) -> None:
-    """Add a deployment; a running server answers on it at once."""
-    spec = load_catalog().get(model, version)
-    if spec is None:
-        console.print(f"[red]No model {model} {version or ''} in the catalog; see `azurine models list`.[/]")
-        raise typer.Exit(1)
+    """Add a deployment; a running server answers on it at once. The management plane's rules apply (model,
+    deployment type, capacity, quota) and the change goes to the audit log, as an ARM PUT would."""
+    from datetime import UTC, datetime
+
+    from azurine.api.errors import AzureError
+    from azurine.api.management.arm import account_id
+    from azurine.api.management.deployment_service import DeploymentIn, Upstream, put_deployment
+    from azurine.identity.access import arm_operation
+    from azurine.identity.directory import OPERATOR
+    from azurine.storage.access import AccessStore, AuditRecord
+
     store, record = _open_account(data_dir, account)
     if store.deployment(record.id, name) is not None:
         console.print(f"[red]{record.name} already has a deployment named {name}.[/]")
         raise typer.Exit(1)
-    store.create_deployment(record.id, name, model_name=spec.name, model_version=spec.version,
-                            model_format=spec.publisher, sku_name=sku, sku_capacity=capacity,
-                            upstream_url=upstream_url, upstream_model=upstream_model,
-                            upstream_api_key=upstream_api_key)
+    body = DeploymentIn.model_validate({"sku": {"name": sku, "capacity": capacity},
+                                        "properties": {"model": {"name": model, "version": version}}})
+    resource = f"{account_id(record.subscription_id, record.resource_group, record.name)}/deployments/{name}"
+    operation = arm_operation("PUT", resource)  # what ARM records for the same change
+    AccessStore(store.engine).audit([AuditRecord(datetime.now(UTC), OPERATOR, operation.action, operation.scope,
+                                                 "allowed", "azurine deployments create")])
+    try:
+        written = put_deployment(store, load_catalog(), record, name, body, OPERATOR,
+                                 Upstream(upstream_url, upstream_model, upstream_api_key) if upstream_url else None)
+    except AzureError as error:  # shown as the az-shaped commands show ARM's refusals
+        typer.echo(f"ERROR: ({error.code}) {error.message}", err=True)
+        raise typer.Exit(1) from None
+    spec = written.model
     where = f"served by {upstream_url}" if upstream_url else "served in-process"
     console.print(f"Created deployment [bold]{name}[/] of {spec.name} {spec.version} on {record.name}, {where}.")
 

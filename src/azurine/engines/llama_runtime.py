@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from azurine.catalog import ModelSpec
+from azurine.config import RequestLimits
 from azurine.engines.base import (
     ChatPrompt,
     ContextLengthExceeded,
@@ -41,10 +43,12 @@ from azurine.engines.llama_memory import kv_cell_bytes
 from azurine.engines.llama_sequences import Sequence, SequenceGang, step_rows
 from azurine.engines.llama_slots import SlotGang
 from azurine.engines.tool_calls import may_be_tool_call, new_call_id, parse_tool_calls, tools_system_prompt
+from azurine.json_depth import text_too_deep
 from azurine.scheduler.compute import Gang, Scheduler
 from azurine.scheduler.priority import Priority
 from azurine.scheduler.work import WorkOrder
 
+log = logging.getLogger("azurine")
 Emit = Callable[[Event], None]
 
 # Every llama.cpp model in the process computes on this one scheduler's thread. llama.cpp's OpenMP
@@ -79,10 +83,14 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             calls = []
             for call in message["tool_calls"]:
                 function = dict(call.get("function", {}))
-                try:
-                    function["arguments"] = json.loads(function.get("arguments") or "{}")
-                except ValueError:
-                    pass
+                arguments = function.get("arguments") or "{}"
+                # the caller wrote these: nested too deep for the parser or the template's own recursion, they
+                # stay text, as arguments that are not JSON do
+                if not text_too_deep(arguments, RequestLimits().max_json_depth):
+                    try:
+                        function["arguments"] = json.loads(arguments)
+                    except ValueError:
+                        pass
                 calls.append({"id": call.get("id"), "type": "function", "function": function})
             item["tool_calls"] = calls
         if role == "tool":
@@ -269,7 +277,9 @@ class LlamaCppEngine:
                 llm = Llama(model_path=str(self._path), n_ctx=self.spec.context_length, n_threads=self._n_threads,
                             n_batch=512, verbose=False)
             except ValueError as error:  # llama.cpp could not allocate it (out of memory) or read the file
-                raise EngineUnavailable(f"The model {self.spec.name} could not be loaded: {error}") from error
+                # its words name the host's files: the operator's log has them
+                log.warning("the model %s could not be loaded from %s: %s", self.spec.name, self._path, error)
+                raise EngineUnavailable(f"The model {self.spec.name} could not be loaded.") from error
             template = llm.metadata.get("tokenizer.chat_template")
             if template:
                 eos, bos = llm.token_eos(), llm.token_bos()

@@ -12,6 +12,7 @@ requests are in flight to the server, and which goes next, the scheduler decides
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,6 +36,9 @@ from azurine.engines.base import (
     TopLogprob,
 )
 
+log = logging.getLogger("azurine.upstream")
+# statuses about the caller's request, whose message the caller needs (as vLLM and OpenAI word them)
+CALLERS_OWN = frozenset({400, 413, 422})
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=60.0)
 
 
@@ -72,6 +76,7 @@ class OpenAIUpstreamEngine:
         self.spec = spec
         self._model = model or spec.name
         self._send_priority = send_priority
+        self._base_url = base_url
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(base_url=base_url.rstrip("/") + "/", headers=headers, timeout=TIMEOUT)
 
@@ -79,15 +84,23 @@ class OpenAIUpstreamEngine:
         await response.aread()
         try:
             error = response.json().get("error") or {}
-        except ValueError:
+        except (ValueError, AttributeError):
             error = {}
-        message = error.get("message") if isinstance(error, dict) else None
-        message = message or f"The upstream model server answered {response.status_code}."
-        if isinstance(error, dict) and error.get("code") == "context_length_exceeded":
+        error = error if isinstance(error, dict) else {}
+        message = error.get("message") if isinstance(error.get("message"), str) else None
+        if error.get("code") == "context_length_exceeded" and message:
             raise ContextLengthExceeded(message, error.get("param") or "messages")
-        if 400 <= response.status_code < 500:
-            raise EngineError(message, param=error.get("param") if isinstance(error, dict) else None)
-        raise EngineUnavailable(message)
+        if response.status_code in CALLERS_OWN:
+            raise EngineError(message or f"The upstream model server refused the request ({response.status_code}).",
+                              param=error.get("param") if isinstance(error.get("param"), str) else None)
+        # anything else is the server's own trouble, or the operator's (its key, its model name), in words that
+        # can name its hosts, paths and keys: the operator's log has them, the caller a status
+        log.warning("upstream %s answered %s: %s", self._base_url, response.status_code, response.text[:2000])
+        raise EngineUnavailable(f"The upstream model server answered {response.status_code}.")
+
+    def _unreachable(self, error: httpx.TransportError) -> EngineUnavailable:
+        log.warning("upstream %s could not be reached: %r", self._base_url, error)
+        return EngineUnavailable("The upstream model server could not be reached.")
 
     def _body(self, body: dict[str, Any], order: Order | None) -> dict[str, Any]:
         body = {**body, "model": self._model}
@@ -100,7 +113,7 @@ class OpenAIUpstreamEngine:
         try:
             response = await self._client.post(path, json={**body, "stream": False})
         except httpx.TransportError as error:
-            raise EngineUnavailable(f"The upstream model server could not be reached: {error}") from error
+            raise self._unreachable(error) from error
         if response.status_code != 200:
             await self._raise_for(response)
         payload = response.json()
@@ -156,7 +169,7 @@ class OpenAIUpstreamEngine:
                         if choice.get("finish_reason"):
                             reason = choice["finish_reason"]
         except httpx.TransportError as error:
-            raise EngineUnavailable(f"The upstream model server could not be reached: {error}") from error
+            raise self._unreachable(error) from error
         if calls:
             yield Delta(tool_calls=[ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"])
                                     for _, c in sorted(calls.items())])
@@ -197,7 +210,7 @@ class OpenAIUpstreamEngine:
         try:
             response = await self._client.post("embeddings", json=self._body({"input": inputs}, order))
         except httpx.TransportError as error:
-            raise EngineUnavailable(f"The upstream model server could not be reached: {error}") from error
+            raise self._unreachable(error) from error
         if response.status_code != 200:
             await self._raise_for(response)
         payload = response.json()

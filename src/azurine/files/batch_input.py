@@ -10,7 +10,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from azurine.config import RequestLimits
+from azurine.json_depth import too_deep
+
 MAX_REQUESTS = 100_000
+MAX_DEPTH = RequestLimits().max_json_depth
 
 # the operations a batch can run, by the url a line names (with or without OpenAI's /v1 prefix)
 BATCH_URLS = ("/chat/completions", "/completions", "/embeddings")
@@ -51,12 +55,21 @@ def normalize_url(url: str) -> str | None:
     return path if path in BATCH_URLS else None
 
 
-def _check_line(number: int, text: str, seen_ids: dict[str, int]) -> BatchLine | LineError:
+def _too_deep(number: int, max_depth: int) -> LineError:
+    return LineError(number, INVALID_JSON_LINE, f"Line {number} nests arrays and objects more than {max_depth} "
+                                                "levels deep.")
+
+
+def _check_line(number: int, text: str, seen_ids: dict[str, int], max_depth: int) -> BatchLine | LineError:
     try:
         request = json.loads(text)
     except json.JSONDecodeError as error:
         return LineError(number, INVALID_JSON_LINE, f"Line {number} is not valid JSON: {error.msg} "
                                                     f"(column {error.colno}).")
+    except RecursionError:  # nested deeper than the parser's own stack
+        return _too_deep(number, max_depth)
+    if too_deep(request, max_depth):
+        return _too_deep(number, max_depth)
     if not isinstance(request, dict):
         return LineError(number, INVALID_REQUEST, f"Line {number} must be a JSON object, "
                                                   f"not {type(request).__name__}.")
@@ -87,10 +100,11 @@ def _check_line(number: int, text: str, seen_ids: dict[str, int]) -> BatchLine |
     return BatchLine(line=number, custom_id=custom_id, method="POST", url=normalized, body=body)
 
 
-def validate_batch_lines(data: bytes) -> tuple[list[BatchLine], list[LineError]]:
+def validate_batch_lines(data: bytes, max_depth: int = MAX_DEPTH) -> tuple[list[BatchLine], list[LineError]]:
     """The requests of a batch input file and, when it cannot run, why: no errors means every line is good.
 
-    Blank lines are skipped. All requests must share one url and one `model`; the first good line sets both.
+    Blank lines are skipped; a line nested more than `max_depth` levels is a bad line.
+    All requests must share one url and one `model`; the first good line sets both.
     """
     lines: list[BatchLine] = []
     errors: list[LineError] = []
@@ -113,7 +127,7 @@ def validate_batch_lines(data: bytes) -> tuple[list[BatchLine], list[LineError]]
         if requests == MAX_REQUESTS + 1:
             errors.append(LineError(number, TOO_MANY_TASKS, f"Line {number} is request {requests:,}; a batch "
                                                             f"file holds at most {MAX_REQUESTS:,} requests."))
-        checked = _check_line(number, text, seen_ids)
+        checked = _check_line(number, text, seen_ids, max_depth)
         if isinstance(checked, LineError):
             errors.append(checked)
             continue

@@ -5,8 +5,10 @@ Management requests are ARM paths, so their action follows from the path and the
 deployment; `POST …/accounts/{a}/listKeys` is `Microsoft.CognitiveServices/accounts/listKeys/action`. Data-plane
 requests map to the data actions Azure's OpenAI roles name (`…/OpenAI/deployments/chat/completions/action`).
 
-Assignments are read per principal and kept for `ttl_s`, so a request costs no database read while a role
-given or taken away takes effect within that time on every replica.
+A principal is the pair of its directory (the tenant or issuer that vouches for it) and its object id, as in
+Entra, where a role assignment's principal is a principal of the assignment's tenant: the same object id asserted
+by another issuer is someone else. Assignments are read per principal and kept for `ttl_s`, so a request costs no
+database read while a role given or taken away takes effect within that time on every replica.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from azurine.identity.roles import OPENAI, RoleAssignment, is_allowed
-from azurine.identity.tokens import ADMIN_OBJECT_ID
+from azurine.identity.tokens import BUILT_IN_DIRECTORY, Principal
 from azurine.storage.access import AccessStore, AuditRecord
 
 VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
@@ -79,43 +81,58 @@ def data_operation(method: str, path: str, account_resource_id: str) -> Operatio
 
 
 class AccessControl:
-    """RBAC decisions with each principal's assignments cached for `ttl_s`. The built-in administrator, who
-    `azurine token get` speaks for, holds Owner over everything and no data actions."""
+    """RBAC decisions with each principal's assignments cached for `ttl_s`. A principal is an object id within a
+    directory, and an assignment applies only to its own directory's principal of that id. The built-in
+    administrator, who `azurine token get` speaks for, is the built-in directory's principal of the install's
+    random administrator id; it holds Owner over everything and no data actions."""
 
     def __init__(self, store: AccessStore, ttl_s: float = 1.0) -> None:
         self.store = store
         self._ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, list[RoleAssignment]]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, list[RoleAssignment]]] = {}
         self._lock = threading.Lock()
+        self._administrator: str | None = None
 
-    def _assignments(self, principal_id: str) -> list[RoleAssignment]:
-        key = principal_id.lower()
+    @staticmethod
+    def _key(principal: Principal) -> tuple[str, str]:
+        return principal.directory, principal.object_id.lower()
+
+    def _assignments(self, principal: Principal) -> list[RoleAssignment]:
+        key = self._key(principal)
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None and now - cached[0] < self._ttl_s:
                 return cached[1]
-        found = [RoleAssignment(a.scope, a.role_definition_id, a.principal_id) for a in self.store.assignments(key)]
+        found = [RoleAssignment(a.scope, a.role_definition_id, a.principal_id, a.principal_tenant)
+                 for a in self.store.assignments(key[1]) if a.principal_tenant == key[0]]
         with self._lock:
             self._cache[key] = (now, found)
         return found
 
-    def knows(self, principal_id: str) -> bool:
+    def knows(self, principal: Principal) -> bool:
         """Whether the principal's assignments are cached and fresh (a decision then reads no database)."""
-        cached = self._cache.get(principal_id.lower())
-        return cached is not None and time.monotonic() - cached[0] < self._ttl_s
+        cached = self._cache.get(self._key(principal))
+        return self._administrator is not None and cached is not None and time.monotonic() - cached[0] < self._ttl_s
 
     def forget(self) -> None:
         """Drop the cache (this replica changed an assignment: it applies here at once)."""
         with self._lock:
             self._cache.clear()
 
-    def audit(self, principal: str, operation: Operation, outcome: str, detail: str = "") -> None:
-        self.store.audit([AuditRecord(datetime.now(UTC), principal, operation.action, operation.scope, outcome,
-                                       detail)])
+    def audit(self, principal: Principal, operation: Operation, outcome: str, detail: str = "") -> None:
+        if principal.directory != BUILT_IN_DIRECTORY:  # the object id alone would not say whose it is
+            detail = f"{detail} (a principal of {principal.directory})"
+        self.store.audit([AuditRecord(datetime.now(UTC), principal.object_id, operation.action, operation.scope,
+                                      outcome, detail)])
 
-    def allowed(self, principal_id: str, operation: Operation) -> bool:
-        if principal_id.lower() == ADMIN_OBJECT_ID and not operation.data:
+    def is_administrator(self, principal: Principal) -> bool:
+        if self._administrator is None:  # made once per install, never changed: read once
+            self._administrator = self.store.admin_object_id().lower()
+        return principal.directory == BUILT_IN_DIRECTORY and principal.object_id.lower() == self._administrator
+
+    def allowed(self, principal: Principal, operation: Operation) -> bool:
+        if not operation.data and self.is_administrator(principal):
             return True
-        return is_allowed(self._assignments(principal_id), principal_id, operation.scope, operation.action,
-                          operation.data)
+        return is_allowed(self._assignments(principal), principal.object_id, operation.scope, operation.action,
+                          operation.data, directory=principal.directory)

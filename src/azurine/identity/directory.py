@@ -5,12 +5,16 @@ principals (an application id and client secrets, for the OAuth2 client-credenti
 identities (a workload given the endpoint and header of the App Service managed-identity protocol, which
 `azure-identity`'s `ManagedIdentityCredential` speaks). Failures carry Entra's OAuth2 error and AADSTS code, so
 MSAL and azure-identity report them as they would report Entra's.
+
+Token requests come from anyone, so what they name is checked before it is used (a client id is a GUID, as
+Entra requires) and echoed or audited only in part.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +26,7 @@ from azurine.identity.tokens import (
     issue_token,
     rotate_signing_key,
 )
-from azurine.storage.access import AccessStore, AuditRecord
+from azurine.storage.access import AccessStore, AuditRecord, clip
 from azurine.storage.principals import PrincipalRecord, PrincipalStore
 from azurine.storage.state import StateStore
 
@@ -34,6 +38,7 @@ RESOURCES = {
     "https://management.core.windows.net": MANAGEMENT_AUDIENCES[0],
 }
 IGNORED_SCOPES = {"openid", "profile", "offline_access"}
+ECHO_MAX = 256  # the most of a caller's value an error message repeats
 DIRECTORY_SCOPE = f"/tenants/{TENANT_ID}"
 OPERATOR = "operator"  # who the audit log names for changes made from the command line
 
@@ -57,6 +62,14 @@ class GrantedToken:
 
 def new_secret() -> str:
     return secrets.token_urlsafe(30)
+
+
+def is_guid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) in (32, 36, 38)  # the forms Entra takes: bare, hyphenated, braced
 
 
 def audience_of(resource: str) -> str | None:
@@ -129,24 +142,28 @@ class Directory:
         try:
             granted = self._client_credentials(client_id, client_secret, scope, issuer)
         except TokenRefused as refused:
-            self._audit(client_id or "unknown", "tokens/clientCredentials", "denied",
-                        f"{refused.error} AADSTS{refused.aadsts} for {scope}")
+            self._audit(client_id if is_guid(client_id) else "unknown", "tokens/clientCredentials", "denied",
+                        f"{refused.error} AADSTS{refused.aadsts} for {clip(scope, ECHO_MAX)}")
             raise
         self._audit(client_id, "tokens/clientCredentials", "allowed", f"{granted.audience}")
         return granted
 
     def _client_credentials(self, client_id: str, client_secret: str, scope: str, issuer: str) -> GrantedToken:
+        if not is_guid(client_id):
+            raise TokenRefused(400, "invalid_request", 700016,
+                               f"Application with identifier '{clip(client_id, ECHO_MAX)}' was not found in the "
+                               f"directory '{TENANT_ID}'. The client_id must be the application's id, a GUID.")
         scopes = [s for s in scope.split() if s not in IGNORED_SCOPES]
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
             raise TokenRefused(400, "invalid_scope", 1002012,
-                               f"The provided value for scope {scope} is not valid. Client credential flows must "
-                               "have a scope value with /.default suffixed to the resource identifier "
-                               "(application ID URI).")
+                               f"The provided value for scope {clip(scope, ECHO_MAX)} is not valid. Client "
+                               "credential flows must have a scope value with /.default suffixed to the resource "
+                               "identifier (application ID URI).")
         audience = audience_of(scopes[0])
         if audience is None:
             raise TokenRefused(400, "invalid_resource", 500011,
-                               f"The resource principal named {scopes[0][: -len('/.default')]} was not found in "
-                               f"the tenant named {TENANT_ID}.")
+                               f"The resource principal named {clip(scopes[0][: -len('/.default')], ECHO_MAX)} was "
+                               f"not found in the tenant named {TENANT_ID}.")
         principal = self.principals.get(client_id) if client_id else None
         if principal is None or principal.app_id != client_id.lower() or principal.kind != "ServicePrincipal":
             raise TokenRefused(400, "unauthorized_client", 700016,
@@ -171,14 +188,17 @@ class Directory:
         try:
             granted = self._managed_identity(identity_header, resource, client_id, issuer)
         except TokenRefused as refused:
-            self._audit(client_id or "unknown", "tokens/managedIdentity", "denied",
-                        f"{refused.error} for {resource}")
+            self._audit(client_id if client_id and is_guid(client_id) else "unknown", "tokens/managedIdentity",
+                        "denied", f"{refused.error} for {clip(resource, ECHO_MAX)}")
             raise
         self._audit(client_id or "managed identity", "tokens/managedIdentity", "allowed", granted.audience)
         return granted
 
     def _managed_identity(self, identity_header: str, resource: str, client_id: str | None,
                           issuer: str) -> GrantedToken:
+        if client_id and not is_guid(client_id):
+            raise TokenRefused(400, "invalid_request", 0, "The client_id parameter must be a managed identity's "
+                                                          "client id, a GUID.")
         found = self.principals.by_secret(identity_header) if identity_header else None
         if found is None or found[0].kind != "ManagedIdentity" or not found[0].enabled:
             raise TokenRefused(401, "invalid_client", 0, "The X-IDENTITY-HEADER is missing or is not valid.")
@@ -189,8 +209,8 @@ class Directory:
         audience = audience_of(resource)
         if audience is None:
             raise TokenRefused(400, "invalid_resource", 500011,
-                               f"The resource principal named {resource} was not found in the tenant named "
-                               f"{TENANT_ID}.")
+                               f"The resource principal named {clip(resource, ECHO_MAX)} was not found in the "
+                               f"tenant named {TENANT_ID}.")
         return self._grant(principal, audience, issuer)
 
     def _grant(self, principal: PrincipalRecord, audience: str, issuer: str) -> GrantedToken:

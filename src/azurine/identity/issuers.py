@@ -10,7 +10,11 @@ Entra ID issues two forms for one tenant: v1 tokens say `https://sts.windows.net
 their keys from the tenant's v2 configuration.
 
 Only asymmetric signatures are accepted (RS256/384/512, PS256, ES256/384): `alg: none` and HMAC tokens, whose
-"key" would be public, are refused before any key is looked at.
+"key" would be public, are refused before any key is looked at, and a key verifies only the algorithms of its type.
+
+A principal is an object id within a directory, and the directory is the issuer's, whatever the token claims: an
+Entra tenant is named by its id (both issuer forms are one tenant), any other issuer by its URL. So a trusted
+issuer speaks for its own principals only, never for the built-in directory's or another issuer's.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import httpx
 import jwt
 from jwt import PyJWK
 
-from azurine.identity.tokens import InvalidToken, Principal, decode_verified
+from azurine.identity.tokens import BUILT_IN_DIRECTORY, InvalidToken, Principal, decode_verified
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384")
+KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC"}  # an algorithm's family → the JWK key type that verifies it
 ENTRA_V1 = re.compile(r"^https://sts\.windows\.net/(?P<tenant>[^/]+)/$")
 ENTRA_V2 = re.compile(r"^https://login\.microsoftonline\.com/(?P<tenant>[^/]+)/v2\.0$")
 INVALID = "The access token is invalid."
@@ -43,6 +48,15 @@ def issuer_forms(issuer: str) -> tuple[str, ...]:
             tenant = match["tenant"]
             return (f"https://sts.windows.net/{tenant}/", f"https://login.microsoftonline.com/{tenant}/v2.0")
     return (issuer,)
+
+
+def directory_of(issuer: str) -> str:
+    """The directory whose principals an issuer's tokens name: an Entra tenant's id, or any other issuer's URL."""
+    for pattern in (ENTRA_V1, ENTRA_V2):
+        match = pattern.match(issuer)
+        if match:
+            return match["tenant"].lower()
+    return issuer.rstrip("/")
 
 
 def configuration_url(issuer: str) -> str:
@@ -76,6 +90,18 @@ class OidcIssuers:
 
     def trusts(self, issuer: str) -> bool:
         return issuer in self._canonical
+
+    def directory(self, named: str) -> str | None:
+        """The directory a role assignment names (the built-in tenant, a trusted Entra tenant's id or a trusted
+        issuer in either of its forms), or None when none of those is named."""
+        named = named.strip()
+        if named.lower() == BUILT_IN_DIRECTORY:
+            return BUILT_IN_DIRECTORY
+        trusted = {directory_of(issuer) for issuer in self._canonical} - {BUILT_IN_DIRECTORY}
+        for candidate in (named.lower(), directory_of(named), directory_of(named + "/")):
+            if candidate in trusted:
+                return candidate
+        return None
 
     def key(self, issuer: str, kid: str) -> PyJWK:
         with self._lock:
@@ -130,9 +156,14 @@ def verify_external(issuers: OidcIssuers, token: str, audiences: tuple[str, ...]
     issuer = str(claims.get("iss", ""))
     if not issuers.trusts(issuer) or not header.get("kid"):
         raise InvalidToken(INVALID)
+    directory = directory_of(issuer)
+    if directory == BUILT_IN_DIRECTORY:  # only the built-in issuer speaks for the built-in directory
+        raise InvalidToken(INVALID)
     key = issuers.key(issuer, str(header["kid"]))
+    if key.key_type != KEY_TYPES[str(header["alg"])[:2]]:
+        raise InvalidToken(INVALID)
     verified = decode_verified(token, key.key, str(header["alg"]), audiences, issuer)
     return Principal(object_id=str(verified.get("oid") or verified.get("sub") or ""),
                      tenant_id=str(verified.get("tid", "")),
                      name=str(verified.get("name") or verified.get("preferred_username") or verified.get("appid")
-                              or verified.get("azp") or ""))
+                              or verified.get("azp") or ""), directory=directory)

@@ -34,6 +34,7 @@ class RoleAssignment:
     scope: str  # /subscriptions/{s}[/resourceGroups/{g}[/providers/Microsoft.CognitiveServices/accounts/{a}]]
     role_id: str
     principal_id: str
+    directory: str  # the tenant or issuer of the principal: the same object id elsewhere is someone else
 
 
 OPENAI = "Microsoft.CognitiveServices/accounts/OpenAI"
@@ -110,9 +111,12 @@ def covers(scope: str, resource: str) -> bool:
 
 
 def is_allowed(assignments: Iterable[RoleAssignment], principal_id: str, resource: str, operation: str,
-               data: bool, roles: dict[str, RoleDefinition] = BUILT_IN_ROLES) -> bool:
+               data: bool, roles: dict[str, RoleDefinition] = BUILT_IN_ROLES, *, directory: str) -> bool:
+    """Whether `principal_id` of `directory` may perform `operation` at `resource`; an assignment of no known
+    directory ("") grants nothing."""
     for assignment in assignments:
-        if assignment.principal_id.lower() != principal_id.lower() or not covers(assignment.scope, resource):
+        if (assignment.principal_id.lower() != principal_id.lower() or not assignment.directory
+                or assignment.directory != directory or not covers(assignment.scope, resource)):
             continue
         role = roles.get(assignment.role_id.rsplit("/", 1)[-1].lower())
         if role is not None and role_permits(role, operation, data):

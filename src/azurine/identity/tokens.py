@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from azurine.storage.state import SigningKey, StateStore
 
 TENANT_ID = "00000000-0000-0000-0000-00000000a2e0"
-ADMIN_OBJECT_ID = "00000000-0000-0000-0000-0000000000ad"
+# the directory of the built-in issuer's principals; an external issuer's is never this (see `issuers.py`)
+BUILT_IN_DIRECTORY = TENANT_ID
 ISSUER = f"https://azurine.local/{TENANT_ID}/"
 MANAGEMENT_AUDIENCES = ("https://management.azure.com/", "https://management.azure.com",
                         "https://management.core.windows.net/")
@@ -44,9 +45,13 @@ class InvalidToken(Exception):
 
 @dataclass(frozen=True)
 class Principal:
+    """Who a token speaks for. `directory` is the tenant or issuer that vouches for `object_id`, set by the issuer
+    that verified the token, never by its claims: an object id means one principal only within its directory."""
+
     object_id: str
     tenant_id: str
     name: str
+    directory: str
 
 
 def _new_key() -> str:
@@ -91,10 +96,13 @@ def rotate_signing_key(store: StateStore, *, retire_now: bool = False) -> str:
 
 
 def issue_token(store: StateStore, audience: str = MANAGEMENT_AUDIENCES[0],
-                object_id: str = ADMIN_OBJECT_ID, name: str = "Azurine administrator", *,
+                object_id: str | None = None, name: str = "Azurine administrator", *,
                 issuer: str = ISSUER, app_id: str | None = None) -> tuple[str, int]:
-    """A bearer token for `audience` and when it expires (epoch seconds). With `app_id`, an application's
-    token (client credentials, managed identity), shaped as Entra shapes those."""
+    """A bearer token for `audience` and when it expires (epoch seconds), by default the built-in
+    administrator's. With `app_id`, an application's token (client credentials, managed identity), shaped as
+    Entra shapes those."""
+    if object_id is None:
+        object_id = store.admin_object_id()
     key = signing_key(store)
     now = int(time.time())
     claims: dict[str, Any] = {
@@ -159,7 +167,7 @@ def decode_verified(token: str, key: Any, algorithm: str, audiences: tuple[str, 
         raise InvalidToken("The access token is not yet valid.") from error
     except jwt.InvalidAudienceError as error:
         raise InvalidToken("The access token has been obtained for wrong audience or resource.") from error
-    except jwt.PyJWTError as error:
+    except (jwt.PyJWTError, TypeError, ValueError) as error:  # TypeError: a key of another type than `algorithm`
         raise InvalidToken("The access token is invalid.") from error
 
 
@@ -178,4 +186,4 @@ def verify_token(store: StateStore, token: str, audiences: tuple[str, ...],
         raise InvalidToken("The access token is invalid.")
     claims = decode_verified(token, public, "ES256", audiences, str(issuer))
     return Principal(object_id=claims.get("oid", ""), tenant_id=claims.get("tid", ""),
-                     name=claims.get("name") or claims.get("app_displayname", ""))
+                     name=claims.get("name") or claims.get("app_displayname", ""), directory=BUILT_IN_DIRECTORY)

@@ -192,7 +192,7 @@ class Listener:
     def parse(cls, text: str) -> Listener:
         """`HOST:PORT`, `[IPv6]:PORT` or `:PORT` (every address); ValueError when it is none of these."""
         host, separator, port = text.strip().rpartition(":")
-        if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+        if not separator or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"'{text}' is not HOST:PORT")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]

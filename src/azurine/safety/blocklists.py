@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 # Azure's limits for one blocklist.
 MAX_PATTERN_CHARS = 1000
 MAX_ITEMS = 10_000
+MAX_GROUP_DEPTH = 50  # nested groups in one regex
 
 REGEX_TIMEOUT_S = 0.05
 # All regex searches of one `match` call together stop after this much; the remaining ones count as no hit.
@@ -76,10 +77,44 @@ def _is_word_char(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
+def _group_depth(pattern: str) -> int:
+    """How deep `pattern`'s groups nest, counting any "(" outside a character class (an over-count is safe)."""
+    depth = deepest = 0
+    escaped = in_class = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why `pattern` cannot be a blocklist regex, or None. The check is the matcher's own compile (the `regex`
+    package, which reads some patterns otherwise than `re`); groups nest at most `MAX_GROUP_DEPTH` deep, as the
+    parser recurses per level and a list's patterns are compiled nested in an alternation."""
+    if _group_depth(pattern) > MAX_GROUP_DEPTH:
+        return f"its groups nest more than {MAX_GROUP_DEPTH} deep"
+    try:
+        regex.compile(pattern, regex.IGNORECASE)
+    except (regex.error, OverflowError, RecursionError) as exc:
+        return str(exc)
+    return None
+
+
 def _compile(pattern: str) -> regex.Pattern:
     try:
         return regex.compile(pattern, regex.IGNORECASE)
-    except regex.error as exc:
+    except (regex.error, OverflowError, RecursionError) as exc:
         raise ValueError(f"invalid blocklist regex {pattern!r}: {exc}") from exc
 
 
@@ -92,7 +127,7 @@ def _compile_list(patterns: list[str]) -> list[regex.Pattern]:
         return compiled
     try:
         combined = regex.compile("(?|" + "|".join(f"(?:{p})" for p in combinable) + ")", regex.IGNORECASE)
-    except regex.error:
+    except (regex.error, OverflowError, RecursionError):
         return compiled
     return [combined, *separate]
 
@@ -119,12 +154,13 @@ class BlocklistMatcher:
                 self._automaton.add_word(term, (term, frozenset(lists)))
             self._automaton.make_automaton()
 
-    def match(self, text: str) -> list[str]:
-        """Names of the blocklists with at least one item found in `text`, in the order the lists were given."""
+    def match(self, text: str, deadline: float | None = None) -> list[str]:
+        """Names of the blocklists with at least one item found in `text`, in the order the lists were given;
+        regex searches stop at `deadline` (`time.monotonic()`; `REGEX_BUDGET_S` from now by default)."""
         hit: set[int] = set()
         if self._automaton is not None:
             hit |= self._term_hits(_normalise(text))
-        deadline = time.monotonic() + REGEX_BUDGET_S
+        deadline = time.monotonic() + REGEX_BUDGET_S if deadline is None else deadline
         for number, patterns in self._regexes:
             if number not in hit and self._any_regex(patterns, text, deadline):
                 hit.add(number)
@@ -154,3 +190,16 @@ class BlocklistMatcher:
             except TimeoutError:
                 logger.warning("blocklist regex %r timed out; counted as no hit", pattern.pattern[:80])
         return False
+
+
+class BlocklistSet(BlocklistMatcher):
+    """The lists of one policy, each compiled on its own (once per version of the list: `compiled_blocklists.py`) and
+    asked together: a set is made per request from compiled lists at no cost, never by compiling."""
+
+    def __init__(self, matchers: Iterable[BlocklistMatcher]) -> None:
+        self._parts = list(matchers)
+        self.names = [name for part in self._parts for name in part.names]
+
+    def match(self, text: str, deadline: float | None = None) -> list[str]:
+        deadline = time.monotonic() + REGEX_BUDGET_S if deadline is None else deadline  # shared by every list
+        return [name for part in self._parts for name in part.match(text, deadline)]

@@ -13,10 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from azurine.storage.database import session_factory
+from azurine.storage.installation import administrator_id
 from azurine.storage.tables import (
     Account,
     AccountChild,
     Deployment,
+    EndpointName,
     FilterEvent,
     Operation,
     QuotaLimit,
@@ -193,7 +195,30 @@ def new_etag() -> str:
 
 
 class Conflict(Exception):
-    """A write that would break a uniqueness rule (a name or subdomain in use)."""
+    """A write that would break a uniqueness rule (a name or subdomain in use); `label` is the name or subdomain
+    another account holds, when that is what broke it."""
+
+    def __init__(self, message: str, label: str | None = None) -> None:
+        super().__init__(message)
+        self.label = label
+
+
+def _labels(name: str, subdomain: str | None) -> set[str]:
+    """What an account answers to, as lookups compare it."""
+    return {name.lower()} | ({subdomain.lower()} if subdomain else set())
+
+
+def _claim_labels(session: Session, account_id: str, labels: set[str]) -> None:
+    """Make `labels` the account's; Conflict naming the first one another account holds. The primary key on the
+    lowercased label refuses a writer that raced past this check."""
+    held = session.scalars(select(EndpointName).where(EndpointName.label.in_(labels))).all()
+    taken = sorted(row.label for row in held if row.account_id != account_id)
+    if taken:
+        raise Conflict(f"'{taken[0]}' is another account's name or subdomain", taken[0])
+    session.execute(delete(EndpointName).where(EndpointName.account_id == account_id,
+                                               EndpointName.label.not_in(labels)))
+    mine = {row.label for row in held}
+    session.add_all(EndpointName(label=label, account_id=account_id) for label in sorted(labels - mine))
 
 
 class StateStore:
@@ -206,14 +231,11 @@ class StateStore:
             return bool(session.scalar(select(func.count()).select_from(Account)))
 
     def account_named(self, name: str) -> AccountRecord | None:
-        """The account whose name or custom subdomain is `name` (both case-insensitive, as DNS is)."""
-        lowered = name.lower()
+        """The account whose name or custom subdomain is `name` (both case-insensitive, as DNS is): one at most,
+        as each label belongs to one account."""
         with self._sessions() as session:
-            row = session.scalar(
-                select(Account).where(
-                    (func.lower(Account.name) == lowered) | (func.lower(Account.custom_subdomain) == lowered)
-                )
-            )
+            row = session.scalar(select(Account).join(EndpointName, EndpointName.account_id == Account.id)
+                                 .where(EndpointName.label == name.lower()))
             return _account(row) if row else None
 
     def first_account(self) -> AccountRecord | None:
@@ -233,6 +255,10 @@ class StateStore:
                 tags={}, etag=new_etag(),
             )
             session.add(row)
+            session.flush()
+            # what the label's primary key refuses is an IntegrityError here, as for the name (see bootstrap)
+            session.add_all(EndpointName(label=label, account_id=row.id)
+                            for label in sorted(_labels(name, custom_subdomain)))
             session.flush()
             return _account(row)
 
@@ -307,6 +333,8 @@ class StateStore:
                 row.custom_subdomain, row.properties, row.tags = custom_subdomain, properties, tags
                 row.identity, row.etag, row.updated_by = identity, new_etag(), principal
                 session.flush()
+                _claim_labels(session, row.id, _labels(row.name, custom_subdomain))
+                session.flush()
                 return _account(row), created
         except IntegrityError as error:
             raise Conflict(str(error.orig)) from error
@@ -315,6 +343,7 @@ class StateStore:
         with self._sessions.begin() as session:
             session.execute(delete(AccountChild).where(AccountChild.account_id == account_id))
             session.execute(delete(Deployment).where(Deployment.account_id == account_id))
+            session.execute(delete(EndpointName).where(EndpointName.account_id == account_id))
             session.execute(delete(Account).where(Account.id == account_id))
 
     def regenerate_key(self, account_id: str, which: str) -> AccountRecord:
@@ -332,7 +361,9 @@ class StateStore:
     def put_deployment(self, account_id: str, name: str, *, model_format: str, model_name: str,
                        model_version: str, sku_name: str, sku_capacity: int, rai_policy_name: str,
                        version_upgrade_option: str, properties: dict[str, Any], tags: dict[str, str],
-                       principal: str) -> tuple[DeploymentRecord, bool]:
+                       principal: str, upstream: tuple[str, str | None, str | None] | None = None
+                       ) -> tuple[DeploymentRecord, bool]:
+        """Create or replace; `upstream` (url, model, key) is set only when given, so a replace keeps it."""
         with self._sessions.begin() as session:
             row = session.scalar(select(Deployment).where(Deployment.account_id == account_id,
                                                           Deployment.name == name))
@@ -344,6 +375,8 @@ class StateStore:
             row.sku_name, row.sku_capacity, row.rai_policy_name = sku_name, sku_capacity, rai_policy_name
             row.version_upgrade_option, row.properties, row.tags = version_upgrade_option, properties, tags
             row.etag, row.updated_by = new_etag(), principal
+            if upstream is not None:
+                row.upstream_url, row.upstream_model, row.upstream_api_key = upstream
             session.flush()
             return _deployment(row), created
 
@@ -365,21 +398,34 @@ class StateStore:
         with self._sessions() as session:
             rows = session.scalars(select(AccountChild).where(
                 AccountChild.account_id == account_id, AccountChild.kind == kind,
-                AccountChild.parent == parent).order_by(AccountChild.name))
+                func.lower(AccountChild.parent) == parent.lower()).order_by(AccountChild.name))
             return [_child(r) for r in rows]
 
     def child(self, account_id: str, kind: str, name: str, parent: str = "") -> ChildRecord | None:
         with self._sessions() as session:
             row = session.scalar(select(AccountChild).where(
-                AccountChild.account_id == account_id, AccountChild.kind == kind, AccountChild.parent == parent,
+                AccountChild.account_id == account_id, AccountChild.kind == kind,
+                func.lower(AccountChild.parent) == parent.lower(),
                 func.lower(AccountChild.name) == name.lower()))
             return _child(row) if row else None
 
     def put_child(self, account_id: str, kind: str, name: str, *, properties: dict[str, Any],
                   tags: dict[str, str], principal: str, parent: str = "") -> tuple[ChildRecord, bool]:
+        """Create or replace. Names are unique in any case: of two writers creating one name at once (in any
+        case), the second replaces what the first wrote, as a PUT after it would."""
+        try:
+            return self._put_child(account_id, kind, name, properties=properties, tags=tags, principal=principal,
+                                   parent=parent)
+        except IntegrityError:
+            return self._put_child(account_id, kind, name, properties=properties, tags=tags, principal=principal,
+                                   parent=parent)
+
+    def _put_child(self, account_id: str, kind: str, name: str, *, properties: dict[str, Any],
+                   tags: dict[str, str], principal: str, parent: str) -> tuple[ChildRecord, bool]:
         with self._sessions.begin() as session:
             row = session.scalar(select(AccountChild).where(
-                AccountChild.account_id == account_id, AccountChild.kind == kind, AccountChild.parent == parent,
+                AccountChild.account_id == account_id, AccountChild.kind == kind,
+                func.lower(AccountChild.parent) == parent.lower(),
                 func.lower(AccountChild.name) == name.lower()))
             created = row is None
             if row is None:
@@ -397,7 +443,8 @@ class StateStore:
                     AccountChild.account_id == account_id, AccountChild.kind == "raiBlocklistItems",
                     func.lower(AccountChild.parent) == name.lower()))
             result = session.execute(delete(AccountChild).where(
-                AccountChild.account_id == account_id, AccountChild.kind == kind, AccountChild.parent == parent,
+                AccountChild.account_id == account_id, AccountChild.kind == kind,
+                func.lower(AccountChild.parent) == parent.lower(),
                 func.lower(AccountChild.name) == name.lower()))
             return bool(result.rowcount)
 
@@ -416,6 +463,10 @@ class StateStore:
                 return None
             return OperationRecord(id=row.id, resource_id=row.resource_id, status=row.status,
                                    created_at=_ts(row.created_at), ended_at=_ts(row.ended_at) if row.ended_at else None)
+
+    def admin_object_id(self) -> str:
+        """The built-in administrator's object id, random per install."""
+        return administrator_id(self.engine)
 
     def active_signing_key(self) -> SigningKey | None:
         with self._sessions() as session:

@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -59,6 +61,18 @@ class Account(Base):
     )
 
 
+class EndpointName(Base):
+    """A name an account answers to, in the lowercased form its lookup uses: the account's own name and its custom
+    subdomain. Hosts and paths reach an account by either and DNS ignores case, so both share one namespace across
+    all accounts; the primary key keeps each label to one account (written by `StateStore` with the account)."""
+
+    __tablename__ = "endpoint_names"
+    __table_args__ = (CheckConstraint("label = lower(label)", name="ck_endpoint_names_lowercase"),)
+
+    label: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+
+
 class Deployment(Base):
     """A model deployed under a name in an account (`accounts/deployments`)."""
 
@@ -95,7 +109,10 @@ class AccountChild(Base):
     """A resource under an account stored with its ARM shape: raiPolicies, raiBlocklists, their items."""
 
     __tablename__ = "account_children"
-    __table_args__ = (UniqueConstraint("account_id", "kind", "parent", "name"),)
+    # looked up in any case (ARM names are case-insensitive), so unique in any case
+    __table_args__ = (UniqueConstraint("account_id", "kind", "parent", "name"),
+                      Index("ux_account_children_lower_name", "account_id", "kind", text("lower(parent)"),
+                            text("lower(name)"), unique=True))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -275,9 +292,21 @@ class RoleAssignmentRow(Base):
     scope: Mapped[str] = mapped_column(String(512))
     role_definition_id: Mapped[str] = mapped_column(String(512))
     principal_id: Mapped[str] = mapped_column(String(64))
+    # the directory the principal belongs to (the built-in tenant, an Entra tenant or a trusted issuer): an object
+    # id means one principal only within its directory; "" (an assignment too old to know) matches no one
+    principal_tenant: Mapped[str] = mapped_column(String(512), default="")
     principal_type: Mapped[str] = mapped_column(String(32), default="User")
     created_by: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class InstallationValue(Base):
+    """A value made once per install and kept for its life, such as the built-in administrator's object id."""
+
+    __tablename__ = "installation"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(512))
 
 
 class AuditEvent(Base):

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the engines, served at `/metrics`."""
+"""Prometheus metrics of the engines, served at `/metrics` on the operator's listener (`--metrics-listen`)."""
 
 from __future__ import annotations
 

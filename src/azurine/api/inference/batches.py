@@ -132,7 +132,10 @@ async def create_batch(request: Request, account: AccountRecord) -> BatchRecord:
         raise bad_request(f"File '{given.input_file_id}' has purpose '{record.purpose}'; a batch's input file "
                           "must have purpose 'batch'.", "input_file_id", "invalid_value")
     content = await run_in_threadpool(svc.files.content, account.id, given.input_file_id)
-    lines, line_errors = validate_batch_lines(content or b"")
+    # parsing and checking every line of a file of up to 100,000 takes a while: off the event loop, so other
+    # requests go on meanwhile
+    lines, line_errors = await run_in_threadpool(validate_batch_lines, content or b"",
+                                                 svc.settings.limits.max_json_depth)
     errors = [_error(e.code, e.message, None, e.line) for e in line_errors]
     deployment_name = lines[0].body.get("model") if lines else None
     new_lines: list[NewLine] = []
@@ -145,6 +148,11 @@ async def create_batch(request: Request, account: AccountRecord) -> BatchRecord:
             input_file_required=True)
     except InputFileMissing:
         raise input_file_not_found(given.input_file_id) from None
+
+
+def _new_lines(endpoint: str, lines: list[BatchLine], model: ModelSpec) -> list[NewLine]:
+    """Each line with its estimate: every body validated and counted, so run off the event loop."""
+    return [NewLine(line.line, line.custom_id, line.body, _estimate(endpoint, line.body, model)) for line in lines]
 
 
 async def _check_lines(svc: Any, account: AccountRecord, endpoint: str, lines: list[BatchLine],
@@ -165,8 +173,7 @@ async def _check_lines(svc: Any, account: AccountRecord, endpoint: str, lines: l
     if not model.can(ENDPOINTS[endpoint]):  # type: ignore[arg-type]
         return [_error("invalid_endpoint", f"The model of deployment '{deployment_name}' does not serve "
                        f"{endpoint}.", "endpoint", None)], []
-    new_lines = [NewLine(line.line, line.custom_id, line.body, _estimate(endpoint, line.body, model))
-                 for line in lines]
+    new_lines = await run_in_threadpool(_new_lines, endpoint, lines, model)
     # Batch quota is in enqueued tokens: the deployment's capacity in thousands, over its unfinished batches
     limit = deployment.sku_capacity * 1000
     enqueued = await run_in_threadpool(svc.batches.enqueued_tokens, account.id, deployment.name)

@@ -21,11 +21,11 @@ from starlette.requests import Request
 from azurine.api.context import Services, Target, services
 from azurine.api.errors import AzureError
 from azurine.engines.base import ContextLengthExceeded, Delta, Event, Finished
-from azurine.safety.blocklists import Blocklist, BlocklistItem, BlocklistMatcher
+from azurine.safety.blocklists import BlocklistItem, BlocklistMatcher, BlocklistSet
 from azurine.safety.policy import BUILT_IN_PROPERTIES, PII, Policy, blocklists_as_array, resolve
 from azurine.safety.screen import Screening
 from azurine.storage.content import seal_text
-from azurine.storage.state import AccountRecord, FilterEventRow
+from azurine.storage.state import AccountRecord, ChildRecord, FilterEventRow
 from azurine.telemetry.metrics import CONTENT_FILTERED
 
 log = logging.getLogger("azurine")
@@ -279,20 +279,30 @@ async def _policy(svc: Services, account: AccountRecord, name: str) -> Policy:
 
 
 async def _blocklists(svc: Services, account: AccountRecord, names: tuple[str, ...]) -> BlocklistMatcher | None:
+    """The policy's lists as compiled for their current versions: a lookup of each list's etag (kept for a
+    moment), and a compile only for a version that was never compiled in this process."""
     if not names:
         return None
     key = ("rai-blocklists", account.id, names)
     matcher = svc.cache.peek(key)
     if matcher is None:
-        def build() -> BlocklistMatcher:
-            return BlocklistMatcher([
-                Blocklist(name, tuple(BlocklistItem.from_json(item.properties)
-                                      for item in svc.store.children(account.id, "raiBlocklistItems", name)))
-                for name in names])
+        def current() -> BlocklistSet:
+            return BlocklistSet(compiled_blocklist(svc, account.id, record)
+                                for record in (svc.store.child(account.id, "raiBlocklists", name) for name in names)
+                                if record is not None)
 
-        matcher = await run_in_threadpool(build)
+        matcher = await run_in_threadpool(current)
         svc.cache.put(key, matcher)
     return matcher  # type: ignore[return-value]
+
+
+def compiled_blocklist(svc: Services, account_id: str, record: ChildRecord) -> BlocklistMatcher:
+    """The list `record` (a raiBlocklists row) at its etag, compiled from its items if not yet (in a thread)."""
+    def items() -> list[BlocklistItem]:
+        return [BlocklistItem.from_json(item.properties)
+                for item in svc.store.children(account_id, "raiBlocklistItems", record.name)]
+
+    return svc.blocklists.get(account_id, record.name, record.etag, items)
 
 
 def refuse_oversized(target: Target, prompts: list[PromptText]) -> None:

@@ -7,6 +7,7 @@ Errors use the authoring envelope of the dated spec (`invalidPayload`, `jsonlVal
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ UPLOAD_PURPOSES = tuple(p for p in PURPOSES if p != "batch_output")
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # Azure OpenAI's limit for a batch input file
 MULTIPART_OVERHEAD = 64 * 1024  # room for the form's boundaries and its purpose field
+# ASCII digits, few enough for int(): str.isdigit also takes "²", which int() refuses with a ValueError
+WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 MAX_FILENAME = 1024
 MAX_LIST_LIMIT = 10_000
 LINE_ERRORS_IN_MESSAGE = 5
@@ -112,7 +115,7 @@ async def bounded_body(request: Request) -> AsyncGenerator[bytes, None]:
 async def read_upload(request: Request) -> Upload:
     """`purpose` and `file` from a multipart form, refused before reading when it says it is too big."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD:
+    if WHOLE_NUMBER.fullmatch(declared) and int(declared) > MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD:
         raise too_large(int(declared))
     if not (request.headers.get("content-type") or "").lower().startswith("multipart/form-data"):
         raise invalid_payload("An upload is a multipart/form-data body with the fields 'purpose' and 'file'.")
@@ -150,13 +153,13 @@ def too_large(size: int, at_least: bool = False) -> AzureError:
                            f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB ({MAX_UPLOAD_BYTES:,} bytes).", "file", status=413)
 
 
-async def check_upload(upload: Upload) -> None:
+async def check_upload(upload: Upload, max_depth: int) -> None:
     """The purpose is one that can be uploaded; a batch input file has runnable requests on every line."""
     if upload.purpose not in UPLOAD_PURPOSES:
         raise invalid_payload(f"The purpose '{upload.purpose}' is not supported. Use one of: "
                               f"{', '.join(UPLOAD_PURPOSES)}.", "purpose")
     if upload.purpose == "batch":
-        _, errors = await run_in_threadpool(validate_batch_lines, upload.data)
+        _, errors = await run_in_threadpool(validate_batch_lines, upload.data, max_depth)
         if errors:
             raise line_errors(errors)
 
@@ -178,7 +181,7 @@ def list_query(request: Request) -> ListQuery:
     raw_limit = params.get("limit")
     limit = MAX_LIST_LIMIT
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
+        if not WHOLE_NUMBER.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIST_LIMIT:
             raise invalid_payload(f"The limit must be a whole number from 1 to {MAX_LIST_LIMIT:,}, "
                                   f"not '{raw_limit}'.", "limit")
         limit = int(raw_limit)
@@ -250,7 +253,7 @@ async def upload_file(request: Request, api_version: str | None = ApiVersion) ->
     check_network(request, account)
     await authenticate(request, account, bearer_keys=False)
     upload = await read_upload(request)
-    await check_upload(upload)
+    await check_upload(upload, services(request).settings.limits.max_json_depth)
     record = await store_upload(request, account, upload)
     return AzureJSONResponse(file_object(record), status_code=201,
                              headers={"Location": file_url(request, record.id, api_version)})
@@ -301,7 +304,7 @@ async def v1_upload_file(request: Request, api_version: str | None = ApiVersion)
     check_network(request, account)
     await authenticate(request, account, bearer_keys=True)
     upload = await read_upload(request)
-    await check_upload(upload)
+    await check_upload(upload, services(request).settings.limits.max_json_depth)
     record = await store_upload(request, account, upload)
     return AzureJSONResponse(file_object(record))
 

@@ -29,7 +29,9 @@ T = TypeVar("T")
 
 UNSUPPORTED = "unsupported_parameter"
 DEFAULT_MAX_TOKENS = 16  # of a completion, in the spec
-TOKEN_ID = re.compile(r"^[0-9]+$")
+# a token id as logit_bias keys write it: ASCII digits only (str.isdigit also takes "²", which int refuses, and `$`
+# matches before a final newline), and few enough of them for int() and any vocabulary
+TOKEN_ID = re.compile(r"[0-9]{1,10}")
 
 
 def _present(value: Any) -> Any:
@@ -217,7 +219,7 @@ class _Sampling(_Body):
     @classmethod
     def _token_ids(cls, value: dict[str, int] | None) -> dict[str, int] | None:
         for key in value or {}:
-            if not TOKEN_ID.match(key):
+            if not TOKEN_ID.fullmatch(key):
                 raise ValueError(f"logit_bias keys must be token ids, got {key!r}")
         return value
 

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from azurine.api.context import services
 from azurine.api.encryption_stage import data_keys
+from azurine.api.errors import AzureError
 from azurine.api.management.arm import (
     ACCOUNT_NAME,
     PROVIDER,
@@ -31,7 +32,7 @@ from azurine.api.sse import AzureJSONResponse
 from azurine.network import normalized_acls
 from azurine.storage.data_keys import DataKeys
 from azurine.storage.key_providers import SERVICE, InvalidEncryption, KeyRef, KeyUnavailable
-from azurine.storage.state import AccountRecord, Conflict
+from azurine.storage.state import AccountRecord, Conflict, StateStore
 
 router = APIRouter()
 ACCOUNTS = f"/subscriptions/{{subscription}}/resourceGroups/{{group}}/providers/{PROVIDER}/accounts"
@@ -139,6 +140,26 @@ def _validated(body: AccountIn, existing: AccountRecord | None) -> tuple[str, st
     return kind, location, sku, subdomain, properties  # type: ignore[return-value]
 
 
+def label_in_use(name: str, subdomain: str | None, label: str | None) -> AzureError:
+    """409 CustomDomainInUse, as Azure answers for a taken subdomain. Names and subdomains are one namespace,
+    compared in any case: `label` is the one another account holds."""
+    if label == name.lower() or subdomain is None:
+        return arm_error(409, "CustomDomainInUse",
+                         f"The account name '{name}' is already in use: account names are endpoints, unique "
+                         "across all subscriptions.")
+    return arm_error(409, "CustomDomainInUse",
+                     f"Please pick a different name. The subdomain name '{subdomain}' is not available as it's "
+                     "already used by a resource.")
+
+
+def _check_labels(store: StateStore, name: str, subdomain: str | None, existing: AccountRecord | None) -> None:
+    """Before anything moves: the name and subdomain are free, or already this account's."""
+    for label in (name, subdomain):
+        holder = store.account_named(label) if label else None
+        if holder is not None and (existing is None or holder.id != existing.id):
+            raise label_in_use(name, subdomain, label.lower() if label else None)
+
+
 def _key_change(keys: DataKeys, existing: AccountRecord | None, properties: dict[str, Any]) -> KeyRef | None:
     """The key the account's data key moves to, or None when the setting leaves it where it is. A key being set
     must be usable now, as Azure checks access to a key when it is set."""
@@ -179,16 +200,11 @@ def _save(request: Request, subscription: str, group: str, name: str, kind: str,
           existing: AccountRecord | None) -> tuple[AccountRecord, bool]:
     svc = services(request)
     keys = data_keys(request.app)
+    _check_labels(svc.store, name, subdomain, existing)
     move_to = _key_change(keys, existing, properties) if keys is not None else None
     if keys is not None and existing is not None and move_to is not None:
         # before the setting is saved: a key that cannot take the data key leaves the account as it was
         _move_data_key(keys, existing.id, move_to)
-    taken = svc.store.account_named(name)
-    if taken is not None and (taken.subscription_id.lower(), taken.resource_group.lower()) != (
-            subscription.lower(), group.lower()):
-        raise arm_error(409, "CustomDomainInUse",
-                        f"The account name '{name}' is already in use: account names are endpoints, unique "
-                        "across all subscriptions.")
     try:
         saved = svc.store.put_account(subscription, group, name, kind=kind, location=location, sku_name=sku,
                                       custom_subdomain=subdomain, properties=properties, tags=tags,
@@ -197,8 +213,7 @@ def _save(request: Request, subscription: str, group: str, name: str, kind: str,
         if keys is not None and existing is not None and move_to is not None:
             with contextlib.suppress(InvalidEncryption, KeyUnavailable):  # the key it had, if it still can
                 keys.configure(existing.id, keys.providers.ref_for(existing.properties.get("encryption")))
-        raise arm_error(409, "CustomDomainInUse",
-                        f"The custom subdomain '{subdomain}' is already in use by another account.") from error
+        raise label_in_use(name, subdomain, error.label) from error
     if keys is not None and existing is None and move_to is not None:
         _move_data_key(keys, saved[0].id, move_to)
     svc.cache.clear()

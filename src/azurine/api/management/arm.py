@@ -16,6 +16,7 @@ from azurine.api.errors import AzureError
 from azurine.identity.access import Operation, arm_operation
 from azurine.identity.bearer import verify_bearer_token
 from azurine.identity.tokens import MANAGEMENT_AUDIENCES, InvalidToken, Principal
+from azurine.json_depth import text_too_deep
 
 PROVIDER = "Microsoft.CognitiveServices"
 ARM_VERSIONS = frozenset({
@@ -74,9 +75,9 @@ async def authorize(request: Request, principal: Principal) -> Operation:
     or regenerating keys among them) and every denial goes to the audit log."""
     access = services(request).access
     operation = arm_operation(request.method, request.url.path)
-    allowed = await run_in_threadpool(access.allowed, principal.object_id, operation)
+    allowed = await run_in_threadpool(access.allowed, principal, operation)
     if not allowed or request.method != "GET":
-        await run_in_threadpool(access.audit, principal.object_id, operation, "allowed" if allowed else "denied",
+        await run_in_threadpool(access.audit, principal, operation, "allowed" if allowed else "denied",
                                 f"{request.method} {request.url.path}")
     if not allowed:
         raise authorization_failed(principal, operation)
@@ -93,6 +94,10 @@ async def arm_request(request: Request, versions: frozenset[str] = ARM_VERSIONS)
 
 async def parse_arm_body(request: Request, model: type[Body]) -> Body:
     raw = await request.body()
+    limit = services(request).settings.limits.max_json_depth
+    if text_too_deep(raw, limit):
+        raise arm_error(400, "InvalidRequestContent",
+                        f"The request content nests arrays and objects more than {limit} levels deep.")
     try:
         return model.model_validate_json(raw or b"{}")
     except ValidationError as error:

@@ -1,5 +1,9 @@
 """`Microsoft.Authorization` as ARM serves it: role definitions (the built-in roles) and role assignments at a
-subscription, resource group or account scope."""
+subscription, resource group or account scope.
+
+An assignment's principal is a principal of one directory, as in Entra, where it is one of the assignment's
+tenant: by default the directory of whoever creates the assignment; `properties.principalTenantId` (Azurine's)
+names another, the built-in tenant, a trusted Entra tenant's id or a trusted issuer's URL."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from azurine.api.context import services
 from azurine.api.management.arm import arm_error, arm_request, parse_arm_body
 from azurine.api.sse import AzureJSONResponse
 from azurine.identity.roles import BUILT_IN_ROLES, RoleDefinition, covers
+from azurine.identity.tokens import Principal
 from azurine.storage.access import AssignmentRecord
 
 router = APIRouter()
@@ -33,6 +38,7 @@ class AssignmentPropertiesIn(BaseModel):
     roleDefinitionId: str | None = None
     principalId: str | None = None
     principalType: str | None = None
+    principalTenantId: str | None = None
 
 
 class AssignmentIn(BaseModel):
@@ -66,15 +72,16 @@ def assignment_json(record: AssignmentRecord) -> dict[str, Any]:
         "id": f"{record.scope}/providers/Microsoft.Authorization/roleAssignments/{record.id}", "name": record.id,
         "type": "Microsoft.Authorization/roleAssignments",
         "properties": {"roleDefinitionId": record.role_definition_id, "principalId": record.principal_id,
-                       "principalType": record.principal_type, "scope": record.scope, "condition": None,
-                       "conditionVersion": None, "createdOn": when, "updatedOn": when,
+                       "principalTenantId": record.principal_tenant, "principalType": record.principal_type,
+                       "scope": record.scope, "condition": None, "conditionVersion": None, "createdOn": when,
+                       "updatedOn": when,
                        "createdBy": record.created_by, "updatedBy": record.created_by,
                        "delegatedManagedIdentityResourceId": None, "description": None},
     }
 
 
-async def _authorized(request: Request) -> str:
-    return (await arm_request(request, API_VERSIONS)).object_id
+async def _authorized(request: Request) -> Principal:
+    return await arm_request(request, API_VERSIONS)
 
 
 @router.get("/{scope:path}/providers/Microsoft.Authorization/roleDefinitions")
@@ -111,12 +118,22 @@ async def create_assignment(scope: str, name: str, request: Request) -> Response
     if given.roleDefinitionId.rstrip("/").rsplit("/", 1)[-1].lower() not in BUILT_IN_ROLES:
         raise arm_error(400, "RoleDefinitionDoesNotExist",
                         f"The specified role definition with ID '{given.roleDefinitionId}' does not exist.")
+    if len(given.principalId) > 64:
+        raise arm_error(400, "InvalidPrincipalId", "The principal ID is longer than 64 characters.")
     principal_type = given.principalType or "User"
     if principal_type not in PRINCIPAL_TYPES:
         raise arm_error(400, "InvalidPrincipalType", f"The principal type '{principal_type}' is not valid.")
+    tenant = creator.directory
+    if given.principalTenantId is not None:
+        named = services(request).issuers.directory(given.principalTenantId)
+        if named is None:
+            raise arm_error(400, "InvalidPrincipalTenantId",
+                            f"The principal tenant '{given.principalTenantId[:256]}' is neither this server's tenant "
+                            "nor a tenant or issuer it trusts (AZURINE_TRUSTED_ISSUERS).")
+        tenant = named
     access = services(request).access
     record, created = await run_in_threadpool(access.store.put_assignment, name, where, given.roleDefinitionId,
-                                              given.principalId, principal_type, creator)
+                                              given.principalId, principal_type, creator.object_id, tenant)
     if not created:
         raise arm_error(409, "RoleAssignmentExists", "The role assignment already exists.")
     access.forget()

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, RootModel
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from azurine.api.context import services
+from azurine.api.context import Services, services
 from azurine.api.errors import AzureError
+from azurine.api.inference.content_filter import compiled_blocklist
 from azurine.api.management.accounts import ACCOUNTS, find_account
 from azurine.api.management.arm import (
     PROVIDER,
@@ -30,8 +31,9 @@ from azurine.api.management.arm import (
     parse_arm_body,
     system_data,
 )
-from azurine.api.management.deployments import BUILT_IN_POLICIES
+from azurine.api.management.deployment_service import BUILT_IN_POLICIES
 from azurine.api.sse import AzureJSONResponse
+from azurine.safety.blocklists import regex_problem
 from azurine.safety.policy import BUILT_IN_PROPERTIES, HARM_FILTER_NAMES
 from azurine.storage.state import AccountRecord, ChildRecord, StateStore
 
@@ -256,11 +258,9 @@ def _item_properties(props: ItemPropertiesIn | None, field: str) -> dict[str, An
         raise invalid(f"The property '{field}.pattern' is required.")
     if len(pattern) > MAX_PATTERN:
         raise invalid(f"The pattern in '{field}.pattern' has {len(pattern)} characters; the most is {MAX_PATTERN}.")
-    if is_regex:
-        try:
-            re.compile(pattern)
-        except re.error as error:
-            raise invalid(f"The pattern in '{field}.pattern' is not a valid regular expression: {error}.") from None
+    problem = regex_problem(pattern) if is_regex else None
+    if problem is not None:
+        raise invalid(f"The pattern in '{field}.pattern' is not a valid regular expression: {problem}.")
     return {"isRegex": is_regex, "pattern": pattern}
 
 
@@ -358,9 +358,36 @@ def _check_room(store: StateStore, owner_id: str, blocklist: str, names: list[st
                         f"{MAX_ITEMS}.")
 
 
+def _check_regex_room(store: StateStore, owner_id: str, blocklist: str, items: list[tuple[str, dict[str, Any]]],
+                      limit: int) -> None:
+    """The regexes of all the account's lists, with `items` written to `blocklist`, stay within `limit` characters:
+    a list's regexes are compiled together, and compiling grows faster than their length."""
+    replaced = {name.lower() for name, _ in items}
+    total = sum(len(props["pattern"]) for _, props in items if props.get("isRegex"))
+    for listed in store.children(owner_id, "raiBlocklists"):
+        total += sum(len(item.properties.get("pattern", "")) for item in
+                     store.children(owner_id, "raiBlocklistItems", listed.name)
+                     if item.properties.get("isRegex") and not (listed.name.lower() == blocklist.lower()
+                                                                and item.name.lower() in replaced))
+    if total > limit:
+        raise arm_error(400, "RaiBlocklistItemsLimitExceeded",
+                        f"The blocklists of this account would hold {total:,} characters of regular expressions; "
+                        f"the most is {limit:,}. Use exact terms where a regex is not needed.")
+
+
+def _items_changed(svc: Services, owner_id: str, blocklist: ChildRecord, principal: str) -> ChildRecord:
+    """A new etag for the list whose items changed, and the list compiled at it here, not on a request."""
+    record, _ = svc.store.put_child(owner_id, "raiBlocklists", blocklist.name, properties=blocklist.properties,
+                                    tags=blocklist.tags, principal=principal)
+    compiled_blocklist(svc, owner_id, record)
+    svc.cache.clear()
+    return record
+
+
 def _put_items(store: StateStore, owner_id: str, blocklist: str, items: list[tuple[str, dict[str, Any]]],
-               principal: str) -> None:
+               principal: str, regex_limit: int) -> None:
     _check_room(store, owner_id, blocklist, [name for name, _ in items])
+    _check_regex_room(store, owner_id, blocklist, items, regex_limit)
     for name, properties in items:
         existing = store.child(owner_id, "raiBlocklistItems", name, blocklist)
         store.put_child(owner_id, "raiBlocklistItems", name, properties=properties,
@@ -487,6 +514,7 @@ async def delete_blocklist(subscription: str, group: str, account: str, name: st
                         f"The blocklist '{record.name}' is used by the RAI policies {', '.join(users)}; remove it "
                         "from them before deleting it.")
     await run_in_threadpool(store.delete_child, owner.id, "raiBlocklists", record.name)
+    services(request).blocklists.forget(owner.id, record.name)
     return await _deleted(request, subscription, owner, render_blocklist(owner, record)["id"])
 
 
@@ -529,24 +557,26 @@ async def put_item(subscription: str, group: str, account: str, blocklist: str, 
     body = await parse_arm_body(request, ItemIn)
     properties = _item_properties(body.properties, "properties")
     store = _store(request)
+    regex_limit = services(request).settings.limits.max_blocklist_regex_chars
 
     def save() -> tuple[ChildRecord, bool]:
         existing = store.child(owner.id, "raiBlocklistItems", name, parent.name)
         if existing is None:
             _check_room(store, owner.id, parent.name, [name])
+        _check_regex_room(store, owner.id, parent.name, [(name, properties)], regex_limit)
         tags = body.tags if body.tags is not None else (existing.tags if existing else {})
         return store.put_child(owner.id, "raiBlocklistItems", name, properties=properties, tags=tags,
                                principal=principal.object_id, parent=parent.name)
 
     record, created = await run_in_threadpool(save)
-    services(request).cache.clear()
+    await run_in_threadpool(_items_changed, services(request), owner.id, parent, principal.object_id)
     return AzureJSONResponse(render_item(owner, record), status_code=201 if created else 200)
 
 
 @router.delete(ITEMS + "/{name}")
 async def delete_item(subscription: str, group: str, account: str, blocklist: str, name: str,
                       request: Request) -> Response:
-    await arm_request(request)
+    principal = await arm_request(request)
     owner = await find_account(request, subscription, group, account)
     parent = await _find_blocklist(request, owner, blocklist)
     store = _store(request)
@@ -554,6 +584,7 @@ async def delete_item(subscription: str, group: str, account: str, blocklist: st
     if record is None:
         return Response(status_code=204)
     await run_in_threadpool(store.delete_child, owner.id, "raiBlocklistItems", record.name, parent.name)
+    await run_in_threadpool(_items_changed, services(request), owner.id, parent, principal.object_id)
     return await _deleted(request, subscription, owner, render_item(owner, record)["id"])
 
 
@@ -572,14 +603,16 @@ async def add_items(subscription: str, group: str, account: str, blocklist: str,
             raise invalid(f"The item name '{item.name}' appears twice in the request.")
         items.append((item.name, _item_properties(item.properties, f"[{index}].properties")))
     # everything is checked before anything is written, so a bad item leaves the list as it was
-    await run_in_threadpool(_put_items, _store(request), owner.id, parent.name, items, principal.object_id)
-    services(request).cache.clear()
-    return AzureJSONResponse(render_blocklist(owner, parent))
+    svc = services(request)
+    await run_in_threadpool(_put_items, svc.store, owner.id, parent.name, items, principal.object_id,
+                            svc.settings.limits.max_blocklist_regex_chars)
+    changed = await run_in_threadpool(_items_changed, svc, owner.id, parent, principal.object_id)
+    return AzureJSONResponse(render_blocklist(owner, changed))
 
 
 @router.post(BLOCKLISTS + "/{blocklist}/deleteRaiBlocklistItems")
 async def delete_items(subscription: str, group: str, account: str, blocklist: str, request: Request) -> Response:
-    await arm_request(request)
+    principal = await arm_request(request)
     owner = await find_account(request, subscription, group, account)
     parent = await _find_blocklist(request, owner, blocklist)
     body = await parse_arm_body(request, ItemNamesIn)
@@ -590,7 +623,7 @@ async def delete_items(subscription: str, group: str, account: str, blocklist: s
             store.delete_child(owner.id, "raiBlocklistItems", name, parent.name)
 
     await run_in_threadpool(delete_all)
-    services(request).cache.clear()
+    await run_in_threadpool(_items_changed, services(request), owner.id, parent, principal.object_id)
     return Response(status_code=204)  # the only status the SDK's batch_delete accepts
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -59,6 +60,15 @@ class KeyProvider(Protocol):
         ...
 
     def latest_version(self, ref: KeyRef) -> str: ...
+
+
+def status_text(code: int) -> str:
+    """An upstream's status for a caller: the number and its standard phrase, never the phrase the upstream sent,
+    which is its own text."""
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
 
 
 def aead_wrap(key: bytes, data_key: bytes, aad: bytes) -> bytes:

@@ -14,6 +14,7 @@ and `AZURINE_VAULT_NAMESPACE`; an account selects it with a `keyVaultUri` at the
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -21,8 +22,10 @@ from typing import Any
 
 import httpx
 
-from azurine.storage.key_providers.base import KeyRef, KeyUnavailable, Wrapped
+from azurine.storage.key_providers.base import VAULT, KeyRef, KeyUnavailable, Wrapped, status_text
+from azurine.storage.key_providers.names import name_problem, segment, version_problem
 
+log = logging.getLogger("azurine.keys")
 VERSION_PREFIX = re.compile(r"^vault:v(\d+):")
 
 
@@ -49,28 +52,39 @@ class VaultTransit:
         self._client = client or httpx.Client(timeout=10)
 
     def _call(self, method: str, path: str, ref: KeyRef, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        problem = name_problem(VAULT, ref.name)
+        if problem:  # a setting stored before names were checked: nothing of it goes to Vault
+            raise KeyUnavailable(f"the transit key name is not usable: {problem}")
         headers = {"X-Vault-Token": self.settings.token}
         if self.settings.namespace:
             headers["X-Vault-Namespace"] = self.settings.namespace
-        url = f"{self.settings.address}/v1/{self.settings.mount}/{path}/{ref.name}"
+        url = f"{self.settings.address}/v1/{self.settings.mount}/{path}/{segment(ref.name)}"
         try:
             response = self._client.request(method, url, json=body, headers=headers)
         except httpx.HTTPError as error:
-            raise KeyUnavailable(f"Vault at {self.settings.address} cannot be reached: {error}") from None
+            log.warning("Vault at %s cannot be reached for %s of the transit key %r: %s", self.settings.address,
+                        path, ref.name, error)
+            raise KeyUnavailable(f"the key store at {ref.vault_uri} cannot be reached") from None
         if response.status_code != 200:
-            try:
-                reasons = "; ".join(str(e) for e in response.json().get("errors") or []) or response.reason_phrase
-            except ValueError:
-                reasons = response.reason_phrase
-            raise KeyUnavailable(f"Vault refused {path} with the transit key '{ref.name}' "
-                                 f"({response.status_code}): {reasons}")
-        data = response.json().get("data")
+            # Vault's own words name its paths, policies and tokens: the operator's to read, not the caller's
+            log.warning("Vault refused %s with the transit key %r (%s): %s", path, ref.name, response.status_code,
+                        response.text[:2000])
+            raise KeyUnavailable(f"the key store at {ref.vault_uri} refused {path} with the key '{ref.name}' "
+                                 f"({status_text(response.status_code)})")
+        try:
+            data = response.json().get("data")
+        except (ValueError, AttributeError):
+            data = None
         if not isinstance(data, dict):
-            raise KeyUnavailable(f"Vault answered {path} for the transit key '{ref.name}' without data")
+            raise KeyUnavailable(f"the key store at {ref.vault_uri} answered {path} for the key '{ref.name}' "
+                                 "without data")
         return data
 
     def wrap(self, ref: KeyRef, data_key: bytes) -> Wrapped:
         body: dict[str, Any] = {"plaintext": base64.b64encode(data_key).decode()}
+        problem = version_problem(VAULT, ref.version)
+        if problem:
+            raise KeyUnavailable(f"the transit key version is not usable: {problem}")
         if ref.version:
             body["key_version"] = int(ref.version)
         ciphertext = str(self._call("POST", "encrypt", ref, body).get("ciphertext", ""))
