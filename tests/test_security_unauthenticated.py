@@ -5,14 +5,12 @@ Prometheus metrics, which name every account's deployments, are served only on t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from asgi_app import client, in_process_app
-from conftest import API_KEY, API_VERSION, Server, free_port, start_server, stop
+from conftest import API_KEY, API_VERSION, Server, free_port
 
 
 def test_the_api_does_not_serve_metrics(tmp_path: Path) -> None:
@@ -25,15 +23,6 @@ def test_the_api_does_not_serve_metrics(tmp_path: Path) -> None:
     response = asyncio.run(scrape())
     assert response.status_code == 404
     assert response.json() == {"error": {"code": "404", "message": "Resource not found"}}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("metrics") / "data")
-    try:
-        yield running
-    finally:
-        stop(running.process)
 
 
 def test_metrics_are_on_the_operator_listener_only(server: Server) -> None:
