@@ -267,7 +267,9 @@ def featurize(featurizer: Featurizer, texts: list[str]) -> csr_matrix:
 
 @dataclass(frozen=True)
 class Config:
-    c: float = 4.0
+    # liblinear's C. With round five's French and Chinese rows, 4.0 took Italian jailbreak F1 to 0.82 and Chinese and
+    # Portuguese self-harm to 0.73 and 0.79; 2.0 gave French every target, and with round six no cell below its floor
+    c: float = 2.0
     written_weight: float = 10.0  # our own rows are few and cover the harm categories; imported ones are many
     balanced: bool = False  # "balanced" class weights made every trigger word fire (benign FPR 4%)
     embed_dims: int = 64  # static embedding dims (0: none)
