@@ -161,6 +161,16 @@ def started(jobs: list[_Job]) -> list[tuple[_Job, Sequence]]:
     return out
 
 
+def place(batch: Any, row: int, seq_id: int, tokens: list[int], pos: int) -> None:
+    """Put `tokens` of sequence `seq_id`, from position `pos` on, into `batch` from `row` on, no logits wanted."""
+    for i, token in enumerate(tokens):
+        batch.token[row + i] = token
+        batch.pos[row + i] = pos + i
+        batch.n_seq_id[row + i] = 1
+        batch.seq_id[row + i][0] = seq_id
+        batch.logits[row + i] = False
+
+
 def fill_step(batch: Any, under_way: dict[int, tuple[_Job, Sequence]],
               step_tokens: int) -> tuple[int, list[tuple[int, int]], int | None]:
     """Put the next step's tokens into `batch`: every answer's next token, then pieces of the prompts in the order they
@@ -181,12 +191,7 @@ def fill_step(batch: Any, under_way: dict[int, tuple[_Job, Sequence]],
             if n and n + len(tokens) > step_tokens:
                 break
             first = seq_id if first is None else first
-        for i, token in enumerate(tokens):
-            batch.token[n + i] = token
-            batch.pos[n + i] = sequence.pos + i
-            batch.n_seq_id[n + i] = 1
-            batch.seq_id[n + i][0] = seq_id
-            batch.logits[n + i] = False
+        place(batch, n, seq_id, tokens, sequence.pos)
         n += len(tokens)
         if sequence.evaluated(len(tokens)):
             batch.logits[n - 1] = True

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from azurine.engines.base import EngineError, HandedOver
 from azurine.engines.llama_context import ALIGN, resume_limit
-from azurine.engines.llama_sequences import Sequence, started
+from azurine.engines.llama_sequences import Sequence, place, started
 from azurine.telemetry.metrics import GANG_WIDTH
 
 if TYPE_CHECKING:
@@ -86,12 +86,13 @@ class _SlotContext:
         return shared_start(slot.tokens[:slot.exact], tokens)
 
     def admit(self, tokens: list[int], free: set[int]) -> tuple[int, int]:
-        """The free slot to answer `tokens` in and how many of their first tokens its cells already hold."""
+        """The free slot to answer `tokens` in and how many of their first tokens its cells already hold (a longer
+        start another slot holds is taken by `take_shared`, before each step while the prompt has not started)."""
         slot_id = max(free, key=lambda i: (self.shared(i, tokens), -self.slots[i].used))
         start = self.shared(slot_id, tokens)
         self.rewind(slot_id, start)
         self.slots[slot_id].used = time.monotonic()
-        return slot_id, self.take_shared(slot_id, tokens, start)
+        return slot_id, start
 
     def take_shared(self, slot_id: int, tokens: list[int], start: int) -> int:
         """Where slot `slot_id`, holding the first `start` of `tokens`, may start them once it has taken another
@@ -126,12 +127,7 @@ class _SlotContext:
         n = 0
         wanted = []
         for slot_id, tokens, pos in rows:
-            for i, token in enumerate(tokens):
-                batch.token[n + i] = token
-                batch.pos[n + i] = pos + i
-                batch.n_seq_id[n + i] = 1
-                batch.seq_id[n + i][0] = slot_id
-                batch.logits[n + i] = False
+            place(batch, n, slot_id, tokens, pos)
             n += len(tokens)
             batch.logits[n - 1] = True
             wanted.append(n - 1)
@@ -246,7 +242,7 @@ class SlotGang:
                 elif sequence.pos >= self.size:  # the slot is full: the answer goes on in a context of its own
                     sequence.relay.target(HandedOver(sequence))
                     release(slot_id, None)
-                elif slot_id in fresh:  # a prompt it waited for may have been evaluated since
+                elif slot_id in fresh:  # just admitted, or a prompt it waited for may have been evaluated since
                     sequence.skip(context.take_shared(slot_id, sequence.tokens, sequence.pos))
             if not under_way:
                 return
