@@ -25,6 +25,7 @@ class Settings:
     region_display_name: str = "Local"
     redis_url: str | None = None  # shared rate-limit counters for several replicas
     limits: RequestLimits = field(default_factory=lambda: RequestLimits())
+    response_retention_days: int = 30  # how long a stored response of the Responses API is kept
 
     @classmethod
     def load(cls, data_dir: Path | str | None = None) -> Settings:
@@ -38,6 +39,7 @@ class Settings:
             region_display_name=os.environ.get("AZURINE_REGION_DISPLAY_NAME", "Local"),
             redis_url=os.environ.get("AZURINE_REDIS_URL") or None,
             limits=RequestLimits.load(),
+            response_retention_days=_count("AZURINE_RESPONSE_RETENTION_DAYS", 30),
         )
 
 

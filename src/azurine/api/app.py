@@ -32,6 +32,7 @@ from azurine.api.inference.batches import router as batches_router
 from azurine.api.inference.files import MAX_UPLOAD_BYTES, MULTIPART_OVERHEAD, too_large
 from azurine.api.inference.files import router as files_router
 from azurine.api.inference.render import ClientDisconnected
+from azurine.api.inference.responses_routes import router as responses_router
 from azurine.api.inference.routes import router as inference_router
 from azurine.api.issuer import router as issuer_router
 from azurine.api.management.accounts import router as accounts_router
@@ -48,6 +49,7 @@ from azurine.identity.access import AccessControl
 from azurine.identity.directory import Directory
 from azurine.jobs.batch_runner import LineOutcome, LineRunner
 from azurine.jobs.batch_worker import BatchWorker
+from azurine.jobs.response_retention import remove_expired_responses
 from azurine.quota.limiter import make_limiter
 from azurine.safety.screen import Detectors
 from azurine.scheduler.registry import EngineRegistry
@@ -60,6 +62,7 @@ from azurine.storage.envelope import EnvelopeSealer
 from azurine.storage.files import FileStore
 from azurine.storage.key_providers import KeyUnavailable
 from azurine.storage.principals import PrincipalStore
+from azurine.storage.responses import ResponseStore
 from azurine.storage.state import AccountRecord, StateStore
 from azurine.usage.ledger import UsageLedger
 
@@ -82,7 +85,8 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
                     limiter=make_limiter(settings.redis_url), ledger=UsageLedger(store),
                     safety=Detectors(), files=FileStore(engine, sealer),
                     batches=BatchStore(engine, sealer), access=AccessControl(access),
-                    issuers=trusted_issuers(), directory=Directory(PrincipalStore(engine), store, access)), created
+                    issuers=trusted_issuers(), directory=Directory(PrincipalStore(engine), store, access),
+                    responses=ResponseStore(engine, sealer)), created
 
 
 async def engine_error_handler(_: Request, exc: Exception) -> Response:
@@ -147,12 +151,15 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
         except Exception:
             log.exception("the content filters could not load; answers will say they went unfiltered")
         stop = asyncio.Event()
+        sweeping = asyncio.create_task(remove_expired_responses(services.responses, stop))
         working = None
         if batch_worker_name is not None:
             await asyncio.to_thread(services.batches.forget, f"{batch_worker_name}:")
             working = asyncio.create_task(batch_worker(app, services, batch_worker_name).run(stop))
         yield
         stop.set()
+        await services.background.close()
+        await sweeping
         if working is not None:
             await working
         await services.engines.close()
@@ -163,6 +170,7 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
     app = FastAPI(title="Azurine", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
     app.include_router(inference_router)
+    app.include_router(responses_router)
     app.include_router(files_router)
     app.include_router(batches_router)
     app.include_router(issuer_router)

@@ -20,6 +20,7 @@ from azurine.api.errors import (
     validation_error,
 )
 from azurine.api.identity_stage import identify
+from azurine.api.inference.background_runs import BackgroundRuns
 from azurine.api.middleware import ACCOUNT_SCOPE_KEY
 from azurine.catalog import Catalog, ModelSpec
 from azurine.config import Settings
@@ -37,6 +38,7 @@ from azurine.scheduler.registry import EngineRegistry
 from azurine.storage.batches import BatchStore
 from azurine.storage.cache import ShortLivedCache
 from azurine.storage.files import FileStore
+from azurine.storage.responses import ResponseStore
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
 from azurine.usage.ledger import UsageLedger
 
@@ -58,7 +60,9 @@ class Services:
     access: AccessControl
     issuers: OidcIssuers
     directory: Directory
+    responses: ResponseStore
     blocklists: CompiledBlocklists = field(default_factory=CompiledBlocklists)
+    background: BackgroundRuns = field(default_factory=BackgroundRuns)  # the background responses run here
 
 
 @dataclass(frozen=True)

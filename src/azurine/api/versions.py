@@ -14,6 +14,8 @@ PREVIEW_VERSIONS = frozenset({
 })
 CLASSIC_VERSIONS = GA_VERSIONS | PREVIEW_VERSIONS
 V1_VERSIONS = frozenset({"v1", "preview"})
+# the dated `/openai/responses`: the previews since 2025-03-01-preview, which added the Responses API
+RESPONSES_VERSIONS = frozenset({"2025-03-01-preview", "2025-04-01-preview"})
 
 
 def check_classic(api_version: str | None) -> str:
@@ -21,6 +23,15 @@ def check_classic(api_version: str | None) -> str:
     if api_version is None or api_version == "":
         raise resource_not_found()
     if api_version not in CLASSIC_VERSIONS:
+        raise api_version_not_supported()
+    return api_version
+
+
+def check_responses(api_version: str | None) -> str:
+    """The dated Responses API requires one of the previews that have it: missing is 404, any other is 400."""
+    if api_version is None or api_version == "":
+        raise resource_not_found()
+    if api_version not in RESPONSES_VERSIONS:
         raise api_version_not_supported()
     return api_version
 

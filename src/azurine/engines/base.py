@@ -120,6 +120,8 @@ class Finished:
     reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    # leading prompt tokens whose cells were evaluated before and taken as they were: the prompt cache's hits
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import os
 import random
 import threading
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, replace
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,12 @@ from azurine.engines.base import (
     TopLogprob,
 )
 from azurine.engines.llama_context import ContextStateError, EvaluatedContext
+from azurine.engines.llama_lazy_grammar import LazyToolSampler
 from azurine.engines.llama_memory import kv_cell_bytes
 from azurine.engines.llama_sequences import Sequence, SequenceGang, step_rows
 from azurine.engines.llama_slots import SlotGang
-from azurine.engines.tool_calls import may_be_tool_call, new_call_id, parse_tool_calls, tools_system_prompt
+from azurine.engines.tool_calls import held_from, new_call_id, parse_tool_calls, split_tool_calls, tools_system_prompt
+from azurine.engines.tool_grammar import ToolGrammar, tool_grammar
 from azurine.json_depth import text_too_deep
 from azurine.scheduler.compute import Gang, Scheduler
 from azurine.scheduler.priority import Priority
@@ -126,48 +128,70 @@ def _grammar_for(sampling: Sampling, prompt: ChatPrompt | None) -> tuple[str | N
     return None, "none"
 
 
+@lru_cache(maxsize=64)
+def _lazy_grammar(tools: str, parallel: bool) -> ToolGrammar | None:
+    """The tool-call grammar for tools (as JSON), made once for the tools an application sends with every turn."""
+    return tool_grammar(json.loads(tools), parallel)
+
+
+def _picking_samplers(sampling: Sampling) -> int:
+    """How many samplers at the end of `LlamaCppEngine._sampler`'s chain pick the token."""
+    if sampling.temperature <= 0:
+        return 1  # greedy
+    return 3 if sampling.top_p < 1.0 else 2  # (top-p,) temperature, the seeded draw
+
+
 class _ToolCallFilter:
-    """Holds back text that may be a tool call and turns it into tool calls at the end."""
+    """Holds back text from where a tool call may begin (`tool_calls.held_from`) and turns what it holds into calls
+    at the end; text before a call is released as it comes, text it holds that is no call at the end."""
 
     def __init__(self, emit: Emit, names: set[str], mode: str, named: str | None) -> None:
         self._emit, self._names, self._mode, self._named = emit, names, mode, named
         self._held: list[Delta] = []
-        self._holding: bool | None = True if mode in ("forced", "named") else None
+        self._released = False  # whether any text went out
+        self._started = mode in ("forced", "named")  # a call has surely begun: all the rest is held
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Finished):
             self._finish(event)
             return
-        if self._holding is False:
-            self._emit(event)
-            return
         self._held.append(event)
-        text = "".join(d.text for d in self._held)
-        if self._holding is None and not may_be_tool_call(text):
-            self._holding = False
-            self._release()
+        if self._started:
+            return
+        cut, self._started = held_from("".join(d.text for d in self._held))
+        size, count = 0, 0
+        for delta in self._held:  # whole deltas only, so that each keeps its logprobs
+            if size + len(delta.text) > cut:
+                break
+            size, count = size + len(delta.text), count + 1
+        if count:
+            out, self._held = self._held[:count], self._held[count:]
+            self._send(out)
 
-    def _release(self) -> None:
-        if self._held:
-            self._emit(Delta(text="".join(d.text for d in self._held),
-                             logprobs=[lp for d in self._held for lp in d.logprobs]))
-        self._held = []
+    def _send(self, deltas: list[Delta]) -> None:
+        text = "".join(d.text for d in deltas)
+        self._emit(Delta(text=text, logprobs=[lp for d in deltas for lp in d.logprobs]))
+        self._released = self._released or bool(text)
 
     def _finish(self, finished: Finished) -> None:
         text = "".join(d.text for d in self._held)
+        content = ""
         if self._mode == "named" and self._named is not None:
             calls = self._named_call(text) if text.strip() else []
         else:
-            calls = parse_tool_calls(text, self._names) if self._held else []
+            calls, content = split_tool_calls(text, self._names) if self._held else ([], "")
         if not calls:
-            self._release()
+            if self._held:
+                self._send(self._held)
             self._emit(finished)
             return
+        content = content.rstrip() if self._released else content.strip()
+        if content:  # text around the calls that was held with them (see `tool_calls`)
+            self._emit(Delta(text=content))
         self._emit(Delta(tool_calls=calls))
         # a call the caller named is a plain stop, as Azure reports it; a chosen call is `tool_calls`
         reason = "stop" if self._mode == "named" else "tool_calls"
-        self._emit(Finished(reason if finished.reason != "length" else "length",
-                            finished.prompt_tokens, finished.completion_tokens))
+        self._emit(replace(finished, reason=reason if finished.reason != "length" else "length"))
 
     def _named_call(self, text: str) -> list[ToolCall]:
         """The named tool's call. The grammar makes its arguments a JSON object unless the answer was cut short
@@ -222,6 +246,7 @@ class Prepared:
     schema: str | None
     echo: str | None = None  # a completion's prompt, said again before its answer
     tool_calls: tuple[set[str], str, str | None] | None = None  # the tools offered, the tool mode, the named tool
+    tool_grammar: ToolGrammar | None = None  # switched on once an answer that may call tools starts a call
 
     def open(self, emit: Emit) -> Emit:
         """`emit` for the answer's events: the echoed prompt first, and tool calls parsed where there may be some."""
@@ -384,8 +409,12 @@ class LlamaCppEngine:
 
     def _sequence(self, prepared: Prepared, sampling: Sampling, order: WorkOrder, emit: Emit, param: str) -> Sequence:
         relay = _Relay(emit)
-        sequence = Sequence(self, self._load(), prepared.tokens, sampling, prepared.schema, order,
+        llm = self._load()
+        sequence = Sequence(self, llm, prepared.tokens, sampling, prepared.schema, order,
                             prepared.open(relay), param, _StopMatcher(sampling.stop))
+        if prepared.tool_grammar is not None:
+            sequence.sampler = LazyToolSampler(sequence.sampler, prepared.tool_grammar, llm._model.vocab,
+                                               _picking_samplers(sampling))
         sequence.relay = relay
         return sequence
 
@@ -413,7 +442,8 @@ class LlamaCppEngine:
             return Prepared(tokens, schema)
         names = {t["function"]["name"] for t in tools or []}
         named = prompt.tool_choice["function"]["name"] if mode == "named" else None  # type: ignore[index]
-        return Prepared(tokens, schema, tool_calls=(names, mode, named))
+        lazy = _lazy_grammar(json.dumps(tools), prompt.parallel_tool_calls) if mode == "auto" else None
+        return Prepared(tokens, schema, tool_calls=(names, mode, named), tool_grammar=lazy)
 
     def _complete_tokens(self, llm: Any, prompt: TextPrompt, sampling: Sampling) -> Prepared:
         schema, _ = _grammar_for(sampling, None)
@@ -476,6 +506,8 @@ class LlamaCppEngine:
                                   param="response_format") from error
             sampler.add_grammar(llm._model, grammar)
         seed = sampling.seed if sampling.seed is not None else random.getrandbits(32)
+        # the samplers that pick the token come last (`_picking_samplers` counts them): a tool-call grammar switched
+        # on mid-answer goes in before them
         if sampling.temperature <= 0:
             sampler.add_greedy()
         else:
@@ -516,7 +548,9 @@ class LlamaCppEngine:
     def _generate(self, prepared: Prepared, sampling: Sampling, order: WorkOrder, emit: Emit,
                   param: str) -> Iterator[None]:
         sequence = self._sequence(prepared, sampling, order, emit, param)
-        yield from self._alone(self._context(order.priority), sequence, sequence.tokens)
+        context = self._context(order.priority)
+        sequence.reused = context.resume_point(sequence.tokens)  # where `prefill` starts, in this same step
+        yield from self._alone(context, sequence, sequence.tokens)
 
     def _alone(self, context: EvaluatedContext, sequence: Sequence, tokens: list[int]) -> Iterator[None]:
         """Decode `sequence` by itself in `context`, after evaluating `tokens` (what it has read, and said so far)."""

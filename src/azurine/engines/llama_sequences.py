@@ -142,7 +142,7 @@ class Sequence:
         PROMPT_TOKENS.labels(name).inc(self.n_prompt)
         PROMPT_TOKENS_REUSED.labels(name).inc(self.reused)
         self.emit(Finished(reason=reason, prompt_tokens=self.n_prompt,  # type: ignore[arg-type]
-                           completion_tokens=self.produced))
+                           completion_tokens=self.produced, cached_tokens=self.reused))
         return True
 
 

@@ -84,7 +84,8 @@ BUILT_IN_ROLES = {role.id: role for role in (
                       f"{OPENAI}/deployments/search/action", f"{OPENAI}/deployments/completions/action",
                       f"{OPENAI}/deployments/chat/completions/action", f"{OPENAI}/deployments/embeddings/action",
                       f"{OPENAI}/deployments/extensions/chat/completions/action",
-                      f"{OPENAI}/images/generations/action", f"{OPENAI}/files/*", f"{OPENAI}/batches/*")),
+                      f"{OPENAI}/images/generations/action", f"{OPENAI}/files/*", f"{OPENAI}/batches/*",
+                      f"{OPENAI}/responses/*")),
 )}
 ROLES_BY_NAME = {role.name.lower(): role for role in BUILT_IN_ROLES.values()}
 

@@ -382,3 +382,39 @@ class DataKeyRow(Base):
     wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class StoredResponse(Base):
+    """A response of the Responses API, kept until `expires_at`; the response object itself is sealed in `body`."""
+
+    __tablename__ = "responses"
+    __table_args__ = (Index("ix_responses_expires_at", "expires_at"),
+                      Index("ix_responses_previous_id", "previous_id"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # resp_…
+    # deleting an account deletes its responses with it: customer content outlives no account
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    # the stored response this one continues, whose conversation comes before its own items; a response is deleted
+    # only once those continuing it hold what it read and said, so the key refuses a delete that would break one
+    previous_id: Mapped[str | None] = mapped_column(ForeignKey("responses.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # queued, in_progress, completed, incomplete, failed, cancelled
+    background: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger)  # unix epoch seconds
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    # while a background response runs, the time by which its runner renews this; past it, the runner is gone
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # sealed JSON of the response object
+
+
+class ResponseItem(Base):
+    """One input item of a stored response's own, in order, each item sealed; the conversation before them is the
+    chain of responses it continues (`StoredResponse.previous_id`)."""
+
+    __tablename__ = "response_items"
+    __table_args__ = (Index("ix_response_items_item", "response_id", "item_id"),)
+
+    response_id: Mapped[str] = mapped_column(ForeignKey("responses.id", ondelete="CASCADE"), primary_key=True)
+    # in conversation order: 0, 1, 2, …, and below 0 for what a deleted response it continued read and said
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # sealed JSON of the item

@@ -35,7 +35,8 @@ from azurine.telemetry.metrics import RATE_LIMITED, SETTLED_TOKENS
 log = logging.getLogger("azurine")
 UTILIZATION_HEADER = "azure-openai-deployment-utilization"
 
-OPERATIONS = {"chat": "ChatCompletions_Create", "completion": "Completions_Create", "embeddings": "Embeddings_Create"}
+OPERATIONS = {"chat": "ChatCompletions_Create", "completion": "Completions_Create", "embeddings": "Embeddings_Create",
+              "responses": "Responses_Create"}
 
 
 def limits_for(target: Target) -> Limits | None:

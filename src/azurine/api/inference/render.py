@@ -41,13 +41,13 @@ def prompt_filter_results(count: int = 1) -> list[dict[str, Any]]:
     return [{"prompt_index": i, "content_filter_results": filter_results()} for i in range(count)]
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
     return {
         "completion_tokens": completion_tokens,
         "completion_tokens_details": {"accepted_prediction_tokens": 0, "audio_tokens": 0,
                                       "reasoning_tokens": 0, "rejected_prediction_tokens": 0},
         "prompt_tokens": prompt_tokens,
-        "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": 0},
+        "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": cached_tokens},
         "total_tokens": prompt_tokens + completion_tokens,
     }
 

@@ -148,8 +148,8 @@ def _body(body: ChatCompletionRequest, target: Target, guard: ContentGuard, answ
     for index, (answer, check) in enumerate(zip(answers, checks, strict=True)):
         results, filtered = check.annotations, check.filtered
         message: dict[str, Any] = {"role": "assistant", "content": check.shown(answer.text), "refusal": None}
-        if answer.tool_calls:
-            message["content"] = None
+        if answer.tool_calls:  # text the model wrote around its calls is their message's content, as streamed
+            message["content"] = message["content"] or None
             message.update(calls_json(body, answer.tool_calls))
         if filtered:  # the answer is withheld; its annotations say why
             message = {"role": "assistant", "content": None, "refusal": None}
@@ -161,12 +161,13 @@ def _body(body: ChatCompletionRequest, target: Target, guard: ContentGuard, answ
             else None,
             "message": message,
         })
-    prompt_tokens = answers[0].finished.prompt_tokens
+    prompt_tokens, cached_tokens = answers[0].finished.prompt_tokens, answers[0].finished.cached_tokens
     completion_tokens = sum(a.finished.completion_tokens for a in answers)
     return {
         "choices": choices, "created": now(), "id": new_id("chatcmpl-"), "model": target.model.response_model,
         "object": "chat.completion", "prompt_filter_results": guard.prompt_filter_results(),
-        "system_fingerprint": fingerprint(target.model), "usage": usage(prompt_tokens, completion_tokens),
+        "system_fingerprint": fingerprint(target.model),
+        "usage": usage(prompt_tokens, completion_tokens, cached_tokens),
     }
 
 
@@ -197,7 +198,7 @@ async def _stream(body: ChatCompletionRequest, target: Target, ticket: Ticket, g
     # Azure's opening chunk carries the prompt's filter results and nothing else
     yield event({"choices": [], "created": 0, "id": "", "model": "", "object": "",
                  "prompt_filter_results": guard.prompt_filter_results()})
-    prompt_tokens = completion_tokens = 0
+    prompt_tokens = completion_tokens = cached_tokens = 0
     try:
         for index in range(n):
             events = first if index == 0 else target.engine.chat(prompt, sampling.for_choice(index), ticket.order())
@@ -229,6 +230,8 @@ async def _stream(body: ChatCompletionRequest, target: Target, ticket: Ticket, g
             if finished is None:  # cut short by the filter: the engine stops once nobody reads it
                 continue
             yield chunk(index, {}, finish=finish_reason(body, finished.reason))
+            if not prompt_tokens:  # the prompt counts once, as the first answer read it
+                cached_tokens = finished.cached_tokens
             prompt_tokens = finished.prompt_tokens
             completion_tokens += finished.completion_tokens
     except (EngineError, AzureError) as error:
@@ -236,5 +239,5 @@ async def _stream(body: ChatCompletionRequest, target: Target, ticket: Ticket, g
         yield event({"error": {"code": getattr(error, "code", "InternalServerError"), "message": message}})
         return
     if include_usage:
-        yield event({**base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
+        yield event({**base, "choices": [], "usage": usage(prompt_tokens, completion_tokens, cached_tokens)})
     yield DONE

@@ -1,0 +1,252 @@
+"""The Responses API's routes: `/openai/v1/responses…` and the dated `/openai/responses…?api-version=<preview>`.
+
+Create is the inference pipeline, top to bottom, as chat's routes are: api-version → account → network → identity
+→ body → deployment (the body's `model`) → the conversation it continues → quota → content filter (prompt) →
+serve. The other operations read the account's stored responses: api-version → account → network → identity →
+store. A response of another account, or one past its retention, is not found.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from azurine.api.context import (
+    authenticate,
+    find_deployment,
+    parse_body,
+    require_model_field,
+    resolve_account,
+    services,
+)
+from azurine.api.errors import AzureError, bad_request
+from azurine.api.inference.admission import admit, chat_cost
+from azurine.api.inference.content_filter import chat_prompt_text, screen_prompts
+from azurine.api.inference.protocol_responses import MAX_ID_CHARS, ResponsesRequest
+from azurine.api.inference.responses_render import deleted_object, item_list, response_error, with_status
+from azurine.api.inference.responses_turn import INTERRUPTED, fitted, new_turn
+from azurine.api.inference.serving_responses import serve_response
+from azurine.api.network_stage import check_network
+from azurine.api.sse import AzureJSONResponse
+from azurine.api.versions import check_responses, check_v1
+from azurine.storage.responses import ACTIVE, MAX_CHAIN, ChainTooLong, ResponseRecord
+from azurine.storage.state import AccountRecord
+
+router = APIRouter()
+ApiVersion = Query(None, alias="api-version")
+WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+
+
+def response_not_found(response_id: str) -> AzureError:
+    return AzureError(404, "not_found", f"Response with id '{response_id}' not found.",
+                      error_type="invalid_request_error", include_openai_fields=True)
+
+
+def previous_not_found(response_id: str) -> AzureError:
+    return AzureError(404, "previous_response_not_found", f"Previous response with id '{response_id}' not found.",
+                      param="previous_response_id", error_type="invalid_request_error")
+
+
+def plausible_id(response_id: str) -> bool:
+    # a NUL or an id longer than any stored one names nothing; PostgreSQL would refuse to compare a NUL
+    return 0 < len(response_id) <= MAX_ID_CHARS and "\x00" not in response_id
+
+
+# the pipeline ------------------------------------------------------------------------------------------------
+
+async def _identified(request: Request, bearer_keys: bool) -> AccountRecord:
+    account = await resolve_account(request)
+    check_network(request, account)
+    await authenticate(request, account, bearer_keys=bearer_keys)
+    return account
+
+
+async def _create(request: Request, version: str, bearer_keys: bool) -> Response:
+    account = await _identified(request, bearer_keys)
+    body = await parse_body(request, ResponsesRequest)
+    target = await find_deployment(request, account, require_model_field(body.model), "chat")
+    earlier = await _previous(request, account, body)
+    turn = fitted(new_turn(body, target.model.response_model, earlier), target.model.context_length)
+    ticket = await admit(request, account, target, chat_cost(turn.chat, target), "responses", version)
+    prompt = replace(chat_prompt_text(turn.chat.messages), param="input")
+    guard = await ticket.check(screen_prompts(request, account, target, [prompt], version))
+    return await ticket.serve(serve_response(request, account, target, turn, ticket, guard))
+
+
+async def _previous(request: Request, account: AccountRecord, body: ResponsesRequest) -> list[dict[str, Any]]:
+    """What the response continued read and said, its chain before it included; nothing when it continues none."""
+    if body.previous_response_id is None:
+        return []
+    record = await _stored(request, account, body.previous_response_id)
+    if record is None:
+        raise previous_not_found(body.previous_response_id)
+    try:
+        earlier = await run_in_threadpool(services(request).responses.conversation, account.id, record.id,
+                                          time.time(), with_output=True, longest=MAX_CHAIN - 1)
+    except ChainTooLong:
+        raise bad_request(f"Invalid 'previous_response_id': a conversation may hold at most {MAX_CHAIN} responses, "
+                          "and this one would hold more. Start a new one, giving the items to keep as 'input'.",
+                          "previous_response_id", "invalid_value") from None
+    if earlier is None:  # deleted meanwhile
+        raise previous_not_found(body.previous_response_id)
+    return earlier
+
+
+async def _stored(request: Request, account: AccountRecord, response_id: str) -> ResponseRecord | None:
+    """The account's response, as it stands now: one whose background runner is gone is failed."""
+    if not plausible_id(response_id):
+        return None
+    store, at = services(request).responses, time.time()
+    record = await run_in_threadpool(store.get, account.id, response_id, at)
+    if record is None or record.status not in ACTIVE or record.lease_until is None or record.lease_until >= at:
+        return record
+    failed = with_status(record.body, "failed", error=response_error("server_error", INTERRUPTED))
+    await run_in_threadpool(store.update, account.id, failed, only_from=ACTIVE)
+    return await run_in_threadpool(store.get, account.id, response_id, at)
+
+
+async def _found(request: Request, account: AccountRecord, response_id: str) -> ResponseRecord:
+    record = await _stored(request, account, response_id)
+    if record is None:
+        raise response_not_found(response_id)
+    return record
+
+
+def _no_stream(request: Request) -> None:
+    if (request.query_params.get("stream") or "").lower() == "true":
+        raise bad_request("Unsupported parameter: 'stream' is not supported by Azurine when retrieving a response: "
+                          "retrieve it once it has ended.", "stream", "unsupported_parameter")
+
+
+async def _retrieve(request: Request, response_id: str, bearer_keys: bool) -> Response:
+    account = await _identified(request, bearer_keys)
+    _no_stream(request)
+    return AzureJSONResponse((await _found(request, account, response_id)).body)
+
+
+async def _delete(request: Request, response_id: str, bearer_keys: bool) -> Response:
+    account = await _identified(request, bearer_keys)
+    deleted = plausible_id(response_id) and await run_in_threadpool(
+        services(request).responses.delete, account.id, response_id, time.time())
+    if not deleted:
+        raise response_not_found(response_id)
+    services(request).background.cancel(response_id)
+    return AzureJSONResponse(deleted_object(response_id))
+
+
+async def _cancel(request: Request, response_id: str, bearer_keys: bool) -> Response:
+    account = await _identified(request, bearer_keys)
+    record = await _found(request, account, response_id)
+    if not record.background:
+        raise bad_request("Only responses created with background mode can be cancelled.", None, "invalid_value")
+    if record.status in ACTIVE:
+        cancelled = with_status(record.body, "cancelled")
+        if await run_in_threadpool(services(request).responses.update, account.id, cancelled, only_from=ACTIVE):
+            services(request).background.cancel(response_id)
+            return AzureJSONResponse(cancelled)
+        record = await _found(request, account, response_id)  # it ended meanwhile
+    if record.status == "cancelled":
+        return AzureJSONResponse(record.body)
+    raise bad_request(f"Cannot cancel a response that has already ended: its status is '{record.status}'.", None,
+                      "invalid_value")
+
+
+def _page_query(request: Request) -> tuple[int, str, str | None, str | None]:
+    params = request.query_params
+    raw = params.get("limit")
+    limit = DEFAULT_PAGE
+    if raw is not None:
+        if not WHOLE_NUMBER.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE:
+            raise bad_request(f"Invalid 'limit': it must be a whole number from 1 to {MAX_PAGE}, not '{raw[:64]}'.",
+                              "limit", "invalid_value")
+        limit = int(raw)
+    order = params.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise bad_request(f"Invalid 'order': it must be 'asc' or 'desc', not '{order[:64]}'.", "order",
+                          "invalid_value")
+    cursors = [params.get(name) or None for name in ("after", "before")]
+    for name, cursor in zip(("after", "before"), cursors, strict=True):
+        if cursor is not None and not plausible_id(cursor):
+            raise bad_request(f"Invalid '{name}': it must be the id of an item.", name, "invalid_value")
+    return limit, order, cursors[0], cursors[1]
+
+
+async def _input_items(request: Request, response_id: str, bearer_keys: bool) -> Response:
+    account = await _identified(request, bearer_keys)
+    limit, order, after, before = _page_query(request)
+    page = plausible_id(response_id) and await run_in_threadpool(
+        services(request).responses.page, account.id, response_id, time.time(), limit=limit,
+        order=order, after=after, before=before)  # type: ignore[arg-type]
+    if not page:
+        raise response_not_found(response_id)
+    return AzureJSONResponse(item_list(page.items, page.has_more))
+
+
+# the v1 surface: `model` in the body names the deployment --------------------------------------------------------
+
+@router.post("/openai/v1/responses")
+async def v1_create_response(request: Request, api_version: str | None = ApiVersion) -> Response:
+    return await _create(request, check_v1(api_version), bearer_keys=True)
+
+
+@router.get("/openai/v1/responses/{response_id}")
+async def v1_get_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
+    check_v1(api_version)
+    return await _retrieve(request, response_id, bearer_keys=True)
+
+
+@router.delete("/openai/v1/responses/{response_id}")
+async def v1_delete_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
+    check_v1(api_version)
+    return await _delete(request, response_id, bearer_keys=True)
+
+
+@router.post("/openai/v1/responses/{response_id}/cancel")
+async def v1_cancel_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
+    check_v1(api_version)
+    return await _cancel(request, response_id, bearer_keys=True)
+
+
+@router.get("/openai/v1/responses/{response_id}/input_items")
+async def v1_input_items(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
+    check_v1(api_version)
+    return await _input_items(request, response_id, bearer_keys=True)
+
+
+# the dated surface: /openai/responses?api-version=<a preview with the Responses API> --------------------------
+
+@router.post("/openai/responses")
+async def create_response(request: Request, api_version: str | None = ApiVersion) -> Response:
+    return await _create(request, check_responses(api_version), bearer_keys=False)
+
+
+@router.get("/openai/responses/{response_id}")
+async def get_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
+    check_responses(api_version)
+    return await _retrieve(request, response_id, bearer_keys=False)
+
+
+@router.delete("/openai/responses/{response_id}")
+async def delete_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
+    check_responses(api_version)
+    return await _delete(request, response_id, bearer_keys=False)
+
+
+@router.post("/openai/responses/{response_id}/cancel")
+async def cancel_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
+    check_responses(api_version)
+    return await _cancel(request, response_id, bearer_keys=False)
+
+
+@router.get("/openai/responses/{response_id}/input_items")
+async def input_items(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
+    check_responses(api_version)
+    return await _input_items(request, response_id, bearer_keys=False)
