@@ -124,6 +124,25 @@ def start_server(data_dir: Path, env: dict[str, str] | None = None, tls: bool = 
     return server
 
 
+def provision(data_dir: Path, subscription: str, *groups: str, database_url: str | None = None,
+              location: str = "eastus") -> None:
+    """A subscription and resource groups in it, written to the server's database as `azurine subscription
+    create` and `az group create` would make them: ARM creates accounts only in groups that exist."""
+    from azurine.config import Settings
+    from azurine.identity.tokens import TENANT_ID
+    from azurine.storage.database import make_engine, migrate
+    from azurine.storage.subscriptions import SubscriptionStore
+
+    engine = make_engine(database_url or Settings.load(data_dir).database_url)
+    migrate(engine)
+    store = SubscriptionStore(engine)
+    if store.subscription(subscription) is None:
+        store.add_subscription(subscription, subscription, TENANT_ID)
+    for group in groups:
+        store.put_group(subscription, group, location, None)
+    engine.dispose()
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()

@@ -16,7 +16,7 @@ import openai
 import pytest
 
 import test_management_sdk
-from conftest import API_KEY, API_VERSION, ROOT, free_port
+from conftest import API_KEY, API_VERSION, ROOT, free_port, provision
 from test_management_sdk import TlsServer
 
 # the module-scoped fixture, bound here so that this module gets a server of its own
@@ -27,6 +27,11 @@ GROUP = "rg-cli"
 # settings a developer's shell may hold that would steer the commands away from the test server
 STEERING = ("AZURINE_ENDPOINT", "AZURINE_SUBSCRIPTION", "AZURINE_TOKEN", "AZURINE_CA_BUNDLE", "AZURINE_DATA_DIR",
             "AZURINE_DATABASE_URL")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cli_subscription(tls_server: TlsServer) -> None:
+    provision(tls_server.data_dir, SUBSCRIPTION, GROUP)
 
 
 def unique(prefix: str) -> str:
@@ -249,3 +254,19 @@ def test_rai_policy_lifecycle(tls_server: TlsServer, tmp_path: Path) -> None:
     failed(cli(tls_server, "rai-policy", "show", "-n", name, "-g", GROUP, "--policy-name", "strict"),
            "ResourceNotFound")
     ok(cli(tls_server, "account", "delete", "-n", name, "-g", GROUP))
+
+
+def test_resource_groups_hold_the_accounts_made_in_them(tls_server: TlsServer) -> None:
+    group = unique("rg")
+    name = unique("grouped")
+    refused = cli(tls_server, "account", "create", "-n", name, "-g", group, "--kind", "OpenAI", "-l", "eastus")
+    failed(refused, "ResourceGroupNotFound")
+    made = cli_json(tls_server, "group", "create", "-n", group, "-l", "eastus", "--tags", "team=cli")
+    assert made["id"] == f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{group}" and made["tags"] == {"team": "cli"}
+    assert cli_json(tls_server, "group", "show", "-n", group)["location"] == "eastus"
+    assert group in ok(cli(tls_server, "group", "list", "-o", "table")).stdout
+    account = cli_json(tls_server, "account", "create", "-n", name, "-g", group, "--kind", "OpenAI", "-l", "eastus")
+    assert account["id"].startswith(made["id"] + "/providers/")
+    ok(cli(tls_server, "group", "delete", "-n", group, "--yes"))
+    failed(cli(tls_server, "account", "show", "-n", name, "-g", group), "ResourceNotFound")
+    failed(cli(tls_server, "group", "show", "-n", group), "ResourceGroupNotFound")

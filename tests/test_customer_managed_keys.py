@@ -51,8 +51,8 @@ from azurine.storage.key_providers.service import ServiceKey, load_service_key
 from azurine.storage.key_providers.vault_transit import VaultSettings, VaultTransit
 from azurine.storage.state import StateStore
 from azurine.storage.tables import DataKeyRow
-from conftest import ROOT, start_server, stop
-from test_management_sdk import GROUP, TlsServer, openai_account, smol
+from conftest import ROOT, provision, start_server, stop
+from test_management_sdk import GROUP, SUBSCRIPTION, TlsServer, openai_account, smol
 
 CACHE_S = 1.0
 SETTLE = CACHE_S + 0.3
@@ -67,6 +67,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     started = start_server(tmp_path_factory.mktemp("cmk") / "data", tls=True,
                            env={"AZURINE_KEY_CACHE_SECONDS": str(CACHE_S), "AZURINE_SERVICE_KEY": ""})
     assert started.cert is not None
+    provision(started.data_dir, SUBSCRIPTION, GROUP)
     try:
         yield TlsServer(started.url, started.cert, started.data_dir, started.process)
     finally:

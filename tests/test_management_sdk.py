@@ -30,7 +30,7 @@ from azure.mgmt.cognitiveservices.models import (
     Sku,
 )
 
-from conftest import API_KEY, API_VERSION, ROOT, start_server, stop
+from conftest import API_KEY, API_VERSION, ROOT, provision, start_server, stop
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 GROUP = "rg-infra"
@@ -75,6 +75,7 @@ class TlsServer:
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     started = start_server(tmp_path_factory.mktemp("arm") / "data", tls=True)
     assert started.cert is not None
+    provision(started.data_dir, SUBSCRIPTION, GROUP, "other-group")
     try:
         yield TlsServer(started.url, started.cert, started.data_dir, started.process)
     finally:

@@ -12,7 +12,7 @@ from azurine.identity.tokens import issue_token
 from azurine.storage.cache import ShortLivedCache
 from azurine.storage.database import make_engine
 from azurine.storage.state import StateStore
-from conftest import API_VERSION, Server, start_server, stop
+from conftest import API_VERSION, Server, provision, start_server, stop
 
 SUB = "22222222-0000-0000-0000-000000000000"
 ACCOUNT = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/twin"
@@ -25,6 +25,7 @@ SETTLE = ShortLivedCache().ttl + 0.2
 def replicas(database_url: str, tmp_path) -> Iterator[tuple[Server, Server]]:
     first = start_server(tmp_path / "a", env={"AZURINE_DATABASE_URL": database_url})
     second = start_server(tmp_path / "b", env={"AZURINE_DATABASE_URL": database_url})
+    provision(first.data_dir, SUB, "rg", database_url=database_url)
     try:
         yield first, second
     finally:

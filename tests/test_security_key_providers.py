@@ -34,9 +34,9 @@ from azurine.storage.key_providers.azure_key_vault import AzureKeyVault, azure_i
 from azurine.storage.key_providers.local_store import LocalKeyStore
 from azurine.storage.key_providers.service import ServiceKey
 from azurine.storage.key_providers.vault_transit import VaultSettings, VaultTransit
-from conftest import start_server, stop
+from conftest import provision, start_server, stop
 from test_customer_managed_keys import WireServer
-from test_management_sdk import GROUP, TlsServer
+from test_management_sdk import GROUP, SUBSCRIPTION, TlsServer
 
 SECRET_DETAIL = "permission denied on secret/payroll for token s.internal-detail"
 HOSTILE_NAMES = ("../../secret/payroll", "orders?list=true", "orders#x", "a/b", "orders%2F..", "", "k" * 128,
@@ -268,6 +268,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory, arm_vault: FakeVault) -> Itera
                            env={"AZURINE_VAULT_ADDR": arm_vault.url, "AZURINE_VAULT_TOKEN": "s.server-token",
                                 "AZURINE_KEY_VAULT_ALLOWED": ""})
     assert started.cert is not None
+    provision(started.data_dir, SUBSCRIPTION, GROUP)
     try:
         yield TlsServer(started.url, started.cert, started.data_dir, started.process)
     finally:

@@ -22,6 +22,7 @@ from azurine.config import Settings
 from azurine.identity.tokens import issue_token
 from azurine.storage.database import MIGRATIONS, make_engine, migrate
 from azurine.storage.state import Conflict, StateStore
+from conftest import provision
 
 ARM = "?api-version=2025-09-01"
 SUBSCRIPTION = "33333333-4444-5555-6666-777777777777"
@@ -58,6 +59,7 @@ class Plane:
 @pytest.fixture()
 def plane(tmp_path: Path) -> Iterator[Plane]:
     services, _ = build_services(Settings.load(tmp_path / "data"))
+    provision(tmp_path / "data", SUBSCRIPTION, "rg-names", "rg-elsewhere")
     # not entered: these routes need no lifespan (which loads the content filters' models)
     yield Plane(TestClient(create_app(services)), services.store, issue_token(services.store)[0])
 

@@ -39,7 +39,11 @@ from azurine.api.management.accounts import router as accounts_router
 from azurine.api.management.authorization import router as authorization_router
 from azurine.api.management.deployments import router as deployments_router
 from azurine.api.management.locations import router as locations_router
+from azurine.api.management.metadata import router as metadata_router
+from azurine.api.management.providers import router as providers_router
 from azurine.api.management.rai import router as rai_router
+from azurine.api.management.resource_groups import router as resource_groups_router
+from azurine.api.management.subscriptions import router as subscriptions_router
 from azurine.api.middleware import AccountPrefixMiddleware, AzureHeadersMiddleware
 from azurine.api.size_limits import BodyLimitMiddleware
 from azurine.catalog import load_catalog
@@ -67,7 +71,8 @@ from azurine.storage.state import AccountRecord, StateStore
 from azurine.usage.ledger import UsageLedger
 
 log = logging.getLogger("azurine")
-management_routers = (accounts_router, deployments_router, locations_router, rai_router, authorization_router)
+management_routers = (accounts_router, deployments_router, locations_router, rai_router, authorization_router,
+                      metadata_router, subscriptions_router, resource_groups_router, providers_router)
 
 
 def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:

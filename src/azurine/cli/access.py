@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from azurine.cli.manage import CaBundle, DataDir, Endpoint, Subscription, Token, arm
@@ -22,8 +23,9 @@ audit_app = typer.Typer(help="The audit log: changes, key reads, role changes an
                         no_args_is_help=True)
 console = Console()
 
-Scope = Annotated[str, typer.Option("--scope", help="/subscriptions/{s}[/resourceGroups/{g}[/providers/"
-                                    "Microsoft.CognitiveServices/accounts/{a}]]")]
+# help text is rich markup, where "[/…]" would read as a closing tag
+Scope = Annotated[str, typer.Option("--scope", help=escape("/subscriptions/{s}[/resourceGroups/{g}[/providers/"
+                                                           "Microsoft.CognitiveServices/accounts/{a}]]"))]
 
 
 def _role_id(role: str) -> str:

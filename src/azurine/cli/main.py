@@ -18,11 +18,13 @@ from rich.table import Table
 
 from azurine.catalog import load_catalog
 from azurine.cli.access import audit_app, role_app
+from azurine.cli.groups import app as group_app
 from azurine.cli.key_store import app as key_store_app
 from azurine.cli.manage import register_management
 from azurine.cli.principals import principal_app, token_app
 from azurine.cli.quota import app as quota_app
 from azurine.cli.safety import app as safety_app
+from azurine.cli.subscriptions import app as subscription_app
 from azurine.cli.usage import app as billing_app
 from azurine.config import Settings, default_models_dir, model_memory_budget
 
@@ -48,6 +50,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(key_store_app, name="key-store")
 app.add_typer(principal_app, name="principal")
 app.add_typer(token_app, name="token")
+app.add_typer(subscription_app, name="subscription")
+app.add_typer(group_app, name="group")
 # `azurine account|usage|rai-policy`: the management plane over HTTP, shaped like `az cognitiveservices`
 register_management(app)
 console = Console()

@@ -116,6 +116,10 @@ class AccessControl:
             self._cache[key] = (now, found)
         return found
 
+    def scopes(self, principal: Principal) -> list[str]:
+        """The scopes where the principal holds a role (what ARM shows it: the subscriptions above them)."""
+        return [assignment.scope for assignment in self._assignments(principal)]
+
     def knows(self, principal: Principal) -> bool:
         """Whether the principal's assignments are cached and fresh (a decision then reads no database)."""
         cached = self._cache.get(self._key(principal))

@@ -1,4 +1,5 @@
-"""What a first start creates: the default account, its two keys and three deployments."""
+"""What a first start creates: the default subscription and resource group, the default account, its two keys and
+three deployments."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from azurine.catalog import Catalog
+from azurine.identity.tokens import TENANT_ID
 from azurine.storage.state import AccountRecord, StateStore
-
-DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
-DEFAULT_RESOURCE_GROUP = "azurine"
+from azurine.storage.subscriptions import DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION, SubscriptionStore
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,10 @@ def ensure_defaults(store: StateStore, catalog: Catalog, location: str) -> Accou
     """Create the default account on an empty database; return it when it was created now."""
     if store.has_accounts():
         return None
+    platform = SubscriptionStore(store.engine)
+    if platform.subscription(DEFAULT_SUBSCRIPTION) is None:
+        platform.add_subscription(DEFAULT_SUBSCRIPTION, "Azurine", TENANT_ID)
+    platform.put_group(DEFAULT_SUBSCRIPTION, DEFAULT_RESOURCE_GROUP, location, None)
     try:
         account = store.create_account(
             os.environ.get("AZURINE_ACCOUNT_NAME", "default"),

@@ -418,3 +418,31 @@ class ResponseItem(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes] = mapped_column(LargeBinary)  # sealed JSON of the item
+
+
+class SubscriptionRow(Base):
+    """A subscription (`/subscriptions/{id}`): what every resource group, account and quota belongs to. Made by
+    operators (`azurine subscription create`); a principal sees those where it holds a role."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # a GUID, lowercased
+    display_name: Mapped[str] = mapped_column(String(128))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="Enabled")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ResourceGroupRow(Base):
+    """A resource group (`Microsoft.Resources/resourceGroups`): an account lives in one that exists."""
+
+    __tablename__ = "resource_groups"
+    # ARM's names are case-insensitive: one group per name in any case within a subscription
+    __table_args__ = (Index("ux_resource_groups_lower_name", "subscription_id", text("lower(name)"), unique=True),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subscription_id: Mapped[str] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(90))
+    location: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -23,6 +23,7 @@ from azurine.api.management.arm import (
     async_operation_url,
     check_api_version,
     check_name,
+    existing_group,
     iso,
     not_found,
     parse_arm_body,
@@ -226,6 +227,8 @@ async def create_account(subscription: str, group: str, name: str, request: Requ
     check_name(name, "accounts", ACCOUNT_NAME)
     body = await parse_arm_body(request, AccountIn)
     existing = await run_in_threadpool(services(request).store.arm_account, subscription, group, name)
+    if existing is None:
+        await existing_group(request, subscription, group)
     kind, location, sku, subdomain, properties = _validated(body, existing)
     account, created = await run_in_threadpool(
         _save, request, subscription, group, name, kind, location, sku, subdomain, properties,

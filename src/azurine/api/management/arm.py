@@ -13,18 +13,15 @@ from starlette.requests import Request
 
 from azurine.api.context import services
 from azurine.api.errors import AzureError
+from azurine.api.management.api_versions import COGNITIVE_SERVICES, RESOURCES
 from azurine.identity.access import Operation, arm_operation
 from azurine.identity.bearer import verify_bearer_token
 from azurine.identity.tokens import MANAGEMENT_AUDIENCES, InvalidToken, Principal
 from azurine.json_depth import text_too_deep
+from azurine.storage.subscriptions import GroupRecord, SubscriptionStore
 
 PROVIDER = "Microsoft.CognitiveServices"
-ARM_VERSIONS = frozenset({
-    "2016-02-01-preview", "2017-04-18", "2021-04-30", "2021-10-01", "2022-03-01", "2022-10-01", "2022-12-01",
-    "2023-05-01", "2023-10-01-preview", "2024-04-01-preview", "2024-06-01-preview", "2024-10-01",
-    "2025-04-01-preview", "2025-06-01", "2025-07-01-preview", "2025-09-01", "2025-10-01-preview",
-    "2026-09-01",
-})
+ARM_VERSIONS = COGNITIVE_SERVICES
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}[a-zA-Z0-9_]$|^[a-zA-Z0-9]$")
 ACCOUNT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{1,63}$")
 
@@ -70,11 +67,11 @@ def authorization_failed(principal: Principal, operation: Operation) -> AzureErr
                      "scope is invalid. If access was recently granted, please refresh your credentials.")
 
 
-async def authorize(request: Request, principal: Principal) -> Operation:
-    """RBAC on the call's ARM operation (derived from its path and method). Every change, every action (reading
-    or regenerating keys among them) and every denial goes to the audit log."""
+async def authorize(request: Request, principal: Principal, operation: Operation | None = None) -> Operation:
+    """RBAC on the call's ARM operation (by default derived from its path and method). Every change, every action
+    (reading or regenerating keys among them) and every denial goes to the audit log."""
     access = services(request).access
-    operation = arm_operation(request.method, request.url.path)
+    operation = operation or arm_operation(request.method, request.url.path)
     allowed = await run_in_threadpool(access.allowed, principal, operation)
     if not allowed or request.method != "GET":
         await run_in_threadpool(access.audit, principal, operation, "allowed" if allowed else "denied",
@@ -108,6 +105,43 @@ async def parse_arm_body(request: Request, model: type[Body]) -> Body:
         path = ".".join(str(p) for p in first.get("loc", ()))
         raise arm_error(400, "InvalidRequestContent",
                         f"The request content was invalid: '{path}': {first.get('msg', 'invalid value')}.") from None
+
+
+def platform(request: Request) -> SubscriptionStore:
+    """The store of subscriptions and resource groups, made once per app."""
+    store = getattr(request.app.state, "subscriptions", None)
+    if not isinstance(store, SubscriptionStore):
+        store = request.app.state.subscriptions = SubscriptionStore(services(request).store.engine)
+    return store
+
+
+def subscription_not_found(subscription: str) -> AzureError:
+    return arm_error(404, "SubscriptionNotFound", f"The subscription '{subscription[:64]}' could not be found.")
+
+
+async def subscription_caller(request: Request, subscription: str) -> Principal:
+    """The opening of a Microsoft.Resources call under a subscription, in ARM's order: api-version, token, and a
+    subscription that exists."""
+    check_api_version(request, RESOURCES)
+    principal = await authenticate(request)
+    if await run_in_threadpool(platform(request).subscription, subscription) is None:
+        raise subscription_not_found(subscription)
+    return principal
+
+
+def group_not_found(group: str) -> AzureError:
+    return arm_error(404, "ResourceGroupNotFound", f"Resource group '{group[:90]}' could not be found.")
+
+
+async def existing_group(request: Request, subscription: str, group: str) -> GroupRecord:
+    """The resource group, which must exist in an existing subscription, as ARM requires of what is put in it."""
+    store = platform(request)
+    if await run_in_threadpool(store.subscription, subscription) is None:
+        raise subscription_not_found(subscription)
+    found = await run_in_threadpool(store.group, subscription, group)
+    if found is None:
+        raise group_not_found(group)
+    return found
 
 
 def account_id(subscription: str, group: str, account: str) -> str:
