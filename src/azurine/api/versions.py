@@ -18,22 +18,23 @@ V1_VERSIONS = frozenset({"v1", "preview"})
 RESPONSES_VERSIONS = frozenset({"2025-03-01-preview", "2025-04-01-preview"})
 
 
-def check_classic(api_version: str | None) -> str:
-    """The classic surface requires a known dated version: missing is 404, unknown is 400."""
+def _check_dated(api_version: str | None, known: frozenset[str]) -> str:
+    """A dated route requires one of its versions: missing is 404, any other is 400."""
     if api_version is None or api_version == "":
         raise resource_not_found()
-    if api_version not in CLASSIC_VERSIONS:
+    if api_version not in known:
         raise api_version_not_supported()
     return api_version
+
+
+def check_classic(api_version: str | None) -> str:
+    """The classic surface requires a known dated version."""
+    return _check_dated(api_version, CLASSIC_VERSIONS)
 
 
 def check_responses(api_version: str | None) -> str:
-    """The dated Responses API requires one of the previews that have it: missing is 404, any other is 400."""
-    if api_version is None or api_version == "":
-        raise resource_not_found()
-    if api_version not in RESPONSES_VERSIONS:
-        raise api_version_not_supported()
-    return api_version
+    """The dated Responses API requires one of the previews that have it."""
+    return _check_dated(api_version, RESPONSES_VERSIONS)
 
 
 def check_v1(api_version: str | None) -> str:

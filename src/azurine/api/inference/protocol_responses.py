@@ -7,6 +7,7 @@ As in `protocol`, JSON types are strict, spec'd fields that Azurine does not act
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -148,15 +149,18 @@ class FunctionTool(_Body):
     strict: StrictBool | None = None
 
 
-def _function_tool(value: Any) -> Any:
-    kind = value.get("type") if isinstance(value, dict) else None
-    if isinstance(kind, str) and kind != "function":
-        raise unsupported(f"Unsupported parameter: tools of type '{kind}' are not supported by Azurine: it has "
-                          "function tools only.")
-    return value
+def _functions_only(field: str) -> Callable[[Any], Any]:
+    """A check that refuses, by name, a `field` entry of a type other than `function` (built-in tools)."""
+    def check(value: Any) -> Any:
+        kind = value.get("type") if isinstance(value, dict) else None
+        if isinstance(kind, str) and kind != "function":
+            raise unsupported(f"Unsupported parameter: {field} of type '{kind}' is not supported by Azurine: it "
+                              "has function tools only.")
+        return value
+    return check
 
 
-Tool = Annotated[FunctionTool, BeforeValidator(_function_tool)]
+Tool = Annotated[FunctionTool, BeforeValidator(_functions_only("tools"))]
 
 
 class FunctionChoice(_Body):
@@ -164,15 +168,8 @@ class FunctionChoice(_Body):
     name: StrictStr
 
 
-def _function_choice(value: Any) -> Any:
-    kind = value.get("type") if isinstance(value, dict) else None
-    if isinstance(kind, str) and kind != "function":
-        raise unsupported(f"Unsupported parameter: tool_choice of type '{kind}' is not supported by Azurine: it has "
-                          "function tools only.")
-    return value
-
-
-ToolChoice = Literal["none", "auto", "required"] | Annotated[FunctionChoice, BeforeValidator(_function_choice)]
+ToolChoice = Literal["none", "auto", "required"] | Annotated[FunctionChoice,
+                                                              BeforeValidator(_functions_only("tool_choice"))]
 
 
 class TextFormat(_Body):
