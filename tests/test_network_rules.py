@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 
 from azurine.api.errors import AzureError
-from azurine.api.network_stage import check_network
+from azurine.api.network_stage import check_network as stage
 from azurine.identity.tokens import issue_token
 from azurine.jobs.batch_runner import BATCH_SCOPE_KEY
 from azurine.network import (
@@ -213,7 +213,12 @@ def request_to(app: Starlette, client: str, server: tuple[str, int] = ("127.0.0.
 
 def test_stage_refuses_public_traffic_but_not_a_batch_worker_or_a_private_listener() -> None:
     app = Starlette()
-    app.state.network = NetworkSettings(TrustedProxies.parse("10.0.0.1"), (Listener.parse("10.9.9.9:8443"),))
+    settings = NetworkSettings(TrustedProxies.parse("10.0.0.1"), (Listener.parse("10.9.9.9:8443"),))
+    rules = RulesCache()
+
+    def check_network(request: Request, account: AccountRecord) -> None:
+        stage(request, account, rules, settings)
+
     closed = account_with({"publicNetworkAccess": "Disabled"})
     with pytest.raises(AzureError) as refused:
         check_network(request_to(app, "127.0.0.1"), closed)

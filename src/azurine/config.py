@@ -7,9 +7,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from azurine import settings_table
+
 
 def default_models_dir() -> Path:
-    explicit = os.environ.get("AZURINE_MODELS_DIR")
+    explicit = settings_table.read("AZURINE_MODELS_DIR")
     if explicit:
         return Path(explicit)
     cache_home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -29,15 +31,15 @@ class Settings:
 
     @classmethod
     def load(cls, data_dir: Path | str | None = None) -> Settings:
-        data = Path(data_dir or os.environ.get("AZURINE_DATA_DIR") or "./azurine-data").resolve()
-        url = os.environ.get("AZURINE_DATABASE_URL") or f"sqlite:///{data / 'azurine.db'}"
+        data = Path(data_dir or settings_table.read("AZURINE_DATA_DIR") or "./azurine-data").resolve()
+        url = settings_table.read("AZURINE_DATABASE_URL") or f"sqlite:///{data / 'azurine.db'}"
         return cls(
             data_dir=data,
             models_dir=default_models_dir(),
             database_url=url,
-            region=os.environ.get("AZURINE_REGION", "local"),
-            region_display_name=os.environ.get("AZURINE_REGION_DISPLAY_NAME", "Local"),
-            redis_url=os.environ.get("AZURINE_REDIS_URL") or None,
+            region=settings_table.read("AZURINE_REGION", "local"),
+            region_display_name=settings_table.read("AZURINE_REGION_DISPLAY_NAME", "Local"),
+            redis_url=settings_table.read("AZURINE_REDIS_URL") or None,
             limits=RequestLimits.load(),
             response_retention_days=_count("AZURINE_RESPONSE_RETENTION_DAYS", 30),
         )
@@ -68,7 +70,7 @@ class RequestLimits:
 
 
 def _size(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
+    raw = settings_table.read(name, "").strip()
     if not raw:
         return default
     if raw.endswith("%"):
@@ -77,7 +79,7 @@ def _size(name: str, default: int) -> int:
 
 
 def _count(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
+    raw = settings_table.read(name, "").strip()
     if not raw:
         return default
     if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
@@ -100,10 +102,10 @@ class UpstreamSettings:
 
     @classmethod
     def load(cls) -> UpstreamSettings:
-        raw = os.environ.get("AZURINE_UPSTREAM_CONCURRENCY", "16").strip()
+        raw = settings_table.read("AZURINE_UPSTREAM_CONCURRENCY", "16").strip()
         if not raw.isascii() or not raw.isdigit() or int(raw) < 1:  # "²" is a digit to isdigit, not to int
             raise ValueError(f"AZURINE_UPSTREAM_CONCURRENCY must be a whole number of at least 1, not {raw!r}")
-        priority = os.environ.get("AZURINE_UPSTREAM_PRIORITY", "").strip()
+        priority = settings_table.read("AZURINE_UPSTREAM_PRIORITY", "").strip()
         everywhere = priority.lower() in ("1", "true", "yes", "all", "*")
         servers = frozenset() if everywhere or priority.lower() in ("", "0", "false", "no") else frozenset(
             server_key(url) for url in priority.split(",") if url.strip())
@@ -126,7 +128,7 @@ DEFAULT_MODEL_MEMORY = "50%"  # half the machine: the rest is for the server, it
 def model_memory_budget() -> int:
     """Bytes the loaded in-process models may hold together (`AZURINE_MODEL_MEMORY`): `6GiB`, `800MiB`, `8GB`,
     plain bytes, or a share of the machine's memory (`50%`, the default)."""
-    raw = os.environ.get("AZURINE_MODEL_MEMORY", "").strip() or DEFAULT_MODEL_MEMORY
+    raw = settings_table.read("AZURINE_MODEL_MEMORY", "").strip() or DEFAULT_MODEL_MEMORY
     return parse_memory(raw, total_memory(), "AZURINE_MODEL_MEMORY")
 
 

@@ -11,15 +11,12 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from azurine.api.encryption_stage import check_key
 from azurine.api.errors import (
     bad_request,
-    deployment_not_found,
-    operation_not_supported,
     resource_not_found,
     validation_error,
 )
-from azurine.api.identity_stage import identify
+from azurine.api.identity_stage import VerifiedTokens
 from azurine.api.inference.background_runs import BackgroundRuns
 from azurine.api.middleware import ACCOUNT_SCOPE_KEY
 from azurine.catalog import Catalog, ModelSpec
@@ -30,7 +27,7 @@ from azurine.identity.directory import Directory
 from azurine.identity.issuers import OidcIssuers
 from azurine.jobs.batch_runner import BATCH_SCOPE_KEY
 from azurine.json_depth import text_too_deep
-from azurine.quota.capacity import BATCH
+from azurine.network import NetworkSettings, RulesCache
 from azurine.quota.limiter import Limiter
 from azurine.safety.compiled_blocklists import CompiledBlocklists
 from azurine.safety.screen import Detectors
@@ -62,6 +59,10 @@ class Services:
     directory: Directory
     responses: ResponseStore
     blocklists: CompiledBlocklists = field(default_factory=CompiledBlocklists)
+    # trusted proxies and private listeners: `azurine serve` sets its own; otherwise the environment's proxies
+    network: NetworkSettings = field(default_factory=NetworkSettings.from_environment)
+    network_rules: RulesCache = field(default_factory=RulesCache)  # each account's rules, parsed once per etag
+    verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     background: BackgroundRuns = field(default_factory=BackgroundRuns)  # the background responses run here
 
 
@@ -116,39 +117,6 @@ async def resolve_account(request: Request) -> AccountRecord:
 def batch_line(request: Request) -> str | None:
     """The batch this request is a line of, when a batch worker of this process sent it (nobody else can)."""
     return request.scope.get("state", {}).get(BATCH_SCOPE_KEY) or None
-
-
-async def authenticate(request: Request, account: AccountRecord, *, bearer_keys: bool) -> None:
-    """An account key, or a bearer token whose principal has a role with the operation's data action (see
-    `identity_stage`). A batch line was authorised when its batch was created, on the account its worker
-    addresses."""
-    if batch_line(request):
-        return
-    await check_key(request, account)
-    svc = services(request)
-    await identify(request, account, bearer_keys, svc.store, svc.issuers, svc.access)
-
-
-async def find_deployment(request: Request, account: AccountRecord, name: str, capability: str) -> Target:
-    svc = services(request)
-    key = ("deployment", account.id, name)
-    deployment = svc.cache.peek(key)
-    if deployment is None:
-        deployment = await run_in_threadpool(svc.store.deployment, account.id, name)
-        svc.cache.put(key, deployment)
-    if not isinstance(deployment, DeploymentRecord):
-        raise deployment_not_found()
-    if deployment.sku_name in BATCH and not batch_line(request):
-        raise bad_request(f"The deployment '{name}' is a {deployment.sku_name} deployment: it runs batch jobs "
-                          "(/openai/batches), not online requests.", None, "OperationNotSupported")
-    model = svc.catalog.get(deployment.model_name, deployment.model_version)
-    if model is None:
-        raise deployment_not_found()
-    if not model.can(capability):  # type: ignore[arg-type]
-        raise operation_not_supported(capability, name)
-    engine = svc.engines.engine_for(model, deployment.upstream_url, deployment.upstream_model,
-                                    deployment.upstream_api_key)
-    return Target(deployment=deployment, model=model, engine=engine)
 
 
 # bodies larger than this are parsed in a thread: validating megabytes of JSON would hold the event loop

@@ -10,13 +10,13 @@ keys are off.
 
 from __future__ import annotations
 
-import os
 import time
 
 import jwt
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from azurine import settings_table
 from azurine.api.errors import AzureError, invalid_key
 from azurine.identity.access import AccessControl, data_operation
 from azurine.identity.bearer import verify_bearer_token
@@ -31,8 +31,8 @@ BAD_TOKEN = ("Unauthorized. Access token is missing, invalid, audience is incorr
 def trusted_issuers() -> OidcIssuers:
     """`AZURINE_TRUSTED_ISSUERS`: comma-separated issuer URLs whose tokens both planes accept;
     `AZURINE_JWKS_REFETCH_SECONDS`: how often, at most, an issuer's keys are fetched again for an unknown key id."""
-    configured = [i.strip() for i in os.environ.get("AZURINE_TRUSTED_ISSUERS", "").split(",") if i.strip()]
-    return OidcIssuers(configured, refetch_after_s=float(os.environ.get("AZURINE_JWKS_REFETCH_SECONDS", "60")))
+    configured = [i.strip() for i in settings_table.read("AZURINE_TRUSTED_ISSUERS", "").split(",") if i.strip()]
+    return OidcIssuers(configured, refetch_after_s=float(settings_table.read("AZURINE_JWKS_REFETCH_SECONDS", "60")))
 
 
 def looks_like_token(value: str) -> bool:
@@ -70,29 +70,26 @@ class VerifiedTokens:
         self._tokens[token] = (principal, min(expires, time.time() + self._keep_s))
 
 
-VERIFIED = VerifiedTokens()
-
-
-def verify_bearer(store: StateStore, issuers: OidcIssuers, token: str) -> Principal:
+def verify_bearer(store: StateStore, issuers: OidcIssuers, verified: VerifiedTokens, token: str) -> Principal:
     try:
         unverified = jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError as error:
         raise InvalidToken(BAD_TOKEN) from error
     principal = verify_bearer_token(store, issuers, token, unverified, COGNITIVE_AUDIENCES)
-    VERIFIED.put(token, principal, float(unverified["payload"]["exp"]))  # verification required exp
+    verified.put(token, principal, float(unverified["payload"]["exp"]))  # verification required exp
     return principal
 
 
 async def identify(request: Request, account: AccountRecord, bearer_keys: bool, store: StateStore,
-                   issuers: OidcIssuers, access: AccessControl) -> None:
+                   issuers: OidcIssuers, access: AccessControl, verified: VerifiedTokens) -> None:
     scheme, _, credential = (request.headers.get("authorization") or "").partition(" ")
     credential = credential.strip() if scheme.lower() == "bearer" else ""
     key = request.headers.get("api-key")
     if key is None and credential and looks_like_token(credential):
-        principal = VERIFIED.get(credential)
+        principal = verified.get(credential)
         if principal is None:
             try:
-                principal = await run_in_threadpool(verify_bearer, store, issuers, credential)
+                principal = await run_in_threadpool(verify_bearer, store, issuers, verified, credential)
             except InvalidToken:
                 raise AzureError(401, "401", BAD_TOKEN) from None
         operation = data_operation(request.method, request.url.path, account_resource_id(account))

@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-from functools import cache
-
-from starlette.applications import Starlette
 from starlette.requests import Request
 
 from azurine.api.context import batch_line
 from azurine.api.errors import AzureError
-from azurine.network import RULES, NetworkSettings, Verdict
+from azurine.network import NetworkSettings, RulesCache, Verdict
 from azurine.storage.state import AccountRecord
 
 PUBLIC_ACCESS_DISABLED = "Public access is disabled. Please configure private endpoint."
 FIREWALL = "Access denied due to Virtual Network/Firewall rules."
 
 
-@cache
-def _from_environment() -> NetworkSettings:
-    return NetworkSettings.from_environment()
-
-
-def network_settings(app: Starlette) -> NetworkSettings:
-    """What `azurine serve` set on the app, or for an app built elsewhere the environment's trusted proxies and no
-    private listeners."""
-    settings = getattr(app.state, "network", None)
-    return settings if isinstance(settings, NetworkSettings) else _from_environment()
-
-
-def check_network(request: Request, account: AccountRecord) -> None:
+def check_network(request: Request, account: AccountRecord, rules_cache: RulesCache,
+                  settings: NetworkSettings) -> None:
     """Refuse, as Azure does with 403, a request the account's public-access switch or firewall keeps out."""
-    rules = RULES.rules(account.id, account.etag, account.properties)
+    rules = rules_cache.rules(account.id, account.etag, account.properties)
     if rules.open or batch_line(request):  # a batch worker's lines are calls within this process, not traffic
         return
-    settings = network_settings(request.app)
     peer = request.scope.get("client")
     client = settings.trusted_proxies.client_address(peer[0] if peer else None,
                                                      request.headers.getlist("x-forwarded-for"))

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from azurine import settings_table
 from azurine.catalog import load_catalog
 from azurine.cli.access import audit_app, role_app
 from azurine.cli.groups import app as group_app
@@ -67,7 +68,7 @@ def serve(
     data_dir: Path | None = typer.Option(None, help="Where the database and files live [default: ./azurine-data]."),
     ssl_certfile: Path | None = typer.Option(None, help="Serve HTTPS with this certificate (PEM)."),
     ssl_keyfile: Path | None = typer.Option(None, help="The certificate's private key (PEM)."),
-    role: str = typer.Option("all", envvar="AZURINE_ROLE",
+    role: str = typer.Option("all", envvar=settings_table.envvar("AZURINE_ROLE"),
                              help="all: the API and a batch worker; gateway: the API only; worker: batch work "
                              "only, no listener (several share one PostgreSQL)."),
     worker_name: str | None = typer.Option(None, help="A batch worker's stable name, distinct per worker process "
@@ -109,9 +110,9 @@ def serve(
     sys.setswitchinterval(0.0005)
     settings = Settings.load(data_dir)
     services, created = build_services(settings)
+    services.network = network
     name = worker_name or default_worker_name(settings, role)
     application = create_app(services, batch_worker_name=name if role != "gateway" else None)
-    application.state.network = network
     if role == "worker":
         console.print(f"Batch worker [bold]{name}[/] on {settings.database_url.split('@')[-1]}")
         run_worker_only(application)
@@ -202,11 +203,12 @@ def _open_account(data_dir: Path | None, account: str | None) -> tuple[StateStor
     return store, record
 
 
-keys_app = typer.Typer(help="An account's keys.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
+# read from the server's own database, for scripts on its machine; `azurine account keys` asks a server over ARM
+stored_keys_app = typer.Typer(help="An account's keys, read from the server's database.", no_args_is_help=True)
+app.add_typer(stored_keys_app, name="keys")
 
 
-@keys_app.command("show")
+@stored_keys_app.command("show")
 def keys_show(
     data_dir: Path | None = typer.Option(None, help="The server's data directory [default: ./azurine-data]."),
     account: str | None = typer.Option(None, help="The account [default: the first one created]."),
@@ -234,7 +236,7 @@ def deployments_create(
     upstream_url: str | None = typer.Option(None, help="An OpenAI-compatible server that serves the model, "
                                             "e.g. http://gpu-1:8000/v1."),
     upstream_model: str | None = typer.Option(None, help="The model's name on that server."),
-    upstream_api_key: str | None = typer.Option(None, envvar="AZURINE_UPSTREAM_API_KEY",
+    upstream_api_key: str | None = typer.Option(None, envvar=settings_table.envvar("AZURINE_UPSTREAM_API_KEY"),
                                                 help="A key for that server."),
     data_dir: Path | None = typer.Option(None, help="The server's data directory [default: ./azurine-data]."),
     account: str | None = typer.Option(None, help="The account [default: the first one created]."),

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from azurine import settings_table
 from azurine.cli.arm_client import (
     DEFAULT_ENDPOINT,
     DEFAULT_SUBSCRIPTION,
@@ -47,15 +48,16 @@ class KeyName(StrEnum):
 
 
 CONNECTION = "Connection"
-Endpoint = Annotated[str, typer.Option("--endpoint", envvar="AZURINE_ENDPOINT", rich_help_panel=CONNECTION,
-                                       help="The Azurine server's base URL.")]
-Subscription = Annotated[str, typer.Option("--subscription", envvar="AZURINE_SUBSCRIPTION",
+Endpoint = Annotated[str, typer.Option("--endpoint", envvar=settings_table.envvar("AZURINE_ENDPOINT"),
+                                       rich_help_panel=CONNECTION, help="The Azurine server's base URL.")]
+Subscription = Annotated[str, typer.Option("--subscription", envvar=settings_table.envvar("AZURINE_SUBSCRIPTION"),
                                            rich_help_panel=CONNECTION, help="The subscription id.")]
 Token = Annotated[str | None, typer.Option(
-    "--token", envvar="AZURINE_TOKEN", rich_help_panel=CONNECTION, show_default=False,
+    "--token", envvar=settings_table.envvar("AZURINE_TOKEN"), rich_help_panel=CONNECTION, show_default=False,
     help="A management-plane bearer token; without one, a token is minted from the database in --data-dir.")]
 CaBundle = Annotated[Path | None, typer.Option(
-    "--ca-bundle", envvar="AZURINE_CA_BUNDLE", exists=True, dir_okay=False, rich_help_panel=CONNECTION,
+    "--ca-bundle", envvar=settings_table.envvar("AZURINE_CA_BUNDLE"), exists=True, dir_okay=False,
+    rich_help_panel=CONNECTION,
     help="A PEM file of certificates to trust for HTTPS, e.g. the server's self-signed certificate.")]
 DataDir = Annotated[Path | None, typer.Option(
     "--data-dir", rich_help_panel=CONNECTION, show_default=False,
@@ -68,11 +70,12 @@ PolicyName = Annotated[str, typer.Option("--policy-name", help="The RAI policy's
 
 account_app = typer.Typer(help="Accounts, their keys and deployments, as `az cognitiveservices account`.",
                           no_args_is_help=True)
-keys_app = typer.Typer(help="An account's keys.", no_args_is_help=True)
+account_keys_app = typer.Typer(help="An account's keys, as `az cognitiveservices account keys`.",
+                               no_args_is_help=True)
 deployment_app = typer.Typer(help="An account's deployments.", no_args_is_help=True)
 usage_app = typer.Typer(help="Quota usage in a location.", no_args_is_help=True)
 rai_app = typer.Typer(help="An account's RAI (content filter) policies.", no_args_is_help=True)
-account_app.add_typer(keys_app, name="keys")
+account_app.add_typer(account_keys_app, name="keys")
 account_app.add_typer(deployment_app, name="deployment")
 
 
@@ -284,7 +287,7 @@ def account_list_models(
         show(client.list_account_models(resource_group, name), output, MODEL_COLUMNS)
 
 
-@keys_app.command("list")
+@account_keys_app.command("list")
 def keys_list(
     name: AccountName, resource_group: Group,
     endpoint: Endpoint = DEFAULT_ENDPOINT, subscription: Subscription = DEFAULT_SUBSCRIPTION, token: Token = None,
@@ -295,7 +298,7 @@ def keys_list(
         show(dict(client.list_keys(resource_group, name)), output, KEY_COLUMNS)
 
 
-@keys_app.command("regenerate")
+@account_keys_app.command("regenerate")
 def keys_regenerate(
     name: AccountName, resource_group: Group,
     key_name: Annotated[KeyName, typer.Option(case_sensitive=False, help="The key to replace.")],

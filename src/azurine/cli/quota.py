@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from azurine import settings_table
 from azurine.config import Settings
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ def quota_set(
     usage_name: str = typer.Argument(..., help="e.g. OpenAI.GlobalStandard.qwen2.5-coder-0.5b-instruct"),
     limit: int = typer.Argument(..., min=0, help="Capacity units: thousands of TPM, PTUs, or enqueued tokens."),
     location: str = typer.Option(..., "--location", "-l"),
-    subscription: str = typer.Option("00000000-0000-0000-0000-000000000000", envvar="AZURINE_SUBSCRIPTION"),
+    subscription: str = typer.Option("00000000-0000-0000-0000-000000000000",
+                                     envvar=settings_table.envvar("AZURINE_SUBSCRIPTION")),
     data_dir: Path | None = typer.Option(None, help="The server's data directory [default: ./azurine-data]."),
 ) -> None:
     """Set one quota; deployments that would go beyond it are refused with InsufficientQuota."""
@@ -62,7 +64,8 @@ def quota_set(
 @app.command("show")
 def quota_show(
     location: str = typer.Option(..., "--location", "-l"),
-    subscription: str = typer.Option("00000000-0000-0000-0000-000000000000", envvar="AZURINE_SUBSCRIPTION"),
+    subscription: str = typer.Option("00000000-0000-0000-0000-000000000000",
+                                     envvar=settings_table.envvar("AZURINE_SUBSCRIPTION")),
     data_dir: Path | None = typer.Option(None, help="The server's data directory [default: ./azurine-data]."),
 ) -> None:
     """The quotas set for a subscription in a location (the rest use the default, AZURINE_DEFAULT_QUOTA)."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from azurine import settings_table
 from azurine.catalog import ModelSpec
 from azurine.config import RequestLimits
 from azurine.engines.base import (
@@ -53,17 +54,11 @@ from azurine.scheduler.work import WorkOrder
 log = logging.getLogger("azurine")
 Emit = Callable[[Event], None]
 
-# Every llama.cpp model in the process computes on this one scheduler's thread. llama.cpp's OpenMP
-# thread teams belong to the thread that starts them: a second compute thread brings a second team
-# that fights the first for the same cores (measured: the small model at under half its speed once the
-# default model had run on a thread of its own).
-COMPUTE = Scheduler("llama.cpp")
-
 # answers decoded together in one pass (1: one at a time): of each online class (provisioned, standard), each in a
 # slot of SLOT_TOKENS cells, and of the batch class
-SEQUENCES = int(os.environ.get("AZURINE_SEQUENCES", "8"))
-SLOT_TOKENS = int(os.environ.get("AZURINE_SLOT_TOKENS", "2048"))
-BATCH_SEQUENCES = int(os.environ.get("AZURINE_BATCH_SEQUENCES", "8"))
+SEQUENCES = int(settings_table.read("AZURINE_SEQUENCES", "8"))
+SLOT_TOKENS = int(settings_table.read("AZURINE_SLOT_TOKENS", "2048"))
+BATCH_SEQUENCES = int(settings_table.read("AZURINE_BATCH_SEQUENCES", "8"))
 
 
 def _message_text(content: Any) -> str:
@@ -258,10 +253,14 @@ class Prepared:
 
 
 class LlamaCppEngine:
-    def __init__(self, spec: ModelSpec, model_path: Path, n_threads: int | None = None) -> None:
+    def __init__(self, spec: ModelSpec, model_path: Path, compute: Scheduler | None = None,
+                 n_threads: int | None = None) -> None:
+        """`compute` is the scheduler whose thread the model computes on: the server's engine registry gives
+        every llama.cpp model the same one (see `EngineRegistry.compute`); an engine made alone gets its own."""
         self.spec = spec
+        self._compute = compute or Scheduler("llama.cpp")
         self._path = model_path
-        self._n_threads = n_threads or int(os.environ.get("AZURINE_THREADS", 0)) or os.cpu_count() or 1
+        self._n_threads = n_threads or int(settings_table.read("AZURINE_THREADS", "0")) or os.cpu_count() or 1
         # one model context per class: a paused answer keeps its evaluated tokens while a higher class
         # runs (the weights are mapped from the file once and shared between the contexts)
         self._lanes: dict[Priority, EvaluatedContext] = {}
@@ -277,9 +276,10 @@ class LlamaCppEngine:
         for online in (Priority.PROVISIONED, Priority.STANDARD):
             if SEQUENCES > 1:
                 gangs[online] = SlotGang(self, SEQUENCES, min(SLOT_TOKENS, self.spec.context_length),
-                                         partial(step_rows, COMPUTE, online))
+                                         partial(step_rows, self._compute, online))
         if BATCH_SEQUENCES > 1:
-            gangs[Priority.BATCH] = SequenceGang(self, BATCH_SEQUENCES, partial(step_rows, COMPUTE, Priority.BATCH))
+            gangs[Priority.BATCH] = SequenceGang(self, BATCH_SEQUENCES,
+                                                 partial(step_rows, self._compute, Priority.BATCH))
         return gangs
 
     # loading ---------------------------------------------------------------------------------------
@@ -384,12 +384,13 @@ class LlamaCppEngine:
         self._check_length(len(prepared.tokens), sampling.max_tokens, param)
         gang = self._gang_for(order, sampling, prepared)
         if gang is not None:
-            events = COMPUTE.stream(order, lambda emit: self._sequence(prepared, sampling, order, emit, param), gang)
+            events = self._compute.stream(
+                order, lambda emit: self._sequence(prepared, sampling, order, emit, param), gang)
         else:
-            events = COMPUTE.stream(order, lambda emit: self._generate(prepared, sampling, order, emit, param))
+            events = self._compute.stream(order, lambda emit: self._generate(prepared, sampling, order, emit, param))
         async for event in events:
             if isinstance(event, HandedOver):  # its slot is full: the answer goes on alone
-                async for rest in COMPUTE.stream(order, partial(self._carry_on, event.state)):
+                async for rest in self._compute.stream(order, partial(self._carry_on, event.state)):
                     yield rest
                 return
             yield event

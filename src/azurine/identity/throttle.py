@@ -9,11 +9,12 @@ bounded, the least recently seen forgotten first, so spoofed or rotating address
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+
+from azurine import settings_table
 
 
 class FailureThrottle:
@@ -29,7 +30,7 @@ class FailureThrottle:
     @classmethod
     def from_environment(cls) -> FailureThrottle:
         """`AZURINE_TOKEN_FAILURES_PER_MINUTE` (20; 0 turns the limit off)."""
-        raw = os.environ.get("AZURINE_TOKEN_FAILURES_PER_MINUTE", "20").strip()
+        raw = settings_table.read("AZURINE_TOKEN_FAILURES_PER_MINUTE", "20").strip()
         if not raw.isascii() or not raw.isdigit():  # "²" is a digit to isdigit, not to int
             raise ValueError(f"AZURINE_TOKEN_FAILURES_PER_MINUTE must be a whole number, not {raw!r}")
         return cls(int(raw))

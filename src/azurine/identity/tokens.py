@@ -11,7 +11,6 @@ there; tokens minted from the command line, which knows no address, name `ISSUER
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import uuid
@@ -22,6 +21,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from azurine import settings_table
 from azurine.storage.state import SigningKey, StateStore
 
 TENANT_ID = "00000000-0000-0000-0000-00000000a2e0"
@@ -36,7 +36,7 @@ CLOCK_SKEW_SECONDS = 300
 # the public form of the issuer: any https (or http, for a loopback test) address, then the tenant, then v2.0
 OWN_ISSUER = re.compile(rf"^https?://[^/]+(/[^/]+)*/{TENANT_ID}/v2\.0$")
 # how long a verified token or a looked-up public key is trusted without asking the database again
-TOKEN_CACHE_SECONDS = float(os.environ.get("AZURINE_TOKEN_CACHE_SECONDS", "60"))
+TOKEN_CACHE_SECONDS = float(settings_table.read("AZURINE_TOKEN_CACHE_SECONDS", "60"))
 
 
 class InvalidToken(Exception):
@@ -62,7 +62,7 @@ def _new_key() -> str:
 
 def public_issuer(base_url: str) -> str:
     """The issuer named by tokens from the OAuth2 endpoints of a server reached at `base_url`."""
-    configured = os.environ.get("AZURINE_PUBLIC_URL", "").strip()
+    configured = settings_table.read("AZURINE_PUBLIC_URL", "").strip()
     return f"{(configured or base_url).rstrip('/')}/{TENANT_ID}/v2.0"
 
 
@@ -71,7 +71,7 @@ def is_own_issuer(issuer: object) -> bool:
 
 
 def _rotation_age_s() -> float:
-    return float(os.environ.get("AZURINE_SIGNING_KEY_DAYS", "30")) * 86400
+    return float(settings_table.read("AZURINE_SIGNING_KEY_DAYS", "30")) * 86400
 
 
 def signing_key(store: StateStore) -> SigningKey:

@@ -1,10 +1,10 @@
 """Network rules of the data plane: public access, IP rules, private listeners, trusted proxies."""
 
 from azurine.network.rules import (
-    RULES,
     AccessRules,
     Listener,
     NetworkSettings,
+    RulesCache,
     TrustedProxies,
     Verdict,
     decide,
@@ -15,10 +15,10 @@ from azurine.network.rules import (
 )
 
 __all__ = [
-    "RULES",
     "AccessRules",
     "Listener",
     "NetworkSettings",
+    "RulesCache",
     "TrustedProxies",
     "Verdict",
     "decide",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import socket
 import threading
 from collections import OrderedDict
@@ -16,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from azurine import settings_table
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -146,8 +147,6 @@ class RulesCache:
         return len(self._entries)
 
 
-RULES = RulesCache()
-
 
 @dataclass(frozen=True)
 class TrustedProxies:
@@ -235,7 +234,7 @@ class NetworkSettings:
 
     @classmethod
     def from_environment(cls, private_listeners: Sequence[Listener] = ()) -> NetworkSettings:
-        return cls(TrustedProxies.parse(os.environ.get(TRUSTED_PROXIES_ENV)), tuple(private_listeners))
+        return cls(TrustedProxies.parse(settings_table.read(TRUSTED_PROXIES_ENV)), tuple(private_listeners))
 
     def arrived_privately(self, server: Sequence[Any] | None) -> bool:
         return any(listener.matches(server) for listener in self.private_listeners)

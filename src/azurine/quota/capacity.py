@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
+from azurine import settings_table
 from azurine.catalog import ModelSpec
 from azurine.storage.state import StateStore
 
@@ -19,7 +19,7 @@ BATCH = frozenset({"GlobalBatch", "DataZoneBatch"})
 
 def default_limit(sku: str) -> int:
     """A subscription's quota where none was set: `AZURINE_DEFAULT_QUOTA` units (1,000 by default)."""
-    return int(os.environ.get("AZURINE_DEFAULT_QUOTA", "1000"))
+    return int(settings_table.read("AZURINE_DEFAULT_QUOTA", "1000"))
 
 
 def usage_name(sku: str, model: ModelSpec) -> str:

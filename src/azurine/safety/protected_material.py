@@ -21,7 +21,6 @@ Works shorter than these thresholds can never be reported: a few words or lines 
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import zlib
@@ -29,6 +28,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from azurine import settings_table
 
 CORPUS_ENV = "AZURINE_PROTECTED_CORPUS"
 PACKAGED_CORPUS = Path(__file__).parent / "corpus"
@@ -319,7 +320,7 @@ class ProtectedMaterialIndex:
     @classmethod
     def default(cls) -> ProtectedMaterialIndex:
         """The corpus named by `AZURINE_PROTECTED_CORPUS`, else the small one packaged with Azurine; built once."""
-        return _cached(Path(os.environ.get(CORPUS_ENV) or PACKAGED_CORPUS).resolve())
+        return _cached(Path(settings_table.read(CORPUS_ENV) or PACKAGED_CORPUS).resolve())
 
     def check_text(self, text: str) -> TextMatch | None:
         """The longest copied stretch of a known text work in `text`, if one is long enough to be copying."""

@@ -17,6 +17,7 @@ from azurine.catalog import ModelSpec
 from azurine.config import UpstreamSettings, model_memory_budget, server_key
 from azurine.engines.base import Engine
 from azurine.engines.openai_upstream import OpenAIUpstreamEngine
+from azurine.scheduler.compute import Scheduler
 from azurine.scheduler.residency import Residency, ResidentEngine
 from azurine.scheduler.scheduled import ScheduledEmbedder, ScheduledUpstream
 from azurine.scheduler.upstream import UpstreamGate
@@ -28,6 +29,11 @@ class EngineRegistry:
         self._models_dir = models_dir
         self._upstream = upstream or UpstreamSettings.load()
         self.residency = Residency(model_memory_budget() if model_memory is None else model_memory)
+        # Every llama.cpp model of the server computes on this one scheduler's thread. llama.cpp's OpenMP thread
+        # teams belong to the thread that starts them: a second compute thread brings a second team that fights
+        # the first for the same cores (measured: the small model at under half its speed once the default model
+        # had run on a thread of its own).
+        self.compute = Scheduler("llama.cpp")
         self._engines: dict[tuple[str, ...], Engine] = {}
         self._gates: dict[str, UpstreamGate] = {}
         self._lock = threading.Lock()
@@ -44,6 +50,12 @@ class EngineRegistry:
                 engine = self._make(spec, upstream_url, upstream_model, upstream_api_key)
                 self._engines[key] = engine
             return engine
+
+    def provide(self, spec: ModelSpec, engine: Engine) -> None:
+        """Serve `spec`'s in-process deployments with `engine`, made elsewhere: a test's engine runs the whole
+        pipeline in milliseconds, with no model file behind it."""
+        with self._lock:
+            self._engines[("local", spec.name, spec.version)] = engine
 
     def _gate_for(self, upstream_url: str) -> UpstreamGate:
         """The gate of the upstream server at `upstream_url` (called with the lock held)."""
@@ -63,7 +75,7 @@ class EngineRegistry:
         if spec.engine == "llama_cpp":
             from azurine.engines.llama_runtime import LlamaCppEngine
 
-            engine = LlamaCppEngine(spec, path)  # it runs on the compute scheduler it shares with every llama.cpp model
+            engine = LlamaCppEngine(spec, path, self.compute)
             return ResidentEngine(engine, engine, self.residency)
         if spec.engine == "sentence_transformers":
             from azurine.engines.sentence_embeddings import SentenceEmbeddingEngine

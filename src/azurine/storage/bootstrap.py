@@ -3,11 +3,11 @@ three deployments."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from azurine import settings_table
 from azurine.catalog import Catalog
 from azurine.identity.tokens import TENANT_ID
 from azurine.storage.state import AccountRecord, StateStore
@@ -38,9 +38,9 @@ def ensure_defaults(store: StateStore, catalog: Catalog, location: str) -> Accou
     platform.put_group(DEFAULT_SUBSCRIPTION, DEFAULT_RESOURCE_GROUP, location, None)
     try:
         account = store.create_account(
-            os.environ.get("AZURINE_ACCOUNT_NAME", "default"),
+            settings_table.read("AZURINE_ACCOUNT_NAME", "default"),
             location=location, subscription_id=DEFAULT_SUBSCRIPTION, resource_group=DEFAULT_RESOURCE_GROUP,
-            key1=os.environ.get("AZURINE_API_KEY") or None,
+            key1=settings_table.read("AZURINE_API_KEY") or None,
         )
     except IntegrityError:  # another replica starting on the same database made it first
         return None

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from azurine import settings_table
 from azurine.storage.database import session_factory
 from azurine.storage.key_providers import SERVICE, InvalidEncryption, KeyProviders, KeyRef, KeyUnavailable
 from azurine.storage.tables import Account, DataKeyRow
@@ -37,7 +38,7 @@ DEFAULT_CACHE_SECONDS = 60.0
 
 
 def cache_seconds() -> float:
-    return float(os.environ.get("AZURINE_KEY_CACHE_SECONDS") or DEFAULT_CACHE_SECONDS)
+    return float(settings_table.read("AZURINE_KEY_CACHE_SECONDS") or DEFAULT_CACHE_SECONDS)
 
 
 @dataclass(frozen=True)

@@ -11,26 +11,24 @@ request is over. Their answers carry `azure-openai-deployment-utilization` inste
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-from functools import partial
 
 from starlette.requests import Request
 
-from azurine.api.context import Services, Target, batch_line, services
+from azurine.api.caller import Caller
+from azurine.api.context import Services, Target, services
 from azurine.api.errors import AzureError
+from azurine.api.inference.metering import settlement, weighted
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
-from azurine.api.inference.serving_completions import completion_prompts
-from azurine.api.inference.serving_embeddings import embedding_inputs
-from azurine.api.inference.ticket import Ticket, Usage
+from azurine.api.inference.ticket import Ticket
 from azurine.catalog import ModelSpec
 from azurine.quota.capacity import BATCH, PROVISIONED, STANDARD
 from azurine.quota.estimate import Estimate, chat_estimate, completion_estimate, embeddings_estimate
-from azurine.quota.limiter import Admission, Limiter, LimiterUnavailable, Limits, Throughput, ceil_seconds
+from azurine.quota.limiter import Admission, LimiterUnavailable, Limits, Throughput, ceil_seconds
 from azurine.scheduler.priority import Priority
 from azurine.storage.state import AccountRecord
-from azurine.telemetry.metrics import RATE_LIMITED, SETTLED_TOKENS
+from azurine.telemetry.metrics import RATE_LIMITED
 
 log = logging.getLogger("azurine")
 UTILIZATION_HEADER = "azure-openai-deployment-utilization"
@@ -75,10 +73,9 @@ def too_many_requests(admission: Admission, limits: Limits, account: AccountReco
     return AzureError(429, "429", message, headers=headers)
 
 
-async def admit(request: Request, account: AccountRecord, target: Target, estimate: Estimate, operation: str,
-                api_version: str) -> Ticket:
+async def admit(request: Request, caller: Caller, target: Target, estimate: Estimate, operation: str) -> Ticket:
     """Charge the estimate or refuse with 429; the ticket the rest of the request settles its usage on."""
-    svc = services(request)
+    svc, account, api_version = services(request), caller.account, caller.version
     deployment = target.deployment
     throughput = throughput_for(target)
     try:
@@ -91,12 +88,9 @@ async def admit(request: Request, account: AccountRecord, target: Target, estima
         raise AzureError(503, "ServiceUnavailable", "The rate limiter's shared store cannot be reached, so "
                          "requests are refused until it is back. Please retry shortly.",
                          headers={"retry-after": "1"}) from error
-    # a batch line's usage is recorded by its worker, once, when its result is stored (a line run again after a
-    # crash is billed once)
-    settle = partial(_settle, svc, asyncio.get_running_loop(), deployment.id, throughput, target.model,
-                     batch_line(request) is None)
     return Ticket(account_id=account.id, deployment=deployment.name, queue=deployment.id,
-                  priority=priority_for(deployment.sku_name), estimate=estimate, headers=headers, settle=settle)
+                  priority=priority_for(deployment.sku_name), estimate=estimate, headers=headers,
+                  settle=settlement(svc, caller, target, throughput))
 
 
 def priority_for(sku: str) -> Priority:
@@ -128,10 +122,6 @@ def throughput_for(target: Target) -> Throughput | None:
     return Throughput(per_minute=deployment.sku_capacity * max(1, model.ptu_input_tpm))
 
 
-def weighted(model: ModelSpec, prompt_tokens: int, completion_tokens: int) -> float:
-    return prompt_tokens + model.ptu_output_weight * completion_tokens
-
-
 def utilization_header(percent: float) -> dict[str, str]:
     return {UTILIZATION_HEADER: f"{percent:.1f}%"}
 
@@ -157,43 +147,16 @@ async def _admit_provisioned(svc: Services, account: AccountRecord, target: Targ
     })
 
 
-# settlement: what the request really used, once its last engine call is over ----------------------------
-
-def _settle(svc: Services, loop: asyncio.AbstractEventLoop, key: str, throughput: Throughput | None,
-            model: ModelSpec, record_usage: bool, usage: Usage) -> None:
-    """Runs on whichever thread let go of the ticket last."""
-    if record_usage:
-        svc.ledger.record(usage.account_id, usage.deployment, usage.prompt_tokens, usage.completion_tokens,
-                          usage.estimate.total)
-    SETTLED_TOKENS.labels(usage.deployment, "prompt").inc(usage.prompt_tokens)
-    SETTLED_TOKENS.labels(usage.deployment, "completion").inc(usage.completion_tokens)
-    if throughput is None:
-        return
-    # Azure corrects provisioned utilization by the difference between the actual and the estimated cost
-    delta = (weighted(model, usage.prompt_tokens, usage.completion_tokens)
-             - weighted(model, usage.estimate.prompt, usage.estimate.completion))
-    if loop.is_closed():
-        return
-    asyncio.run_coroutine_threadsafe(_correct(svc.limiter, key, throughput, delta), loop)
-
-
-async def _correct(limiter: Limiter, key: str, throughput: Throughput, delta: float) -> None:
-    try:
-        await limiter.settle_provisioned(key, throughput, delta)
-    except LimiterUnavailable:
-        log.warning("could not correct the utilization of %s by %.0f: the limiter store is unreachable", key, delta)
-
-
-def chat_cost(body: ChatCompletionRequest, target: Target) -> Estimate:
+def chat_cost(body: ChatCompletionRequest, model: ModelSpec) -> Estimate:
     return chat_estimate([m.model_dump(exclude_none=True) for m in body.messages],
                          [t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
-                         body.max_completion_tokens or body.max_tokens, body.n or 1, target.model.context_length)
+                         body.max_completion_tokens or body.max_tokens, body.n or 1, model.context_length)
 
 
 def completion_cost(body: CompletionRequest) -> Estimate:
-    prompts = [list(p.tokens) if p.tokens is not None else p.text for p in completion_prompts(body)]
+    prompts = [list(p.tokens) if p.tokens is not None else p.text for p in body.prompts()]
     return completion_estimate(prompts, body.max_tokens, max(body.n or 1, body.best_of or 1))
 
 
 def embeddings_cost(body: EmbeddingsRequest) -> Estimate:
-    return embeddings_estimate(embedding_inputs(body))
+    return embeddings_estimate(body.inputs())

@@ -7,32 +7,29 @@ A batch whose file or deployment is wrong is stored as `failed`, with Azure's pe
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from azurine.api.context import authenticate, parse_body, resolve_account, services
+from azurine import settings_table
+from azurine.api.caller import Caller
+from azurine.api.context import parse_body, services
 from azurine.api.errors import AzureError, bad_request
+from azurine.api.inference.admission import chat_cost, completion_cost, embeddings_cost
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
-from azurine.api.inference.serving_completions import completion_prompts
-from azurine.api.inference.serving_embeddings import embedding_inputs
-from azurine.api.network_stage import check_network
+from azurine.api.mounting import mount
 from azurine.api.sse import AzureJSONResponse
-from azurine.api.versions import check_classic, check_v1
 from azurine.catalog import ModelSpec
 from azurine.files.batch_input import BatchLine, validate_batch_lines
 from azurine.quota.capacity import BATCH
-from azurine.quota.estimate import chat_estimate, completion_estimate, embeddings_estimate
 from azurine.storage.batches import BatchNotCancellable, BatchRecord, InputFileMissing, NewLine
 from azurine.storage.state import AccountRecord
 
 router = APIRouter()
-ApiVersion = Query(None, alias="api-version")
 ENDPOINTS = {"/chat/completions": "chat", "/completions": "completion", "/embeddings": "embeddings"}
 COMPLETION_WINDOW = "24h"
 MAX_ERRORS = 100
@@ -40,7 +37,7 @@ MAX_ERRORS = 100
 
 def window_seconds() -> int:
     """24 hours; `AZURINE_BATCH_WINDOW_SECONDS` shortens it (to see expiry happen in a test or a demo)."""
-    return int(os.environ.get("AZURINE_BATCH_WINDOW_SECONDS", str(24 * 3600)))
+    return int(settings_table.read("AZURINE_BATCH_WINDOW_SECONDS", str(24 * 3600)))
 
 
 class BatchCreate(BaseModel):
@@ -101,16 +98,10 @@ def _estimate(endpoint: str, body: dict[str, Any], model: ModelSpec) -> int:
     that line fails when it runs, with the same 400 an online request gets)."""
     try:
         if endpoint == "/chat/completions":
-            chat = ChatCompletionRequest.model_validate(body)
-            return chat_estimate([m.model_dump(exclude_none=True) for m in chat.messages],
-                                 [t.model_dump(exclude_none=True) for t in chat.tools] if chat.tools else None,
-                                 chat.max_completion_tokens or chat.max_tokens, chat.n or 1,
-                                 model.context_length).total
+            return chat_cost(ChatCompletionRequest.model_validate(body), model).total
         if endpoint == "/completions":
-            legacy = CompletionRequest.model_validate(body)
-            prompts = [list(p.tokens) if p.tokens is not None else p.text for p in completion_prompts(legacy)]
-            return completion_estimate(prompts, legacy.max_tokens, max(legacy.n or 1, legacy.best_of or 1)).total
-        return embeddings_estimate(embedding_inputs(EmbeddingsRequest.model_validate(body))).total
+            return completion_cost(CompletionRequest.model_validate(body)).total
+        return embeddings_cost(EmbeddingsRequest.model_validate(body)).total
     except (ValidationError, AzureError, ValueError, TypeError):
         return 0
 
@@ -217,83 +208,28 @@ def _limit(limit: int | None) -> int:
     return limit
 
 
-# the dated surface -------------------------------------------------------------------------------------------
+# the operations ------------------------------------------------------------------------------------------------
 
-@router.post("/openai/batches")
-async def batches_create(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    return AzureJSONResponse(batch_json(await create_batch(request, account)))
+async def batches_create(request: Request, caller: Caller) -> Response:
+    return AzureJSONResponse(batch_json(await create_batch(request, caller.account)))
 
 
-@router.get("/openai/batches")
-async def batches_list(request: Request, api_version: str | None = ApiVersion, after: str | None = None,
+async def batches_list(request: Request, caller: Caller, after: str | None = None,
                        limit: int | None = None) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
     count = _limit(limit)
-    found = await run_in_threadpool(services(request).batches.list, account.id, after, count + 1)
+    found = await run_in_threadpool(services(request).batches.list, caller.account.id, after, count + 1)
     return AzureJSONResponse(batch_list(found, count))
 
 
-@router.get("/openai/batches/{batch_id}")
-async def batches_get(batch_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    return AzureJSONResponse(batch_json(await get_batch(request, account, batch_id)))
+async def batches_get(batch_id: str, request: Request, caller: Caller) -> Response:
+    return AzureJSONResponse(batch_json(await get_batch(request, caller.account, batch_id)))
 
 
-@router.post("/openai/batches/{batch_id}/cancel")
-async def batches_cancel(batch_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    return AzureJSONResponse(batch_json(await cancel_batch(request, account, batch_id)))
+async def batches_cancel(batch_id: str, request: Request, caller: Caller) -> Response:
+    return AzureJSONResponse(batch_json(await cancel_batch(request, caller.account, batch_id)))
 
 
-# the v1 surface --------------------------------------------------------------------------------------------
-
-@router.post("/openai/v1/batches")
-async def v1_batches_create(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    return AzureJSONResponse(batch_json(await create_batch(request, account)))
-
-
-@router.get("/openai/v1/batches")
-async def v1_batches_list(request: Request, api_version: str | None = ApiVersion, after: str | None = None,
-                          limit: int | None = None) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    count = _limit(limit)
-    found = await run_in_threadpool(services(request).batches.list, account.id, after, count + 1)
-    return AzureJSONResponse(batch_list(found, count))
-
-
-@router.get("/openai/v1/batches/{batch_id}")
-async def v1_batches_get(batch_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    return AzureJSONResponse(batch_json(await get_batch(request, account, batch_id)))
-
-
-@router.post("/openai/v1/batches/{batch_id}/cancel")
-async def v1_batches_cancel(batch_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    return AzureJSONResponse(batch_json(await cancel_batch(request, account, batch_id)))
+mount(router, "POST", "/batches", batches_create)
+mount(router, "GET", "/batches", batches_list)
+mount(router, "GET", "/batches/{batch_id}", batches_get)
+mount(router, "POST", "/batches/{batch_id}/cancel", batches_cancel)

@@ -1,6 +1,7 @@
-"""The Files API: `/openai/files` (dated, api-version required) and `/openai/v1/files`.
+"""The Files API: `/openai/files` (dated, api-version required) and `/openai/v1/files`, each operation written once.
 
-Each handler is the pipeline, top to bottom: api-version → account → identity → request → store → answer.
+Each handler is the pipeline, top to bottom, after the caller's stages (api-version → account → network →
+encryption → identity): request → store → answer.
 Errors use the authoring envelope of the dated spec (`invalidPayload`, `jsonlValidationFailed`, `notFound`,
 `conflict`).
 """
@@ -12,24 +13,22 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
-from azurine.api.context import authenticate, resolve_account, services
+from azurine.api.caller import Caller
+from azurine.api.context import services
 from azurine.api.errors import AzureError
 from azurine.api.middleware import ACCOUNT_SCOPE_KEY
-from azurine.api.network_stage import check_network
+from azurine.api.mounting import mount
 from azurine.api.sse import AzureJSONResponse
-from azurine.api.versions import check_classic, check_v1
 from azurine.files.batch_input import LineError, validate_batch_lines
 from azurine.storage.files import FileInUse, FileRecord
-from azurine.storage.state import AccountRecord
 
 router = APIRouter()
-ApiVersion = Query(None, alias="api-version")
 
 PURPOSES = ("fine-tune", "fine-tune-results", "assistants", "assistants_output", "batch", "batch_output")
 # batch_output files are written by the service, never uploaded
@@ -191,19 +190,25 @@ def list_query(request: Request) -> ListQuery:
     return ListQuery(purpose=purpose, after=params.get("after") or None, limit=limit, order=order)
 
 
-# the operations, shared by both surfaces ----------------------------------------------------------------------
+# the operations ------------------------------------------------------------------------------------------------
 
-async def store_upload(request: Request, account: AccountRecord, upload: Upload) -> FileRecord:
-    return await run_in_threadpool(services(request).files.create, account.id, upload.purpose, upload.filename,
-                                   upload.data)
+async def upload_file(request: Request, caller: Caller) -> Response:
+    upload = await read_upload(request)
+    await check_upload(upload, services(request).settings.limits.max_json_depth)
+    record = await run_in_threadpool(services(request).files.create, caller.account.id, upload.purpose,
+                                     upload.filename, upload.data)
+    status = caller.surface.upload_status
+    location = {"Location": file_url(request, record.id, caller.version)} if status == 201 else None
+    return AzureJSONResponse(file_object(record), status_code=status, headers=location)
 
 
-async def list_page(request: Request, account: AccountRecord, query: ListQuery) -> Response:
+async def list_files(request: Request, caller: Caller) -> Response:
+    query = list_query(request)
     if query.after is not None and not plausible_id(query.after):
         rows: list[FileRecord] = []
     else:  # one more than asked says whether another page follows
-        rows = await run_in_threadpool(services(request).files.list, account.id, query.purpose, query.after,
-                                       query.limit + 1, query.order)
+        rows = await run_in_threadpool(services(request).files.list, caller.account.id, query.purpose,
+                                       query.after, query.limit + 1, query.order)
     page = rows[:query.limit]
     return AzureJSONResponse({
         "object": "list", "data": [file_object(r) for r in page],
@@ -217,26 +222,26 @@ def require_plausible_id(file_id: str) -> None:
         raise file_not_found(file_id)
 
 
-async def find_file(request: Request, account: AccountRecord, file_id: str) -> FileRecord:
+async def get_file(file_id: str, request: Request, caller: Caller) -> Response:
     require_plausible_id(file_id)
-    record = await run_in_threadpool(services(request).files.get, account.id, file_id)
+    record = await run_in_threadpool(services(request).files.get, caller.account.id, file_id)
     if record is None:
         raise file_not_found(file_id)
-    return record
+    return AzureJSONResponse(file_object(record))
 
 
-async def file_content(request: Request, account: AccountRecord, file_id: str) -> Response:
+async def get_file_content(file_id: str, request: Request, caller: Caller) -> Response:
     require_plausible_id(file_id)
-    data = await run_in_threadpool(services(request).files.content, account.id, file_id)
+    data = await run_in_threadpool(services(request).files.content, caller.account.id, file_id)
     if data is None:
         raise file_not_found(file_id)
     return Response(data, media_type="application/octet-stream")
 
 
-async def delete_file(request: Request, account: AccountRecord, file_id: str) -> Response:
+async def delete_file(file_id: str, request: Request, caller: Caller) -> Response:
     require_plausible_id(file_id)
     try:
-        deleted = await run_in_threadpool(services(request).files.delete, account.id, file_id)
+        deleted = await run_in_threadpool(services(request).files.delete, caller.account.id, file_id)
     except FileInUse as in_use:
         raise file_in_use(in_use) from None
     if not deleted:
@@ -244,102 +249,8 @@ async def delete_file(request: Request, account: AccountRecord, file_id: str) ->
     return AzureJSONResponse({"object": "file", "deleted": True, "id": file_id})
 
 
-# the dated surface: /openai/files?api-version=YYYY-MM-DD ------------------------------------------------------
-
-@router.post("/openai/files")
-async def upload_file(request: Request, api_version: str | None = ApiVersion) -> Response:
-    api_version = check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    upload = await read_upload(request)
-    await check_upload(upload, services(request).settings.limits.max_json_depth)
-    record = await store_upload(request, account, upload)
-    return AzureJSONResponse(file_object(record), status_code=201,
-                             headers={"Location": file_url(request, record.id, api_version)})
-
-
-@router.get("/openai/files")
-async def list_files(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    return await list_page(request, account, list_query(request))
-
-
-@router.get("/openai/files/{file_id}")
-async def get_file(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    return AzureJSONResponse(file_object(await find_file(request, account, file_id)))
-
-
-@router.delete("/openai/files/{file_id}")
-async def remove_file(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    return await delete_file(request, account, file_id)
-
-
-@router.get("/openai/files/{file_id}/content")
-async def get_file_content(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    return await file_content(request, account, file_id)
-
-
-# the v1 surface: /openai/v1/files, keys also as `Authorization: Bearer`; an upload answers 200 as OpenAI's does
-
-@router.post("/openai/v1/files")
-async def v1_upload_file(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    upload = await read_upload(request)
-    await check_upload(upload, services(request).settings.limits.max_json_depth)
-    record = await store_upload(request, account, upload)
-    return AzureJSONResponse(file_object(record))
-
-
-@router.get("/openai/v1/files")
-async def v1_list_files(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    return await list_page(request, account, list_query(request))
-
-
-@router.get("/openai/v1/files/{file_id}")
-async def v1_get_file(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    return AzureJSONResponse(file_object(await find_file(request, account, file_id)))
-
-
-@router.delete("/openai/v1/files/{file_id}")
-async def v1_remove_file(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    return await delete_file(request, account, file_id)
-
-
-@router.get("/openai/v1/files/{file_id}/content")
-async def v1_get_file_content(file_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    return await file_content(request, account, file_id)
+mount(router, "POST", "/files", upload_file)
+mount(router, "GET", "/files", list_files)
+mount(router, "GET", "/files/{file_id}", get_file)
+mount(router, "DELETE", "/files/{file_id}", delete_file)
+mount(router, "GET", "/files/{file_id}/content", get_file_content)

@@ -25,6 +25,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from azurine.engines.base import Sampling, TextPrompt
+
 T = TypeVar("T")
 
 UNSUPPORTED = "unsupported_parameter"
@@ -320,6 +322,28 @@ class CompletionRequest(_Sampling):
         # null stands for the spec's default, as it does for every other nullable field with one
         return DEFAULT_MAX_TOKENS if value is None else value
 
+    def prompts(self) -> list[TextPrompt]:
+        raw, echo = self.prompt, bool(self.echo)
+        if raw is None:  # the model generates "as if from the beginning of a new document"
+            return [TextPrompt(text="", suffix=self.suffix, echo=echo)]
+        if isinstance(raw, str):
+            return [TextPrompt(text=raw, suffix=self.suffix, echo=echo)]
+        if raw and isinstance(raw[0], int):
+            return [TextPrompt(text="", tokens=tuple(raw), echo=echo)]  # type: ignore[arg-type]
+        if raw and isinstance(raw[0], list):
+            return [TextPrompt(text="", tokens=tuple(p), echo=echo) for p in raw]  # type: ignore[union-attr]
+        return [TextPrompt(text=p, suffix=self.suffix, echo=echo) for p in raw]  # type: ignore[misc]
+
+    def to_sampling(self) -> Sampling:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return Sampling(
+            max_tokens=self.max_tokens, temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p, stop=stop, seed=self.seed,
+            presence_penalty=self.presence_penalty or 0.0, frequency_penalty=self.frequency_penalty or 0.0,
+            logit_bias={int(k): v for k, v in self.logit_bias.items()} if self.logit_bias else None,
+            logprobs=self.logprobs is not None, top_logprobs=self.logprobs or 0,
+        )
+
 
 class EmbeddingsRequest(_Body):
     input: StrictStr | Annotated[list[StrictStr], Field(min_length=1, max_length=2048)] | TokenArray | Annotated[
@@ -345,3 +369,11 @@ class EmbeddingsRequest(_Body):
             raise unsupported("Unsupported parameter: 'input_type' is not supported by Azurine: its embedding "
                               "models encode queries and documents alike.")
         return value
+
+    def inputs(self) -> list[str] | list[list[int]]:
+        raw = self.input
+        if isinstance(raw, str):
+            return [raw]
+        if raw and isinstance(raw[0], int):
+            return [list(raw)]  # type: ignore[arg-type]
+        return list(raw)  # type: ignore[arg-type]

@@ -12,6 +12,17 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
+from azurine.api.inference.protocol_answers import (
+    ChatLogprobs,
+    CompletionLogprobs,
+    FunctionCallOut,
+    PromptFilterResult,
+    PromptTokensDetails,
+    TokenLogprobOut,
+    ToolCallOut,
+    TopLogprobOut,
+    Usage,
+)
 from azurine.catalog import ModelSpec
 from azurine.engines.base import Delta, Event, Finished, TokenLogprob, ToolCall
 
@@ -32,59 +43,39 @@ def fingerprint(model: ModelSpec) -> str:
     return "fp_" + model.sha256[:10]
 
 
-def filter_results() -> dict[str, Any]:
-    """Content-filter annotations: empty until a filter has run on this content."""
-    return {}
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> Usage:
+    return Usage(completion_tokens=completion_tokens, prompt_tokens=prompt_tokens,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=cached_tokens),
+                 total_tokens=prompt_tokens + completion_tokens)
 
 
-def prompt_filter_results(count: int = 1) -> list[dict[str, Any]]:
-    return [{"prompt_index": i, "content_filter_results": filter_results()} for i in range(count)]
+def prompt_filters(results: list[dict[str, Any]]) -> list[PromptFilterResult]:
+    return [PromptFilterResult.model_validate(result) for result in results]
 
 
-def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
-    return {
-        "completion_tokens": completion_tokens,
-        "completion_tokens_details": {"accepted_prediction_tokens": 0, "audio_tokens": 0,
-                                      "reasoning_tokens": 0, "rejected_prediction_tokens": 0},
-        "prompt_tokens": prompt_tokens,
-        "prompt_tokens_details": {"audio_tokens": 0, "cached_tokens": cached_tokens},
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
+def chat_logprobs(items: list[TokenLogprob]) -> ChatLogprobs:
+    return ChatLogprobs(content=[
+        TokenLogprobOut(token=i.token, logprob=i.logprob, bytes=i.bytes,
+                        top_logprobs=[TopLogprobOut(token=t.token, logprob=t.logprob, bytes=t.bytes)
+                                      for t in i.top_logprobs])
+        for i in items
+    ])
 
 
-def chat_logprobs(items: list[TokenLogprob]) -> dict[str, Any]:
-    return {
-        "content": [
-            {"token": i.token, "logprob": i.logprob, "bytes": i.bytes,
-             "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in i.top_logprobs]}
-            for i in items
-        ],
-        "refusal": None,
-    }
-
-
-def completion_logprobs(items: list[TokenLogprob], start_offset: int) -> dict[str, Any]:
+def completion_logprobs(items: list[TokenLogprob], start_offset: int) -> CompletionLogprobs:
     offsets, position = [], start_offset
     for item in items:
         offsets.append(position)
         position += len(item.token)
-    return {
-        "tokens": [i.token for i in items],
-        "token_logprobs": [i.logprob for i in items],
-        "top_logprobs": [{t.token: t.logprob for t in i.top_logprobs} for i in items],
-        "text_offset": offsets,
-    }
+    return CompletionLogprobs(tokens=[i.token for i in items], token_logprobs=[i.logprob for i in items],
+                              top_logprobs=[{t.token: t.logprob for t in i.top_logprobs} for i in items],
+                              text_offset=offsets)
 
 
-def tool_calls_json(calls: list[ToolCall], with_index: bool = False) -> list[dict[str, Any]]:
-    out = []
-    for index, call in enumerate(calls):
-        item: dict[str, Any] = {"id": call.id, "type": "function",
-                                "function": {"name": call.name, "arguments": call.arguments}}
-        if with_index:
-            item["index"] = index
-        out.append(item)
-    return out
+def tool_calls_out(calls: list[ToolCall], with_index: bool = False) -> list[ToolCallOut]:
+    return [ToolCallOut(id=call.id, function=FunctionCallOut(name=call.name, arguments=call.arguments),
+                        **({"index": index} if with_index else {}))
+            for index, call in enumerate(calls)]
 
 
 async def chained(first: list[Event], rest: AsyncIterator[Event]) -> AsyncIterator[Event]:

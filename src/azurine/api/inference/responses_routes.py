@@ -1,9 +1,10 @@
 """The Responses API's routes: `/openai/v1/responses…` and the dated `/openai/responses…?api-version=<preview>`.
 
-Create is the inference pipeline, top to bottom, as chat's routes are: api-version → account → network → identity
-→ body → deployment (the body's `model`) → the conversation it continues → quota → content filter (prompt) →
-serve. The other operations read the account's stored responses: api-version → account → network → identity →
-store. A response of another account, or one past its retention, is not found.
+Each operation is written once and mounted on both surfaces. Create is the inference pipeline, top to bottom, as
+chat's routes are, after the caller's stages (api-version → account → network → encryption → identity): body →
+deployment (the body's `model`) → the conversation it continues → quota → content filter (prompt) → serve. The
+other operations read the account's stored responses. A response of another account, or one past its retention,
+is not found.
 """
 
 from __future__ import annotations
@@ -13,33 +14,29 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from azurine.api.context import (
-    authenticate,
-    find_deployment,
-    parse_body,
-    require_model_field,
-    resolve_account,
-    services,
-)
+from azurine.api.caller import Caller
+from azurine.api.context import services
+from azurine.api.deployment_stage import target_and_body
 from azurine.api.errors import AzureError, bad_request
 from azurine.api.inference.admission import admit, chat_cost
-from azurine.api.inference.content_filter import chat_prompt_text, screen_prompts
+from azurine.api.inference.content_filter import screen_prompts
 from azurine.api.inference.protocol_responses import MAX_ID_CHARS, ResponsesRequest
 from azurine.api.inference.responses_render import deleted_object, item_list, response_error, with_status
 from azurine.api.inference.responses_turn import INTERRUPTED, fitted, new_turn
+from azurine.api.inference.serving_chat import check_content_types
 from azurine.api.inference.serving_responses import serve_response
-from azurine.api.network_stage import check_network
+from azurine.api.mounting import mount
 from azurine.api.sse import AzureJSONResponse
-from azurine.api.versions import check_responses, check_v1
+from azurine.api.surface import DATED_RESPONSES, V1
+from azurine.safety.guard import chat_prompt_text
 from azurine.storage.responses import ACTIVE, MAX_CHAIN, ChainTooLong, ResponseRecord
 from azurine.storage.state import AccountRecord
 
 router = APIRouter()
-ApiVersion = Query(None, alias="api-version")
 WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
@@ -62,23 +59,15 @@ def plausible_id(response_id: str) -> bool:
 
 # the pipeline ------------------------------------------------------------------------------------------------
 
-async def _identified(request: Request, bearer_keys: bool) -> AccountRecord:
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=bearer_keys)
-    return account
-
-
-async def _create(request: Request, version: str, bearer_keys: bool) -> Response:
-    account = await _identified(request, bearer_keys)
-    body = await parse_body(request, ResponsesRequest)
-    target = await find_deployment(request, account, require_model_field(body.model), "chat")
-    earlier = await _previous(request, account, body)
+async def create_response(request: Request, caller: Caller) -> Response:
+    target, body = await target_and_body(request, caller, ResponsesRequest, "chat")
+    earlier = await _previous(request, caller.account, body)
     turn = fitted(new_turn(body, target.model.response_model, earlier), target.model.context_length)
-    ticket = await admit(request, account, target, chat_cost(turn.chat, target), "responses", version)
+    check_content_types(turn.chat, target)
+    ticket = await admit(request, caller, target, chat_cost(turn.chat, target.model), "responses")
     prompt = replace(chat_prompt_text(turn.chat.messages), param="input")
-    guard = await ticket.check(screen_prompts(request, account, target, [prompt], version))
-    return await ticket.serve(serve_response(request, account, target, turn, ticket, guard))
+    guard = await ticket.check(screen_prompts(request, caller, target, [prompt]))
+    return await ticket.serve(serve_response(request, caller.account, target, turn, ticket, guard))
 
 
 async def _previous(request: Request, account: AccountRecord, body: ResponsesRequest) -> list[dict[str, Any]]:
@@ -126,14 +115,13 @@ def _no_stream(request: Request) -> None:
                           "retrieve it once it has ended.", "stream", "unsupported_parameter")
 
 
-async def _retrieve(request: Request, response_id: str, bearer_keys: bool) -> Response:
-    account = await _identified(request, bearer_keys)
+async def get_response(response_id: str, request: Request, caller: Caller) -> Response:
     _no_stream(request)
-    return AzureJSONResponse((await _found(request, account, response_id)).body)
+    return AzureJSONResponse((await _found(request, caller.account, response_id)).body)
 
 
-async def _delete(request: Request, response_id: str, bearer_keys: bool) -> Response:
-    account = await _identified(request, bearer_keys)
+async def delete_response(response_id: str, request: Request, caller: Caller) -> Response:
+    account = caller.account
     deleted = plausible_id(response_id) and await run_in_threadpool(
         services(request).responses.delete, account.id, response_id, time.time())
     if not deleted:
@@ -142,8 +130,8 @@ async def _delete(request: Request, response_id: str, bearer_keys: bool) -> Resp
     return AzureJSONResponse(deleted_object(response_id))
 
 
-async def _cancel(request: Request, response_id: str, bearer_keys: bool) -> Response:
-    account = await _identified(request, bearer_keys)
+async def cancel_response(response_id: str, request: Request, caller: Caller) -> Response:
+    account = caller.account
     record = await _found(request, account, response_id)
     if not record.background:
         raise bad_request("Only responses created with background mode can be cancelled.", None, "invalid_value")
@@ -179,74 +167,20 @@ def _page_query(request: Request) -> tuple[int, str, str | None, str | None]:
     return limit, order, cursors[0], cursors[1]
 
 
-async def _input_items(request: Request, response_id: str, bearer_keys: bool) -> Response:
-    account = await _identified(request, bearer_keys)
+async def input_items(response_id: str, request: Request, caller: Caller) -> Response:
     limit, order, after, before = _page_query(request)
     page = plausible_id(response_id) and await run_in_threadpool(
-        services(request).responses.page, account.id, response_id, time.time(), limit=limit,
+        services(request).responses.page, caller.account.id, response_id, time.time(), limit=limit,
         order=order, after=after, before=before)  # type: ignore[arg-type]
     if not page:
         raise response_not_found(response_id)
     return AzureJSONResponse(item_list(page.items, page.has_more))
 
 
-# the v1 surface: `model` in the body names the deployment --------------------------------------------------------
-
-@router.post("/openai/v1/responses")
-async def v1_create_response(request: Request, api_version: str | None = ApiVersion) -> Response:
-    return await _create(request, check_v1(api_version), bearer_keys=True)
-
-
-@router.get("/openai/v1/responses/{response_id}")
-async def v1_get_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    return await _retrieve(request, response_id, bearer_keys=True)
-
-
-@router.delete("/openai/v1/responses/{response_id}")
-async def v1_delete_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    return await _delete(request, response_id, bearer_keys=True)
-
-
-@router.post("/openai/v1/responses/{response_id}/cancel")
-async def v1_cancel_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    return await _cancel(request, response_id, bearer_keys=True)
-
-
-@router.get("/openai/v1/responses/{response_id}/input_items")
-async def v1_input_items(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    return await _input_items(request, response_id, bearer_keys=True)
-
-
-# the dated surface: /openai/responses?api-version=<a preview with the Responses API> --------------------------
-
-@router.post("/openai/responses")
-async def create_response(request: Request, api_version: str | None = ApiVersion) -> Response:
-    return await _create(request, check_responses(api_version), bearer_keys=False)
-
-
-@router.get("/openai/responses/{response_id}")
-async def get_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_responses(api_version)
-    return await _retrieve(request, response_id, bearer_keys=False)
-
-
-@router.delete("/openai/responses/{response_id}")
-async def delete_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_responses(api_version)
-    return await _delete(request, response_id, bearer_keys=False)
-
-
-@router.post("/openai/responses/{response_id}/cancel")
-async def cancel_response(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_responses(api_version)
-    return await _cancel(request, response_id, bearer_keys=False)
-
-
-@router.get("/openai/responses/{response_id}/input_items")
-async def input_items(response_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_responses(api_version)
-    return await _input_items(request, response_id, bearer_keys=False)
+# the dated surface is `/openai/responses?api-version=<a preview with the Responses API>`
+SURFACES = (DATED_RESPONSES, V1)
+mount(router, "POST", "/responses", create_response, SURFACES)
+mount(router, "GET", "/responses/{response_id}", get_response, SURFACES)
+mount(router, "DELETE", "/responses/{response_id}", delete_response, SURFACES)
+mount(router, "POST", "/responses/{response_id}/cancel", cancel_response, SURFACES)
+mount(router, "GET", "/responses/{response_id}/input_items", input_items, SURFACES)

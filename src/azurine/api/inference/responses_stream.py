@@ -21,7 +21,6 @@ from starlette.concurrency import run_in_threadpool
 
 from azurine.api.context import Services
 from azurine.api.errors import AzureError
-from azurine.api.inference.content_filter import Annotated, Checked, ContentGuard, Filtered
 from azurine.api.inference.render import chained, now
 from azurine.api.inference.responses_render import (
     Outcome,
@@ -36,6 +35,8 @@ from azurine.api.inference.responses_render import (
 from azurine.api.inference.responses_turn import Turn, answer_calls, failure, store_turn
 from azurine.api.sse import dumps
 from azurine.engines.base import Delta, EngineError, Event, Finished, ToolCall
+from azurine.safety.guard import ContentGuard
+from azurine.safety.streaming import Annotated, Checked, Filtered
 from azurine.storage.state import AccountRecord
 
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from azurine.api.context import Services, Target
-from azurine.api.inference.content_filter import AnswerCheck
 from azurine.api.inference.protocol import ChatCompletionRequest
 from azurine.api.inference.protocol_responses import ResponsesRequest
 from azurine.api.inference.render import Collected, chained, collect, now
@@ -28,9 +27,10 @@ from azurine.api.inference.responses_render import (
     response_usage,
     text_logprobs,
 )
-from azurine.api.inference.serving_chat import chat_prompt, chat_sampling, check_content_types
+from azurine.api.inference.serving_chat import chat_prompt, chat_sampling
 from azurine.api.inference.ticket import Ticket
 from azurine.engines.base import ContextLengthExceeded, Event, ToolCall
+from azurine.safety.streaming import AnswerCheck
 
 DAY_SECONDS = 24 * 3600
 LEASE_SECONDS = 30.0  # a background run renews its lease this far ahead…
@@ -103,7 +103,6 @@ async def open_answer(target: Target, turn: Turn, ticket: Ticket,
     """The engine's answer, its first event taken so that a refusal (too long, a bad schema) is raised here; under
     truncation `auto` a conversation too long for the model loses its oldest turns until it fits."""
     while True:
-        check_content_types(turn.chat, target)
         events = target.engine.chat(chat_prompt(turn.chat), chat_sampling(turn.chat), ticket.order(), stream=stream)
         try:
             return turn, events, await events.__anext__()

@@ -1,124 +1,61 @@
-"""Inference routes. Each handler is the request pipeline, top to bottom:
-api-version → account → identity → deployment → body → quota → content filter → serve.
+"""Inference routes, each written once and mounted on both surfaces (`azurine.api.mounting`). A handler is the
+request pipeline, top to bottom, after the caller's stages (api-version → account → network → encryption →
+identity): deployment and body → the whole request checked → quota → content filter → serve.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from azurine.api.context import (
-    authenticate,
-    find_deployment,
-    parse_body,
-    require_model_field,
-    resolve_account,
-    services,
-)
+from azurine.api.caller import Caller
+from azurine.api.context import services
+from azurine.api.deployment_stage import target_and_body
 from azurine.api.errors import resource_not_found
 from azurine.api.inference.admission import admit, chat_cost, completion_cost, embeddings_cost
-from azurine.api.inference.content_filter import PromptText, chat_prompt_text, screen_prompts
+from azurine.api.inference.content_filter import screen_prompts
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
-from azurine.api.inference.serving_chat import serve_chat
-from azurine.api.inference.serving_completions import completion_prompts, serve_completions
-from azurine.api.inference.serving_embeddings import serve_embeddings
-from azurine.api.network_stage import check_network
+from azurine.api.inference.serving_chat import check_content_types, serve_chat
+from azurine.api.inference.serving_completions import check_combination, serve_completions
+from azurine.api.inference.serving_embeddings import check_dimensions, serve_embeddings
+from azurine.api.mounting import mount
 from azurine.api.sse import AzureJSONResponse
-from azurine.api.versions import check_classic, check_v1
+from azurine.api.surface import DATED
 from azurine.catalog import ModelSpec
+from azurine.safety.guard import PromptText, chat_prompt_text
 from azurine.storage.state import DeploymentRecord
 
 router = APIRouter()
-ApiVersion = Query(None, alias="api-version")
 
 
 def completion_texts(body: CompletionRequest) -> list[PromptText]:
     """Each prompt as the filters read it (they read text: a prompt of token ids goes unread)."""
-    return [PromptText(p.text, p.text, param="prompt") for p in completion_prompts(body)]
+    return [PromptText(p.text, p.text, param="prompt") for p in body.prompts()]
 
 
-# the dated surface: /openai/deployments/{deployment-id}/…?api-version=YYYY-MM-DD ---------------------------
-
-@router.post("/openai/deployments/{deployment_id}/chat/completions")
-async def chat_completions(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    api_version = check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    target = await find_deployment(request, account, deployment_id, "chat")
-    body = await parse_body(request, ChatCompletionRequest)
-    ticket = await admit(request, account, target, chat_cost(body, target), "chat", api_version)
-    guard = await ticket.check(screen_prompts(request, account, target, [chat_prompt_text(body.messages)],
-                                              api_version))
+async def chat_completions(request: Request, caller: Caller) -> Response:
+    target, body = await target_and_body(request, caller, ChatCompletionRequest, "chat")
+    check_content_types(body, target)
+    ticket = await admit(request, caller, target, chat_cost(body, target.model), "chat")
+    guard = await ticket.check(screen_prompts(request, caller, target, [chat_prompt_text(body.messages)]))
     return await ticket.serve(serve_chat(request, target, body, ticket, guard))
 
 
-@router.post("/openai/deployments/{deployment_id}/completions")
-async def completions(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    api_version = check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    target = await find_deployment(request, account, deployment_id, "completion")
-    body = await parse_body(request, CompletionRequest)
-    ticket = await admit(request, account, target, completion_cost(body), "completion", api_version)
-    guard = await ticket.check(screen_prompts(request, account, target, completion_texts(body), api_version))
+async def completions(request: Request, caller: Caller) -> Response:
+    target, body = await target_and_body(request, caller, CompletionRequest, "completion")
+    check_combination(body)
+    ticket = await admit(request, caller, target, completion_cost(body), "completion")
+    guard = await ticket.check(screen_prompts(request, caller, target, completion_texts(body)))
     return await ticket.serve(serve_completions(request, target, body, ticket, guard))
 
 
-@router.post("/openai/deployments/{deployment_id}/embeddings")
-async def embeddings(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    api_version = check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    target = await find_deployment(request, account, deployment_id, "embeddings")
-    body = await parse_body(request, EmbeddingsRequest)
-    ticket = await admit(request, account, target, embeddings_cost(body), "embeddings", api_version)
-    return await ticket.serve(serve_embeddings(target, body, ticket))
-
-
-# the v1 surface: /openai/v1/…, body `model` names the deployment -------------------------------------------
-
-@router.post("/openai/v1/chat/completions")
-async def v1_chat_completions(request: Request, api_version: str | None = ApiVersion) -> Response:
-    version = check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    body = await parse_body(request, ChatCompletionRequest)
-    target = await find_deployment(request, account, require_model_field(body.model), "chat")
-    ticket = await admit(request, account, target, chat_cost(body, target), "chat", version)
-    guard = await ticket.check(screen_prompts(request, account, target, [chat_prompt_text(body.messages)],
-                                              version))
-    return await ticket.serve(serve_chat(request, target, body, ticket, guard))
-
-
-@router.post("/openai/v1/completions")
-async def v1_completions(request: Request, api_version: str | None = ApiVersion) -> Response:
-    version = check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    body = await parse_body(request, CompletionRequest)
-    target = await find_deployment(request, account, require_model_field(body.model), "completion")
-    ticket = await admit(request, account, target, completion_cost(body), "completion", version)
-    guard = await ticket.check(screen_prompts(request, account, target, completion_texts(body), version))
-    return await ticket.serve(serve_completions(request, target, body, ticket, guard))
-
-
-@router.post("/openai/v1/embeddings")
-async def v1_embeddings(request: Request, api_version: str | None = ApiVersion) -> Response:
-    version = check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    body = await parse_body(request, EmbeddingsRequest)
-    target = await find_deployment(request, account, require_model_field(body.model), "embeddings")
-    ticket = await admit(request, account, target, embeddings_cost(body), "embeddings", version)
+async def embeddings(request: Request, caller: Caller) -> Response:
+    target, body = await target_and_body(request, caller, EmbeddingsRequest, "embeddings")
+    check_dimensions(body, target)
+    ticket = await admit(request, caller, target, embeddings_cost(body), "embeddings")
     return await ticket.serve(serve_embeddings(target, body, ticket))
 
 
@@ -153,39 +90,11 @@ def _model_by_id(request: Request, model_id: str) -> dict[str, Any]:
     raise resource_not_found()
 
 
-@router.get("/openai/models")
-async def list_models(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
+async def list_models(request: Request, caller: Caller) -> Response:
     return AzureJSONResponse(_model_list(request))
 
 
-@router.get("/openai/models/{model_id}")
-async def get_model(model_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    return AzureJSONResponse(_model_by_id(request, model_id))
-
-
-@router.get("/openai/v1/models")
-async def v1_list_models(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
-    return AzureJSONResponse(_model_list(request))
-
-
-@router.get("/openai/v1/models/{model_id}")
-async def v1_get_model(model_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_v1(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=True)
+async def get_model(model_id: str, request: Request, caller: Caller) -> Response:
     return AzureJSONResponse(_model_by_id(request, model_id))
 
 
@@ -199,23 +108,23 @@ def deployment_object(deployment: DeploymentRecord) -> dict[str, Any]:
     }
 
 
-@router.get("/openai/deployments")
-async def list_deployments(request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    rows = await run_in_threadpool(services(request).store.deployments, account.id)
+async def list_deployments(request: Request, caller: Caller) -> Response:
+    rows = await run_in_threadpool(services(request).store.deployments, caller.account.id)
     return AzureJSONResponse({"data": [deployment_object(d) for d in rows], "object": "list"})
 
 
-@router.get("/openai/deployments/{deployment_id}")
-async def get_deployment(deployment_id: str, request: Request, api_version: str | None = ApiVersion) -> Response:
-    check_classic(api_version)
-    account = await resolve_account(request)
-    check_network(request, account)
-    await authenticate(request, account, bearer_keys=False)
-    row = await run_in_threadpool(services(request).store.deployment, account.id, deployment_id)
+async def get_deployment(deployment_id: str, request: Request, caller: Caller) -> Response:
+    row = await run_in_threadpool(services(request).store.deployment, caller.account.id, deployment_id)
     if row is None:
         raise resource_not_found()
     return AzureJSONResponse(deployment_object(row))
+
+
+mount(router, "POST", "{deployment}/chat/completions", chat_completions)
+mount(router, "POST", "{deployment}/completions", completions)
+mount(router, "POST", "{deployment}/embeddings", embeddings)
+mount(router, "GET", "/models", list_models)
+mount(router, "GET", "/models/{model_id}", get_model)
+# the dated data plane listed deployments until api-version 2023-05-15; v1 has no such route
+mount(router, "GET", "/deployments", list_deployments, [DATED])
+mount(router, "GET", "/deployments/{deployment_id}", get_deployment, [DATED])

@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, ClassVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from azurine.api.context import Target
-from azurine.api.errors import AzureError, bad_request
-from azurine.api.inference.content_filter import Annotated, AnswerCheck, Checked, ContentGuard, Filtered
+from azurine.api.errors import bad_request
+from azurine.api.inference.answer_stream import Answers, Choice, stream_answers
 from azurine.api.inference.protocol import AssistantMessage, ChatCompletionRequest, FunctionMessage, Message
+from azurine.api.inference.protocol_answers import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatDelta,
+    ChatMessageOut,
+    FunctionCallOut,
+)
 from azurine.api.inference.render import (
-    chained,
+    Collected,
     chat_logprobs,
     collect,
     fingerprint,
     new_id,
     now,
+    prompt_filters,
     together,
-    tool_calls_json,
+    tool_calls_out,
     unless_disconnected,
     usage,
 )
 from azurine.api.inference.ticket import Ticket
-from azurine.api.sse import DONE, AzureJSONResponse, event, event_stream
-from azurine.engines.base import ChatPrompt, Delta, EngineError, Event, Finished, Sampling, ToolCall
+from azurine.api.sse import AzureJSONResponse
+from azurine.engines.base import ChatPrompt, Delta, Event, Sampling, ToolCall
+from azurine.safety.guard import ContentGuard
+from azurine.safety.streaming import AnswerCheck
 
 
 def chat_sampling(body: ChatCompletionRequest) -> Sampling:
@@ -95,12 +109,12 @@ def answer_calls(body: ChatCompletionRequest, calls: list[ToolCall]) -> list[Too
     return calls[:1] if one_call_only(body) else calls
 
 
-def calls_json(body: ChatCompletionRequest, calls: list[ToolCall], with_index: bool = False) -> dict[str, Any]:
+def calls_fields(body: ChatCompletionRequest, calls: list[ToolCall], with_index: bool = False) -> dict[str, Any]:
     """The calls of an answer as its message or delta carries them: `function_call` in the deprecated form."""
     calls = answer_calls(body, calls)
     if body.legacy_functions:
-        return {"function_call": {"arguments": calls[0].arguments, "name": calls[0].name}}
-    return {"tool_calls": tool_calls_json(calls, with_index=with_index)}
+        return {"function_call": FunctionCallOut(arguments=calls[0].arguments, name=calls[0].name)}
+    return {"tool_calls": tool_calls_out(calls, with_index=with_index)}
 
 
 def finish_reason(body: ChatCompletionRequest, reason: str) -> str:
@@ -120,124 +134,84 @@ def check_content_types(body: ChatCompletionRequest, target: Target) -> None:
 
 async def serve_chat(request: Request, target: Target, body: ChatCompletionRequest, ticket: Ticket,
                      guard: ContentGuard) -> Response:
-    check_content_types(body, target)
     sampling, prompt, n = chat_sampling(body), chat_prompt(body), body.n or 1
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        first = target.engine.chat(prompt, sampling, ticket.order())
-        opening = await _first_event(first)  # refusals (context length, bad schema) answer as errors
-        return event_stream(_stream(body, target, ticket, guard, prompt, sampling, include_usage, first, opening))
-    answers = await unless_disconnected(
+        return await stream_answers(_ChatAnswers(target, ticket, sampling, body, prompt), guard, include_usage)
+    collected = await unless_disconnected(
         request, _answers(target, ticket, prompt, sampling, n))
-    checks = [await guard.check_answer(a.text) for a in answers]
-    return AzureJSONResponse(_body(body, target, guard, answers, checks))
+    checks = [await guard.check_answer(a.text) for a in collected]
+    return AzureJSONResponse(_body(body, target, guard, collected, checks).model_dump())
 
 
-async def _first_event(events: AsyncIterator[Event]) -> Event:
-    return await events.__anext__()
-
-
-async def _answers(target: Target, ticket: Ticket, prompt: ChatPrompt, sampling: Sampling, n: int) -> list[Any]:
+async def _answers(target: Target, ticket: Ticket, prompt: ChatPrompt, sampling: Sampling,
+                   n: int) -> list[Collected]:
     return await together([collect(target.engine.chat(prompt, sampling.for_choice(i), ticket.order(), stream=False))
                            for i in range(n)])
 
 
-def _body(body: ChatCompletionRequest, target: Target, guard: ContentGuard, answers: list[Any],
-          checks: list[AnswerCheck]) -> dict[str, Any]:
+def _message(body: ChatCompletionRequest, answer: Collected, check: AnswerCheck) -> ChatMessageOut:
+    if check.filtered:  # the answer is withheld; its annotations say why
+        return ChatMessageOut(content=None)
+    if answer.tool_calls:  # text the model wrote around its calls is their message's content, as streamed
+        return ChatMessageOut(content=check.shown(answer.text) or None, **calls_fields(body, answer.tool_calls))
+    return ChatMessageOut(content=check.shown(answer.text))
+
+
+def _body(body: ChatCompletionRequest, target: Target, guard: ContentGuard, answers: list[Collected],
+          checks: list[AnswerCheck]) -> ChatCompletion:
     choices = []
     for index, (answer, check) in enumerate(zip(answers, checks, strict=True)):
-        results, filtered = check.annotations, check.filtered
-        message: dict[str, Any] = {"role": "assistant", "content": check.shown(answer.text), "refusal": None}
-        if answer.tool_calls:  # text the model wrote around its calls is their message's content, as streamed
-            message["content"] = message["content"] or None
-            message.update(calls_json(body, answer.tool_calls))
-        if filtered:  # the answer is withheld; its annotations say why
-            message = {"role": "assistant", "content": None, "refusal": None}
-        choices.append({
-            "content_filter_results": results,
-            "finish_reason": "content_filter" if filtered else finish_reason(body, answer.finished.reason),
-            "index": index,
-            "logprobs": chat_logprobs(answer.logprobs) if answer.logprobs and not filtered and check.redacted is None
-            else None,
-            "message": message,
-        })
-    prompt_tokens, cached_tokens = answers[0].finished.prompt_tokens, answers[0].finished.cached_tokens
-    completion_tokens = sum(a.finished.completion_tokens for a in answers)
-    return {
-        "choices": choices, "created": now(), "id": new_id("chatcmpl-"), "model": target.model.response_model,
-        "object": "chat.completion", "prompt_filter_results": guard.prompt_filter_results(),
-        "system_fingerprint": fingerprint(target.model),
-        "usage": usage(prompt_tokens, completion_tokens, cached_tokens),
-    }
+        assert answer.finished is not None
+        choices.append(ChatChoice(
+            content_filter_results=check.annotations,
+            finish_reason="content_filter" if check.filtered else finish_reason(body, answer.finished.reason),
+            index=index,
+            logprobs=chat_logprobs(answer.logprobs)
+            if answer.logprobs and not check.filtered and check.redacted is None else None,
+            message=_message(body, answer, check),
+        ))
+    first = answers[0].finished
+    assert first is not None
+    completion_tokens = sum(a.finished.completion_tokens for a in answers if a.finished is not None)
+    return ChatCompletion(
+        choices=choices, created=now(), id=new_id("chatcmpl-"), model=target.model.response_model,
+        prompt_filter_results=prompt_filters(guard.prompt_filter_results()),
+        system_fingerprint=fingerprint(target.model),
+        usage=usage(first.prompt_tokens, completion_tokens, first.cached_tokens),
+    )
 
 
-async def _stream(body: ChatCompletionRequest, target: Target, ticket: Ticket, guard: ContentGuard,
-                  prompt: ChatPrompt, sampling: Sampling, include_usage: bool, first: AsyncIterator[Event],
-                  opening: Event) -> AsyncIterator[bytes]:
-    n = body.n or 1
-    completion_id, created, model = new_id("chatcmpl-"), now(), target.model.response_model
-    base = {"created": created, "id": completion_id, "model": model, "object": "chat.completion.chunk",
-            "system_fingerprint": fingerprint(target.model)}
-    if include_usage:
-        base["usage"] = None
+@dataclass
+class _ChatAnswers(Answers[ChatChunkChoice]):
+    body: ChatCompletionRequest
+    prompt: ChatPrompt
+    id_prefix: ClassVar[str] = "chatcmpl-"
+    object: ClassVar[str] = "chat.completion.chunk"
+    chunk: ClassVar[type[ChatCompletionChunk]] = ChatCompletionChunk
+    counts_cached: ClassVar[bool] = True
 
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None,
-              annotations: dict[str, Any] | None = None) -> bytes:
-        choice = {"content_filter_results": annotations if annotations is not None else {}, "delta": delta,
-                  "finish_reason": finish, "index": index, "logprobs": logprobs}
-        return event({**base, "choices": [choice]})
+    def choices(self) -> Iterator[Choice]:
+        return (Choice(index, 0, partial(self._start, index)) for index in range(self.body.n or 1))
 
-    def annotation(index: int, item: Annotated) -> bytes:
-        # Asynchronous_filter: annotations for text already sent, in a chunk of their own
-        choice = {"content_filter_offsets": {"check_offset": item.check_offset, "end_offset": item.end_offset,
-                                             "start_offset": item.start_offset},
-                  "content_filter_results": item.annotations,
-                  "finish_reason": "content_filter" if item.filtered else None, "index": index}
-        return event({"choices": [choice], "created": 0, "id": "", "model": "", "object": ""})
+    def _start(self, index: int) -> AsyncIterator[Event]:
+        return self.target.engine.chat(self.prompt, self.sampling.for_choice(index), self.ticket.order())
 
-    # Azure's opening chunk carries the prompt's filter results and nothing else
-    yield event({"choices": [], "created": 0, "id": "", "model": "", "object": "",
-                 "prompt_filter_results": guard.prompt_filter_results()})
-    prompt_tokens = completion_tokens = cached_tokens = 0
-    try:
-        for index in range(n):
-            events = first if index == 0 else target.engine.chat(prompt, sampling.for_choice(index), ticket.order())
-            pending: list[Event] = [opening] if index == 0 else []
-            yield chunk(index, {"content": "", "refusal": None, "role": "assistant"})
-            finished: Finished | None = None
-            async for item in guard.stream(chained(pending, events)):
-                if isinstance(item, Finished):
-                    finished = item
-                    continue
-                if isinstance(item, Filtered):
-                    yield chunk(index, {}, finish="content_filter", annotations=item.annotations)
-                    break
-                if isinstance(item, Annotated):
-                    yield annotation(index, item)
-                    if item.filtered:
-                        break
-                    continue
-                results = None
-                if isinstance(item, Checked):
-                    item, results = item.delta, item.annotations
-                assert isinstance(item, Delta)
-                if item.text or item.logprobs:
-                    yield chunk(index, {"content": item.text},
-                                logprobs=chat_logprobs(item.logprobs) if sampling.logprobs else None,
-                                annotations=results)
-                if item.tool_calls:
-                    yield chunk(index, calls_json(body, item.tool_calls, with_index=True))
-            if finished is None:  # cut short by the filter: the engine stops once nobody reads it
-                continue
-            yield chunk(index, {}, finish=finish_reason(body, finished.reason))
-            if not prompt_tokens:  # the prompt counts once, as the first answer read it
-                cached_tokens = finished.cached_tokens
-            prompt_tokens = finished.prompt_tokens
-            completion_tokens += finished.completion_tokens
-    except (EngineError, AzureError) as error:
-        message = error.message if hasattr(error, "message") else str(error)
-        yield event({"error": {"code": getattr(error, "code", "InternalServerError"), "message": message}})
-        return
-    if include_usage:
-        yield event({**base, "choices": [], "usage": usage(prompt_tokens, completion_tokens, cached_tokens)})
-    yield DONE
+    def opened(self, index: int) -> list[ChatChunkChoice]:
+        return [ChatChunkChoice(content_filter_results={}, delta=ChatDelta(content="", refusal=None, role="assistant"),
+                                index=index)]
+
+    def released(self, index: int, delta: Delta, annotations: dict[str, Any], offset: int) -> list[ChatChunkChoice]:
+        out = []
+        if delta.text or delta.logprobs:
+            out.append(ChatChunkChoice(content_filter_results=annotations, delta=ChatDelta(content=delta.text),
+                                       index=index,
+                                       logprobs=chat_logprobs(delta.logprobs) if self.sampling.logprobs else None))
+        if delta.tool_calls:
+            calls = ChatDelta(**calls_fields(self.body, delta.tool_calls, with_index=True))
+            out.append(ChatChunkChoice(content_filter_results={}, delta=calls, index=index))
+        return out
+
+    def ended(self, index: int, reason: str, annotations: dict[str, Any]) -> ChatChunkChoice:
+        return ChatChunkChoice(content_filter_results=annotations, delta=ChatDelta(),
+                               finish_reason=finish_reason(self.body, reason), index=index)

@@ -14,26 +14,20 @@ from azurine.api.inference.ticket import Ticket
 from azurine.api.sse import AzureJSONResponse
 
 
-def embedding_inputs(body: EmbeddingsRequest) -> list[str] | list[list[int]]:
-    raw = body.input
-    if isinstance(raw, str):
-        return [raw]
-    if raw and isinstance(raw[0], int):
-        return [list(raw)]  # type: ignore[arg-type]
-    return list(raw)  # type: ignore[arg-type]
-
-
 def _encode(vector: list[float], encoding: str) -> list[float] | str:
     if encoding == "base64":
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
     return vector
 
 
-async def serve_embeddings(target: Target, body: EmbeddingsRequest, ticket: Ticket) -> Response:
+def check_dimensions(body: EmbeddingsRequest, target: Target) -> None:
     if body.dimensions is not None and not target.model.extra.get("dimensions_configurable", False):
         # models with a fixed output size refuse the parameter, as text-embedding-ada-002 does on Azure
         raise bad_request("This model does not support specifying dimensions.", "dimensions", "invalid_value")
-    result = await target.engine.embed(embedding_inputs(body), ticket.order())
+
+
+async def serve_embeddings(target: Target, body: EmbeddingsRequest, ticket: Ticket) -> Response:
+    result = await target.engine.embed(body.inputs(), ticket.order())
     encoding = body.encoding_format or "float"
     return AzureJSONResponse({
         "data": [{"embedding": _encode(v, encoding), "index": i, "object": "embedding"}

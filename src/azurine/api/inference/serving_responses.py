@@ -13,7 +13,6 @@ from starlette.responses import Response
 
 from azurine.api.context import Services, Target, services
 from azurine.api.errors import AzureError
-from azurine.api.inference.content_filter import ContentGuard
 from azurine.api.inference.render import unless_disconnected
 from azurine.api.inference.responses_render import Outcome, response_error
 from azurine.api.inference.responses_stream import stream_response
@@ -31,6 +30,7 @@ from azurine.api.inference.responses_turn import (
 from azurine.api.inference.ticket import Ticket
 from azurine.api.sse import AzureJSONResponse, event_stream
 from azurine.engines.base import EngineError
+from azurine.safety.guard import ContentGuard
 from azurine.storage.responses import ACTIVE
 from azurine.storage.state import AccountRecord
 

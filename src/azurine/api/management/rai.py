@@ -1,6 +1,8 @@
 """`accounts/raiPolicies`, `accounts/raiBlocklists` and their items, stored with Azure's shapes.
 
-Only the management plane: the data plane does not enforce these policies yet.
+This is their management plane. The data plane enforces them: its content-filter stage
+(`api/inference/content_filter.py`, calling `azurine.safety.guard`) screens each prompt and answer under the policy
+its deployment names (`raiPolicyName`), with the policy's blocklists compiled from these items.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from starlette.responses import Response
 
 from azurine.api.context import Services, services
 from azurine.api.errors import AzureError
-from azurine.api.inference.content_filter import compiled_blocklist
 from azurine.api.management.accounts import ACCOUNTS, find_account
 from azurine.api.management.arm import (
     PROVIDER,
@@ -35,6 +36,7 @@ from azurine.api.management.deployment_service import BUILT_IN_POLICIES
 from azurine.api.sse import AzureJSONResponse
 from azurine.safety.blocklists import regex_problem
 from azurine.safety.policy import BUILT_IN_PROPERTIES, HARM_FILTER_NAMES
+from azurine.safety.resolution import compiled_blocklist
 from azurine.storage.state import AccountRecord, ChildRecord, StateStore
 
 router = APIRouter()
@@ -379,7 +381,7 @@ def _items_changed(svc: Services, owner_id: str, blocklist: ChildRecord, princip
     """A new etag for the list whose items changed, and the list compiled at it here, not on a request."""
     record, _ = svc.store.put_child(owner_id, "raiBlocklists", blocklist.name, properties=blocklist.properties,
                                     tags=blocklist.tags, principal=principal)
-    compiled_blocklist(svc, owner_id, record)
+    compiled_blocklist(svc.store, svc.blocklists, owner_id, record)
     svc.cache.clear()
     return record
 

@@ -9,10 +9,10 @@ with that managed identity of the host. Nothing listed (the default): no Azure k
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from azurine import settings_table
 from azurine.storage.key_providers.azure_key_vault import VAULT_SUFFIXES
 
 SETTING = "AZURINE_KEY_VAULT_ALLOWED"
@@ -52,4 +52,4 @@ class VaultAllowList:
 
     @classmethod
     def from_environment(cls) -> VaultAllowList:
-        return cls.parse(os.environ.get(SETTING, ""))
+        return cls.parse(settings_table.read(SETTING, ""))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 
+from azurine import settings_table
 from azurine.storage.key_providers.base import KeyRef, KeyUnavailable, Wrapped, aead_unwrap, aead_wrap
 
 KEY_BYTES = 32
@@ -26,7 +27,7 @@ AAD = b"azurine service key: data key"
 
 
 def load_service_key(data_dir: Path) -> bytes:
-    configured = os.environ.get("AZURINE_SERVICE_KEY", "").strip()
+    configured = settings_table.read("AZURINE_SERVICE_KEY", "").strip()
     if configured:
         try:
             key = base64.b64decode(configured, validate=True)

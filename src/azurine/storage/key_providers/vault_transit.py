@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from azurine import settings_table
 from azurine.storage.key_providers.base import VAULT, KeyRef, KeyUnavailable, Wrapped, status_text
 from azurine.storage.key_providers.names import name_problem, segment, version_problem
 
@@ -38,12 +38,12 @@ class VaultSettings:
 
     @classmethod
     def from_environment(cls) -> VaultSettings | None:
-        address = os.environ.get("AZURINE_VAULT_ADDR", "").strip()
+        address = settings_table.read("AZURINE_VAULT_ADDR", "").strip()
         if not address:
             return None
-        return cls(address.rstrip("/"), os.environ.get("AZURINE_VAULT_TOKEN", ""),
-                   os.environ.get("AZURINE_VAULT_TRANSIT_MOUNT", "transit").strip("/"),
-                   os.environ.get("AZURINE_VAULT_NAMESPACE", ""))
+        return cls(address.rstrip("/"), settings_table.read("AZURINE_VAULT_TOKEN", ""),
+                   settings_table.read("AZURINE_VAULT_TRANSIT_MOUNT", "transit").strip("/"),
+                   settings_table.read("AZURINE_VAULT_NAMESPACE", ""))
 
 
 class VaultTransit:

@@ -1,0 +1,49 @@
+"""The deployment stage: the deployment a request addresses, the model it serves and the engine that runs it."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from azurine.api.caller import Caller
+from azurine.api.context import Target, parse_body, require_model_field, services
+from azurine.api.errors import bad_request, deployment_not_found, operation_not_supported
+from azurine.quota.capacity import BATCH
+from azurine.storage.state import DeploymentRecord
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def target_and_body(request: Request, caller: Caller, model: type[Body], capability: str) -> tuple[Target, Body]:
+    """The deployment and the parsed body. On the dated surface the path names the deployment, which is found
+    first; on v1 the body's `model` does, so the body is read first."""
+    if caller.surface.deployment_in_path:
+        target = await find_deployment(request, caller, str(request.path_params["deployment_id"]), capability)
+        return target, await parse_body(request, model)
+    body = await parse_body(request, model)
+    return await find_deployment(request, caller, require_model_field(getattr(body, "model", None)), capability), body
+
+
+async def find_deployment(request: Request, caller: Caller, name: str, capability: str) -> Target:
+    svc, account = services(request), caller.account
+    key = ("deployment", account.id, name)
+    deployment = svc.cache.peek(key)
+    if deployment is None:
+        deployment = await run_in_threadpool(svc.store.deployment, account.id, name)
+        svc.cache.put(key, deployment)
+    if not isinstance(deployment, DeploymentRecord):
+        raise deployment_not_found()
+    if deployment.sku_name in BATCH and caller.online:
+        raise bad_request(f"The deployment '{name}' is a {deployment.sku_name} deployment: it runs batch jobs "
+                          "(/openai/batches), not online requests.", None, "OperationNotSupported")
+    model = svc.catalog.get(deployment.model_name, deployment.model_version)
+    if model is None:
+        raise deployment_not_found()
+    if not model.can(capability):  # type: ignore[arg-type]
+        raise operation_not_supported(capability, name)
+    engine = svc.engines.engine_for(model, deployment.upstream_url, deployment.upstream_model,
+                                    deployment.upstream_api_key)
+    return Target(deployment=deployment, model=model, engine=engine)
