@@ -11,7 +11,7 @@ class CountingMeter:
     def hold(self) -> None:
         self.holds += 1
 
-    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int) -> None:
+    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> None:
         self.added.append((prompt_index, prompt_tokens, completion_tokens))
 
     def release(self) -> None:

@@ -25,8 +25,10 @@ TABLE = {
         "Cognitive Services OpenAI User", "Cognitive Services OpenAI Contributor", "Cognitive Services User"},
     (f"{OPENAI}/fine-tunes/write", True): {"Cognitive Services OpenAI Contributor", "Cognitive Services User"},
     ("Microsoft.CognitiveServices/accounts/read", False): {
-        "Owner", "Contributor", "Reader", "Cognitive Services Contributor", "Cognitive Services User",
-        "Cognitive Services OpenAI User", "Cognitive Services OpenAI Contributor"},
+        "Owner", "Contributor", "Reader", "Monitoring Reader", "Cognitive Services Contributor",
+        "Cognitive Services User", "Cognitive Services OpenAI User", "Cognitive Services OpenAI Contributor"},
+    ("Microsoft.Insights/metrics/read", False): {
+        "Owner", "Contributor", "Reader", "Monitoring Reader", "Cognitive Services Contributor"},
     ("Microsoft.CognitiveServices/accounts/write", False): {"Owner", "Contributor", "Cognitive Services Contributor"},
     ("Microsoft.CognitiveServices/accounts/listKeys/action", False): {
         "Owner", "Contributor", "Cognitive Services Contributor", "Cognitive Services User"},
@@ -34,8 +36,8 @@ TABLE = {
         "Owner", "Contributor", "Cognitive Services Contributor", "Cognitive Services OpenAI Contributor"},
     ("Microsoft.Authorization/roleAssignments/write", False): {"Owner"},
     ("Microsoft.Authorization/roleAssignments/read", False): {
-        "Owner", "Contributor", "Reader", "Cognitive Services Contributor", "Cognitive Services OpenAI User",
-        "Cognitive Services OpenAI Contributor"},
+        "Owner", "Contributor", "Reader", "Monitoring Reader", "Cognitive Services Contributor",
+        "Cognitive Services OpenAI User", "Cognitive Services OpenAI Contributor"},
 }
 
 

@@ -38,12 +38,15 @@ from azurine.api.issuer import router as issuer_router
 from azurine.api.management.accounts import router as accounts_router
 from azurine.api.management.authorization import router as authorization_router
 from azurine.api.management.deployments import router as deployments_router
+from azurine.api.management.diagnostic_settings import router as diagnostic_settings_router
 from azurine.api.management.locations import router as locations_router
 from azurine.api.management.metadata import router as metadata_router
+from azurine.api.management.monitor import router as monitor_router
 from azurine.api.management.providers import router as providers_router
 from azurine.api.management.rai import router as rai_router
 from azurine.api.management.resource_groups import router as resource_groups_router
 from azurine.api.management.subscriptions import router as subscriptions_router
+from azurine.api.metrics_stage import RequestMetricsMiddleware
 from azurine.api.middleware import AccountPrefixMiddleware, AzureHeadersMiddleware
 from azurine.api.size_limits import BodyLimitMiddleware
 from azurine.catalog import load_catalog
@@ -65,14 +68,18 @@ from azurine.storage.database import make_engine, migrate
 from azurine.storage.envelope import EnvelopeSealer
 from azurine.storage.files import FileStore
 from azurine.storage.key_providers import KeyUnavailable
+from azurine.storage.metrics import MetricStore
 from azurine.storage.principals import PrincipalStore
 from azurine.storage.responses import ResponseStore
 from azurine.storage.state import AccountRecord, StateStore
+from azurine.telemetry.diagnostic_logs import DiagnosticLogs
+from azurine.telemetry.metric_recorder import MetricRecorder
 from azurine.usage.ledger import UsageLedger
 
 log = logging.getLogger("azurine")
 management_routers = (accounts_router, deployments_router, locations_router, rai_router, authorization_router,
-                      metadata_router, subscriptions_router, resource_groups_router, providers_router)
+                      metadata_router, subscriptions_router, resource_groups_router, providers_router, monitor_router,
+                      diagnostic_settings_router)
 
 
 def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
@@ -91,7 +98,8 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
                     safety=Detectors(), files=FileStore(engine, sealer),
                     batches=BatchStore(engine, sealer), access=AccessControl(access),
                     issuers=trusted_issuers(), directory=Directory(PrincipalStore(engine), store, access),
-                    responses=ResponseStore(engine, sealer)), created
+                    responses=ResponseStore(engine, sealer), metrics=MetricRecorder(MetricStore(engine)),
+                    diagnostics=DiagnosticLogs(store, settings.data_dir / "diagnostics")), created
 
 
 async def engine_error_handler(_: Request, exc: Exception) -> Response:
@@ -151,6 +159,8 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         flushing = asyncio.create_task(services.ledger.run())
+        recording = asyncio.create_task(services.metrics.run())
+        writing_logs = asyncio.create_task(services.diagnostics.run())
         try:  # the default policy's detectors, loaded before the first request rather than during it
             await asyncio.to_thread(services.safety.warm)
         except Exception:
@@ -170,6 +180,10 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
         await services.engines.close()
         await services.ledger.close()
         await flushing
+        await services.metrics.close()
+        await recording
+        await services.diagnostics.close()
+        await writing_logs
         await services.limiter.close()
 
     app = FastAPI(title="Azurine", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -191,6 +205,8 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
     limits = services.settings.limits
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=limits.max_body_bytes,
                        upload_bytes=MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD, upload_too_large=too_large)
+    # inside the account prefix's rewriting: it sees paths without /accounts/{name}
+    app.add_middleware(RequestMetricsMiddleware, recorder=services.metrics, diagnostics=services.diagnostics)
     app.add_middleware(AccountPrefixMiddleware)
     app.add_middleware(AzureHeadersMiddleware, region=services.settings.region_display_name)
     return app

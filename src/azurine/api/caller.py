@@ -9,10 +9,11 @@ from starlette.requests import Request
 
 from azurine.api.context import batch_line, resolve_account, services
 from azurine.api.encryption_stage import check_key
-from azurine.api.identity_stage import identify
+from azurine.api.identity_stage import account_resource_id, identify
 from azurine.api.network_stage import check_network
 from azurine.api.surface import Surface
 from azurine.storage.state import AccountRecord
+from azurine.telemetry.request_metrics import observation
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,14 @@ async def admit_caller(request: Request, surface: Surface) -> Caller:
     version = surface.check_version(request.query_params.get("api-version"))
     account = await resolve_account(request)
     caller = Caller(account, version, surface, "batch" if batch_line(request) else "online")
+    seen = observation(request.scope)
+    if seen is not None and caller.online:  # a batch line is the batch's work, not a call of its own
+        seen.account_id, seen.region = account.id, account.location
+        seen.resource_id = account_resource_id(account)
+        peer = request.scope.get("client")
+        address = services(request).network.trusted_proxies.client_address(
+            peer[0] if peer else None, request.headers.getlist("x-forwarded-for"))
+        seen.caller_ip = str(address) if address is not None else ""
     svc = services(request)
     check_network(request, account, svc.network_rules, svc.network)
     if caller.online:

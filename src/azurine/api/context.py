@@ -37,6 +37,8 @@ from azurine.storage.cache import ShortLivedCache
 from azurine.storage.files import FileStore
 from azurine.storage.responses import ResponseStore
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
+from azurine.telemetry.diagnostic_logs import DiagnosticLogs
+from azurine.telemetry.metric_recorder import MetricRecorder
 from azurine.usage.ledger import UsageLedger
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -58,6 +60,8 @@ class Services:
     issuers: OidcIssuers
     directory: Directory
     responses: ResponseStore
+    metrics: MetricRecorder  # Azure Monitor's metrics, summed per minute and written once a second
+    diagnostics: DiagnosticLogs  # resource logs, for the accounts whose diagnostic settings want them
     blocklists: CompiledBlocklists = field(default_factory=CompiledBlocklists)
     # trusted proxies and private listeners: `azurine serve` sets its own; otherwise the environment's proxies
     network: NetworkSettings = field(default_factory=NetworkSettings.from_environment)

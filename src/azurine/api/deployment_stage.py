@@ -13,6 +13,7 @@ from azurine.api.context import Target, parse_body, require_model_field, service
 from azurine.api.errors import bad_request, deployment_not_found, operation_not_supported
 from azurine.quota.capacity import BATCH
 from azurine.storage.state import DeploymentRecord
+from azurine.telemetry.request_metrics import observation
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -22,9 +23,15 @@ async def target_and_body(request: Request, caller: Caller, model: type[Body], c
     first; on v1 the body's `model` does, so the body is read first."""
     if caller.surface.deployment_in_path:
         target = await find_deployment(request, caller, str(request.path_params["deployment_id"]), capability)
-        return target, await parse_body(request, model)
-    body = await parse_body(request, model)
-    return await find_deployment(request, caller, require_model_field(getattr(body, "model", None)), capability), body
+        body = await parse_body(request, model)
+    else:
+        body = await parse_body(request, model)
+        target = await find_deployment(request, caller, require_model_field(getattr(body, "model", None)),
+                                       capability)
+    seen = observation(request.scope)
+    if seen is not None:
+        seen.streamed = bool(getattr(body, "stream", False))
+    return target, body
 
 
 async def find_deployment(request: Request, caller: Caller, name: str, capability: str) -> Target:
@@ -44,6 +51,9 @@ async def find_deployment(request: Request, caller: Caller, name: str, capabilit
         raise deployment_not_found()
     if not model.can(capability):  # type: ignore[arg-type]
         raise operation_not_supported(capability, name)
+    seen = observation(request.scope)
+    if seen is not None:
+        seen.deployment, seen.model, seen.model_version = deployment.name, model.name, model.version
     engine = svc.engines.engine_for(model, deployment.upstream_url, deployment.upstream_model,
                                     deployment.upstream_api_key)
     return Target(deployment=deployment, model=model, engine=engine)

@@ -12,21 +12,26 @@ from starlette.responses import Response
 
 from azurine.api.caller import Caller, admit_caller
 from azurine.api.surface import BOTH, Surface
+from azurine.telemetry.request_metrics import observation
 
 Handler = Callable[..., Awaitable[Response]]
 
 
-def mount(router: APIRouter, method: str, path: str, handler: Handler,
+def mount(router: APIRouter, method: str, path: str, handler: Handler, api_name: str,
           surfaces: Iterable[Surface] = BOTH) -> None:
     """Route `method path` on each surface to `handler`, whose `caller` parameter gets that surface's `Caller`.
-    `{deployment}` in the path stands for the dated surface's `/deployments/{deployment_id}`."""
+    `{deployment}` in the path stands for the dated surface's `/deployments/{deployment_id}`. `api_name` is the
+    operation's id in Azure's spec, which its metrics carry (`ApiName`)."""
     for surface in surfaces:
-        router.add_api_route(surface.path(path), _endpoint(handler, surface), methods=[method],
+        router.add_api_route(surface.path(path), _endpoint(handler, surface, api_name), methods=[method],
                              name=f"{surface.name}_{handler.__name__}")
 
 
-def _endpoint(handler: Handler, surface: Surface) -> Handler:
+def _endpoint(handler: Handler, surface: Surface, api_name: str) -> Handler:
     async def caller_on_surface(request: Request) -> Caller:
+        seen = observation(request.scope)
+        if seen is not None:
+            seen.api_name = api_name
         return await admit_caller(request, surface)
 
     async def endpoint(**arguments: Any) -> Response:

@@ -52,10 +52,15 @@ BUILT_IN_ROLES = {role.id: role for role in (
         "acdd72a7-3385-48ef-bd42-f606fba81ae7", "Reader",
         "View all resources, but does not allow you to make any changes.", actions=("*/read",)),
     RoleDefinition(
+        "43d0d8ad-25c7-4714-9337-8ba259a9fe05", "Monitoring Reader", "Can read all monitoring data.",
+        actions=("*/read", "Microsoft.OperationalInsights/workspaces/search/action", "Microsoft.Support/*")),
+    RoleDefinition(
         "25fbc0a9-bd7c-42a3-aa1a-3b75d497ee68", "Cognitive Services Contributor",
         "Lets you create, read, update, delete and manage keys of Cognitive Services.",
         actions=("Microsoft.Authorization/*/read", "Microsoft.CognitiveServices/*", "Microsoft.Features/features/read",
-                 "Microsoft.Insights/alertRules/*", "Microsoft.Resources/deployments/*",
+                 "Microsoft.Insights/alertRules/*", "Microsoft.Insights/diagnosticSettings/*",
+                 "Microsoft.Insights/logDefinitions/read", "Microsoft.Insights/metricdefinitions/read",
+                 "Microsoft.Insights/metrics/read", "Microsoft.Resources/deployments/*",
                  "Microsoft.Resources/subscriptions/resourceGroups/read")),
     RoleDefinition(
         "a97b65f3-24c7-4388-baec-2e87135dc908", "Cognitive Services User",

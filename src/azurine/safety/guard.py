@@ -50,11 +50,13 @@ def chat_prompt_text(messages: list[Any]) -> PromptText:
 
 
 class PromptBlocked(Exception):
-    """A prompt tripped a blocking filter; `annotations` say which, as Azure's `content_filter_result`."""
+    """A prompt tripped a blocking filter; `annotations` say which, as Azure's `content_filter_result`, and
+    `screenings` hold what was found on every prompt of the request."""
 
-    def __init__(self, annotations: dict[str, Any]) -> None:
+    def __init__(self, annotations: dict[str, Any], screenings: list[Screening]) -> None:
         super().__init__("the prompt was filtered")
         self.annotations = annotations
+        self.screenings = screenings
 
 
 @dataclass(frozen=True)
@@ -152,5 +154,5 @@ async def screen_prompts(detectors: Detectors, filter_log: FilterLog, account: A
     for prompt, screening in zip(prompts, screenings, strict=True):
         if screening.filtered:
             await filter_log.record(account, deployment, "prompt", screening, prompt.text)
-            raise PromptBlocked(guard._annotations(screening, "Prompt"))
+            raise PromptBlocked(guard._annotations(screening, "Prompt"), guard.prompt_screenings)
     return guard

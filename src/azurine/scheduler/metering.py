@@ -20,6 +20,7 @@ class CallMeter:
         self._order = order
         self._prompt_tokens = prompt_estimate
         self._completion_tokens = 0
+        self._cached_tokens = 0
         self._exact = False
         self._started = False
         self._ended = False
@@ -36,6 +37,7 @@ class CallMeter:
     def observe(self, item: object) -> None:
         if isinstance(item, Finished):
             self._prompt_tokens, self._completion_tokens = item.prompt_tokens, item.completion_tokens
+            self._cached_tokens = item.cached_tokens
             self._exact = True
         elif isinstance(item, Embeddings):
             self._prompt_tokens, self._completion_tokens = item.prompt_tokens, 0
@@ -57,6 +59,6 @@ class CallMeter:
             meter.release()
             return
         try:
-            meter.add(self._order.prompt_index, self._prompt_tokens, self._completion_tokens)
+            meter.add(self._order.prompt_index, self._prompt_tokens, self._completion_tokens, self._cached_tokens)
         finally:
             meter.release()

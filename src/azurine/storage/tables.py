@@ -446,3 +446,19 @@ class ResourceGroupRow(Base):
     location: Mapped[str] = mapped_column(String(64))
     tags: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MetricMinute(Base):
+    """One Azure Monitor metric of one account in one minute, for one set of dimension values: how many
+    observations, their sum, and their extremes (replicas add to the first two and widen the others)."""
+
+    __tablename__ = "metric_minutes"
+
+    account_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[int] = mapped_column(Integer, primary_key=True)  # unix epoch seconds // 60
+    dimensions: Mapped[str] = mapped_column(String(1024), primary_key=True)  # JSON, keys sorted
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[float] = mapped_column(Float, default=0.0)
+    minimum: Mapped[float] = mapped_column(Float, default=0.0)
+    maximum: Mapped[float] = mapped_column(Float, default=0.0)

@@ -19,15 +19,13 @@ overcount: a flush either commits whole or not at all.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import threading
 import time
 from dataclasses import dataclass
 
+from azurine.storage.flush_loop import flush_until
 from azurine.storage.state import StateStore, UsageRow
-
-logger = logging.getLogger(__name__)
 
 _Key = tuple[str, str, int]  # account id, deployment name, minute (unix epoch seconds // 60)
 
@@ -100,16 +98,7 @@ class UsageLedger:
 
     async def run(self) -> None:
         """Flush every `flush_every_s` until `close`; a failed flush is logged and retried on the next tick."""
-        while not self._stopped.is_set():
-            try:
-                await asyncio.wait_for(self._stopped.wait(), timeout=self._flush_every_s)
-                break  # closed: close() writes what is left
-            except TimeoutError:
-                pass
-            try:
-                await asyncio.to_thread(self.flush)
-            except Exception:
-                logger.exception("writing usage failed; the counts are kept for the next flush")
+        await flush_until(self._stopped, self.flush, self._flush_every_s, "usage")
 
     async def close(self) -> None:
         """Stop the loop and write what is pending (raising if that last write fails)."""

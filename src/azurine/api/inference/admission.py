@@ -29,6 +29,7 @@ from azurine.quota.limiter import Admission, LimiterUnavailable, Limits, Through
 from azurine.scheduler.priority import Priority
 from azurine.storage.state import AccountRecord
 from azurine.telemetry.metrics import RATE_LIMITED
+from azurine.telemetry.request_metrics import Observation, observation, record_utilization
 
 log = logging.getLogger("azurine")
 UTILIZATION_HEADER = "azure-openai-deployment-utilization"
@@ -80,7 +81,8 @@ async def admit(request: Request, caller: Caller, target: Target, estimate: Esti
     throughput = throughput_for(target)
     try:
         if throughput is not None:
-            headers = await _admit_provisioned(svc, account, target, throughput, estimate, operation, api_version)
+            headers = await _admit_provisioned(svc, account, target, throughput, estimate, operation, api_version,
+                                               observation(request.scope))
         else:
             headers = await _admit_standard(svc, account, target, estimate, operation, api_version)
     except LimiterUnavailable as error:
@@ -90,7 +92,7 @@ async def admit(request: Request, caller: Caller, target: Target, estimate: Esti
                          headers={"retry-after": "1"}) from error
     return Ticket(account_id=account.id, deployment=deployment.name, queue=deployment.id,
                   priority=priority_for(deployment.sku_name), estimate=estimate, headers=headers,
-                  settle=settlement(svc, caller, target, throughput))
+                  settle=settlement(svc, caller, target, throughput, observation(request.scope)))
 
 
 def priority_for(sku: str) -> Priority:
@@ -127,9 +129,11 @@ def utilization_header(percent: float) -> dict[str, str]:
 
 
 async def _admit_provisioned(svc: Services, account: AccountRecord, target: Target, throughput: Throughput,
-                             estimate: Estimate, operation: str, api_version: str) -> dict[str, str]:
+                             estimate: Estimate, operation: str, api_version: str,
+                             seen: Observation | None) -> dict[str, str]:
     cost = weighted(target.model, estimate.prompt, estimate.completion)
     check = await svc.limiter.admit_provisioned(target.deployment.id, throughput, cost)
+    record_utilization(svc.metrics, seen, check.utilization)
     if check.admitted:
         return utilization_header(check.utilization)
     RATE_LIMITED.labels(target.deployment.name, "utilization").inc()

@@ -229,7 +229,7 @@ async def batches_cancel(batch_id: str, request: Request, caller: Caller) -> Res
     return AzureJSONResponse(batch_json(await cancel_batch(request, caller.account, batch_id)))
 
 
-mount(router, "POST", "/batches", batches_create)
-mount(router, "GET", "/batches", batches_list)
-mount(router, "GET", "/batches/{batch_id}", batches_get)
-mount(router, "POST", "/batches/{batch_id}/cancel", batches_cancel)
+mount(router, "POST", "/batches", batches_create, "Batch_Create")
+mount(router, "GET", "/batches", batches_list, "Batch_List")
+mount(router, "GET", "/batches/{batch_id}", batches_get, "Batch_Get")
+mount(router, "POST", "/batches/{batch_id}/cancel", batches_cancel, "Batch_Cancel")

@@ -16,6 +16,7 @@ from azurine.engines.base import ContextLengthExceeded
 from azurine.safety.guard import ContentGuard, FilterLog, PromptBlocked, PromptText
 from azurine.safety.guard import screen_prompts as screen
 from azurine.safety.resolution import account_blocklists, account_policy
+from azurine.telemetry.request_metrics import observation, record_screening
 
 BLOCKED_PROMPT = (
     "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. "
@@ -51,8 +52,12 @@ async def screen_prompts(request: Request, caller: Caller, target: Target, promp
     prompt_lists, completion_lists = [
         await account_blocklists(svc.store, svc.cache, svc.blocklists, account, tuple(r.name for r in lists))
         for lists in (policy.prompt_blocklists, policy.completion_blocklists)]
+    seen = observation(request.scope)
     try:
-        return await screen(svc.safety, FilterLog(svc.store, svc.files.sealer), account, policy,
-                            target.deployment.name, caller.version, prompts, prompt_lists, completion_lists)
+        guard = await screen(svc.safety, FilterLog(svc.store, svc.files.sealer), account, policy,
+                             target.deployment.name, caller.version, prompts, prompt_lists, completion_lists)
     except PromptBlocked as blocked:
+        record_screening(svc.metrics, seen, "Prompt", blocked.screenings)
         raise blocked_prompt(blocked.annotations) from None
+    record_screening(svc.metrics, seen, "Prompt", guard.prompt_screenings)
+    return guard

@@ -249,8 +249,8 @@ async def delete_file(file_id: str, request: Request, caller: Caller) -> Respons
     return AzureJSONResponse({"object": "file", "deleted": True, "id": file_id})
 
 
-mount(router, "POST", "/files", upload_file)
-mount(router, "GET", "/files", list_files)
-mount(router, "GET", "/files/{file_id}", get_file)
-mount(router, "DELETE", "/files/{file_id}", delete_file)
-mount(router, "GET", "/files/{file_id}/content", get_file_content)
+mount(router, "POST", "/files", upload_file, "Files_Upload")
+mount(router, "GET", "/files", list_files, "Files_List")
+mount(router, "GET", "/files/{file_id}", get_file, "Files_Get")
+mount(router, "DELETE", "/files/{file_id}", delete_file, "Files_Delete")
+mount(router, "GET", "/files/{file_id}/content", get_file_content, "Files_GetContent")

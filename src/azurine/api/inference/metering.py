@@ -19,6 +19,8 @@ from azurine.api.inference.ticket import Usage
 from azurine.catalog import ModelSpec
 from azurine.quota.limiter import Limiter, LimiterUnavailable, Throughput
 from azurine.telemetry.metrics import SETTLED_TOKENS
+from azurine.telemetry.request_metrics import Observation
+from azurine.telemetry.request_metrics import record_usage as record_usage_metrics
 
 log = logging.getLogger("azurine")
 
@@ -28,19 +30,22 @@ def weighted(model: ModelSpec, prompt_tokens: int, completion_tokens: int) -> fl
     return prompt_tokens + model.ptu_output_weight * completion_tokens
 
 
-def settlement(svc: Services, caller: Caller, target: Target, throughput: Throughput | None) -> Callable[[Usage], None]:
+def settlement(svc: Services, caller: Caller, target: Target, throughput: Throughput | None,
+               seen: Observation | None) -> Callable[[Usage], None]:
     """What settles the request's ticket. A batch line's usage is recorded by its worker, once, when its result is
     stored (a line run again after a crash is billed once)."""
     return partial(_settle, svc, asyncio.get_running_loop(), target.deployment.id, throughput, target.model,
-                   caller.online)
+                   caller.online, seen)
 
 
 def _settle(svc: Services, loop: asyncio.AbstractEventLoop, key: str, throughput: Throughput | None,
-            model: ModelSpec, record_usage: bool, usage: Usage) -> None:
+            model: ModelSpec, record_usage: bool, seen: Observation | None, usage: Usage) -> None:
     """Runs on whichever thread let go of the ticket last."""
     if record_usage:
         svc.ledger.record(usage.account_id, usage.deployment, usage.prompt_tokens, usage.completion_tokens,
                           usage.estimate.total)
+    if seen is not None:
+        record_usage_metrics(svc.metrics, seen, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
     SETTLED_TOKENS.labels(usage.deployment, "prompt").inc(usage.prompt_tokens)
     SETTLED_TOKENS.labels(usage.deployment, "completion").inc(usage.completion_tokens)
     if throughput is None:

@@ -179,8 +179,8 @@ async def input_items(response_id: str, request: Request, caller: Caller) -> Res
 
 # the dated surface is `/openai/responses?api-version=<a preview with the Responses API>`
 SURFACES = (DATED_RESPONSES, V1)
-mount(router, "POST", "/responses", create_response, SURFACES)
-mount(router, "GET", "/responses/{response_id}", get_response, SURFACES)
-mount(router, "DELETE", "/responses/{response_id}", delete_response, SURFACES)
-mount(router, "POST", "/responses/{response_id}/cancel", cancel_response, SURFACES)
-mount(router, "GET", "/responses/{response_id}/input_items", input_items, SURFACES)
+mount(router, "POST", "/responses", create_response, "Responses_Create", SURFACES)
+mount(router, "GET", "/responses/{response_id}", get_response, "Responses_Get", SURFACES)
+mount(router, "DELETE", "/responses/{response_id}", delete_response, "Responses_Delete", SURFACES)
+mount(router, "POST", "/responses/{response_id}/cancel", cancel_response, "Responses_Cancel", SURFACES)
+mount(router, "GET", "/responses/{response_id}/input_items", input_items, "Responses_ListInputItems", SURFACES)

@@ -120,11 +120,11 @@ async def get_deployment(deployment_id: str, request: Request, caller: Caller) -
     return AzureJSONResponse(deployment_object(row))
 
 
-mount(router, "POST", "{deployment}/chat/completions", chat_completions)
-mount(router, "POST", "{deployment}/completions", completions)
-mount(router, "POST", "{deployment}/embeddings", embeddings)
-mount(router, "GET", "/models", list_models)
-mount(router, "GET", "/models/{model_id}", get_model)
+mount(router, "POST", "{deployment}/chat/completions", chat_completions, "ChatCompletions_Create")
+mount(router, "POST", "{deployment}/completions", completions, "Completions_Create")
+mount(router, "POST", "{deployment}/embeddings", embeddings, "Embeddings_Create")
+mount(router, "GET", "/models", list_models, "Models_List")
+mount(router, "GET", "/models/{model_id}", get_model, "Models_Get")
 # the dated data plane listed deployments until api-version 2023-05-15; v1 has no such route
-mount(router, "GET", "/deployments", list_deployments, [DATED])
-mount(router, "GET", "/deployments/{deployment_id}", get_deployment, [DATED])
+mount(router, "GET", "/deployments", list_deployments, "Deployments_List", [DATED])
+mount(router, "GET", "/deployments/{deployment_id}", get_deployment, "Deployments_Get", [DATED])

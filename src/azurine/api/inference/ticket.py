@@ -31,6 +31,7 @@ class Usage:
     estimate: Estimate
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens read from cells evaluated before
 
 
 class Ticket:
@@ -46,6 +47,7 @@ class Ticket:
         self._lock = threading.Lock()
         self._holders = 1  # the request itself, until its answer has been sent
         self._prompt_tokens: dict[int, int] = {}
+        self._cached_tokens: dict[int, int] = {}
         self._completion_tokens = 0
 
     def order(self, prompt_index: int = 0) -> WorkOrder:
@@ -58,10 +60,11 @@ class Ticket:
         with self._lock:
             self._holders += 1
 
-    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int) -> None:
+    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> None:
         with self._lock:
             # the choices of one prompt share it: counted once, as `usage` counts it
             self._prompt_tokens[prompt_index] = max(self._prompt_tokens.get(prompt_index, 0), prompt_tokens)
+            self._cached_tokens[prompt_index] = max(self._cached_tokens.get(prompt_index, 0), cached_tokens)
             self._completion_tokens += completion_tokens
 
     def release(self) -> None:
@@ -70,7 +73,7 @@ class Ticket:
             if self._holders:
                 return
             usage = Usage(self.account_id, self.deployment, self.estimate, sum(self._prompt_tokens.values()),
-                          self._completion_tokens)
+                          self._completion_tokens, sum(self._cached_tokens.values()))
         self._settle(usage)
 
     # the request's own hold ------------------------------------------------------------------------

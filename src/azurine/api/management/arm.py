@@ -14,11 +14,13 @@ from starlette.requests import Request
 from azurine.api.context import services
 from azurine.api.errors import AzureError
 from azurine.api.management.api_versions import COGNITIVE_SERVICES, RESOURCES
+from azurine.api.middleware import REQUEST_ID_SCOPE_KEY
 from azurine.identity.access import Operation, arm_operation
 from azurine.identity.bearer import verify_bearer_token
 from azurine.identity.tokens import MANAGEMENT_AUDIENCES, InvalidToken, Principal
 from azurine.json_depth import text_too_deep
 from azurine.storage.subscriptions import GroupRecord, SubscriptionStore
+from azurine.telemetry.diagnostic_logs import LogRecord
 
 PROVIDER = "Microsoft.CognitiveServices"
 ARM_VERSIONS = COGNITIVE_SERVICES
@@ -76,9 +78,37 @@ async def authorize(request: Request, principal: Principal, operation: Operation
     if not allowed or request.method != "GET":
         await run_in_threadpool(access.audit, principal, operation, "allowed" if allowed else "denied",
                                 f"{request.method} {request.url.path}")
+        await run_in_threadpool(_audit_log, request, principal, operation, allowed)
     if not allowed:
         raise authorization_failed(principal, operation)
     return operation
+
+
+ACCOUNT_SCOPE = re.compile(r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.CognitiveServices/"
+                           r"accounts/([^/]+)", re.IGNORECASE)
+
+
+def _audit_log(request: Request, principal: Principal, operation: Operation, allowed: bool) -> None:
+    """The account's `Audit` resource log, where its diagnostic settings want one (decided when it is written)."""
+    match = ACCOUNT_SCOPE.match(operation.scope)
+    svc = services(request)
+    account = svc.store.arm_account(*match.groups()) if match else None
+    if account is None:
+        return
+    peer = request.scope.get("client")
+    address = svc.network.trusted_proxies.client_address(peer[0] if peer else None,
+                                                         request.headers.getlist("x-forwarded-for"))
+    svc.diagnostics.add(LogRecord(account.id, "Audit", {
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "resourceId": account_id(account.subscription_id, account.resource_group, account.name).upper(),
+        "operationName": operation.action, "category": "Audit",
+        "resultType": "Succeeded" if allowed else "Failed", "resultSignature": "Allowed" if allowed else "Denied",
+        "durationMs": 0, "callerIpAddress": str(address) if address is not None else "",
+        "correlationId": request.scope.get("state", {}).get(REQUEST_ID_SCOPE_KEY, ""),
+        "level": "Informational" if allowed else "Warning", "location": account.location,
+        "identity": {"claims": {"oid": principal.object_id}},
+        "properties": {"method": request.method, "scope": operation.scope, "principalDirectory": principal.directory},
+    }))
 
 
 async def arm_request(request: Request, versions: frozenset[str] = ARM_VERSIONS) -> Principal:
