@@ -33,7 +33,8 @@ class RequestMetricsMiddleware:
         state = scope.get("state", {})
         length = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
         seen = Observation(started=time.monotonic(), request_id=state.get(REQUEST_ID_SCOPE_KEY, ""),
-                           method=scope["method"], request_bytes=int(length) if length.isdigit() else 0)
+                           method=scope["method"],
+                           request_bytes=int(length) if length.isdigit() and len(length) <= 18 else 0)
         scope = {**scope, "state": {**scope.get("state", {}), OBSERVATION_KEY: seen}}
         recorded = False
 

@@ -22,12 +22,16 @@ from urllib.parse import quote
 
 from azurine.storage.flush_loop import flush_until
 from azurine.storage.state import StateStore
+from azurine.telemetry.metrics import DIAGNOSTIC_LOGS_DROPPED as DROPPED
 
 CATEGORIES = ("Audit", "RequestResponse")
 GROUPS = {"allLogs": frozenset(CATEGORIES), "audit": frozenset({"Audit"})}
 SETTINGS_KIND = "diagnosticSettings"
 SETTINGS_TTL_S = 5.0  # a changed setting applies within this long on every replica
 MAX_PENDING = 100_000  # records held for writing; past this the oldest are dropped, not the service
+# one hour's file of one category and account at most: calls that fail before a key is checked are logged too, and
+# nobody may fill the server's disk by sending them
+MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,10 @@ class DiagnosticLogs:
                         lines.setdefault(path, []).append(json.dumps(record.body, separators=(",", ":")))
             for path, text in lines.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
+                written = path.stat().st_size if path.exists() else 0
+                if written >= MAX_FILE_BYTES:
+                    DROPPED.inc(len(text))
+                    continue
                 with path.open("a", encoding="utf-8") as out:
                     out.write("\n".join(text) + "\n")
 

@@ -26,6 +26,8 @@ CONTENT_FILTERED = Counter("azurine_content_filtered_total",
 SCREENED = Counter("azurine_content_screened_total",
                    "Texts screened by the content filters, by side and language (ISO 639-1, und where unknown).",
                    ["source", "language"])
+DIAGNOSTIC_LOGS_DROPPED = Counter("azurine_diagnostic_logs_dropped_total",
+                                  "Resource-log records not written because their hour's file had reached its limit.")
 SETTLED_TOKENS = Counter("azurine_settled_tokens_total", "Actual tokens of finished requests, by deployment.",
                          ["deployment", "kind"])
 

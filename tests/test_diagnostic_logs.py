@@ -1,0 +1,67 @@
+"""Resource logs on disk: Azure's storage-account layout, only for the categories an account's settings turn on,
+never outside the logs' folder whatever an ARM name holds, and never more than an hour's file may hold."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from azurine.storage.database import make_engine, migrate
+from azurine.storage.state import StateStore
+from azurine.telemetry import diagnostic_logs
+from azurine.telemetry.diagnostic_logs import DiagnosticLogs, LogRecord, blob_path, enabled_categories
+
+STORAGE = "/subscriptions/s/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/azurinelogs"
+AT = datetime(2026, 12, 4, 23, 15, tzinfo=UTC)
+
+
+def logs_for(tmp_path: Path, logs: list[dict[str, object]]) -> tuple[DiagnosticLogs, str]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'azurine.db'}")
+    migrate(engine)
+    store = StateStore(engine)
+    account = store.create_account("a", location="eastus", subscription_id="s", resource_group="g")
+    store.put_child(account.id, "diagnosticSettings", "to-files", properties={"storageAccountId": STORAGE,
+                                                                              "logs": logs}, tags={}, principal="p")
+    return DiagnosticLogs(store, tmp_path / "diagnostics"), account.id
+
+
+def record(account_id: str, category: str, resource: str = "/subscriptions/s/resourceGroups/g/providers/"
+           "Microsoft.CognitiveServices/accounts/a") -> LogRecord:
+    return LogRecord(account_id, category, {"time": "2026-12-04T23:15:00.000000Z", "resourceId": resource.upper(),
+                                            "category": category})
+
+
+def test_azures_layout_and_only_the_categories_turned_on(tmp_path: Path) -> None:
+    logs, account = logs_for(tmp_path, [{"category": "Audit", "enabled": True},
+                                        {"category": "RequestResponse", "enabled": False}])
+    logs.add(record(account, "Audit"))
+    logs.add(record(account, "RequestResponse"))
+    logs.add(record("another-account", "Audit"))
+    logs.flush()
+    written = sorted(p.relative_to(tmp_path / "diagnostics").as_posix()
+                     for p in (tmp_path / "diagnostics").rglob("PT1H.json"))
+    assert written == ["azurinelogs/insights-logs-audit/resourceId=/SUBSCRIPTIONS/S/RESOURCEGROUPS/G/PROVIDERS/"
+                       "MICROSOFT.COGNITIVESERVICES/ACCOUNTS/A/y=2026/m=12/d=04/h=23/m=00/PT1H.json"]
+    assert json.loads((tmp_path / "diagnostics" / written[0]).read_text())["category"] == "Audit"
+
+
+def test_groups_name_their_categories() -> None:
+    assert enabled_categories({"logs": [{"categoryGroup": "allLogs", "enabled": True}]}) == {"Audit",
+                                                                                            "RequestResponse"}
+    assert enabled_categories({"logs": [{"categoryGroup": "audit", "enabled": True}]}) == {"Audit"}
+
+
+def test_a_name_of_dots_stays_one_folder() -> None:
+    path = blob_path("/subscriptions/s/resourceGroups/../providers/x/accounts/..", "Audit", AT)
+    assert ".." not in path.parts and path.parts[:2] == ("insights-logs-audit", "resourceId=")
+
+
+def test_an_hours_file_stops_growing_at_its_limit(tmp_path: Path, monkeypatch) -> None:
+    logs, account = logs_for(tmp_path, [{"category": "Audit", "enabled": True}])
+    monkeypatch.setattr(diagnostic_logs, "MAX_FILE_BYTES", 200)
+    for _ in range(3):
+        logs.add(record(account, "Audit"))
+        logs.flush()
+    [path] = (tmp_path / "diagnostics").rglob("PT1H.json")
+    assert len(path.read_text().splitlines()) < 3
