@@ -74,6 +74,7 @@ from azurine.storage.responses import ResponseStore
 from azurine.storage.state import AccountRecord, StateStore
 from azurine.telemetry.diagnostic_logs import DiagnosticLogs
 from azurine.telemetry.metric_recorder import MetricRecorder
+from azurine.telemetry.tracing import Tracing
 from azurine.usage.ledger import UsageLedger
 
 log = logging.getLogger("azurine")
@@ -99,7 +100,8 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
                     batches=BatchStore(engine, sealer), access=AccessControl(access),
                     issuers=trusted_issuers(), directory=Directory(PrincipalStore(engine), store, access),
                     responses=ResponseStore(engine, sealer), metrics=MetricRecorder(MetricStore(engine)),
-                    diagnostics=DiagnosticLogs(store, settings.data_dir / "diagnostics")), created
+                    diagnostics=DiagnosticLogs(store, settings.data_dir / "diagnostics"),
+                    tracing=Tracing.from_environment()), created
 
 
 async def engine_error_handler(_: Request, exc: Exception) -> Response:
@@ -184,6 +186,8 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
         await recording
         await services.diagnostics.close()
         await writing_logs
+        if services.tracing is not None:
+            await asyncio.to_thread(services.tracing.shutdown)  # sends the spans still held
         await services.limiter.close()
 
     app = FastAPI(title="Azurine", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
@@ -206,7 +210,8 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=limits.max_body_bytes,
                        upload_bytes=MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD, upload_too_large=too_large)
     # inside the account prefix's rewriting: it sees paths without /accounts/{name}
-    app.add_middleware(RequestMetricsMiddleware, recorder=services.metrics, diagnostics=services.diagnostics)
+    app.add_middleware(RequestMetricsMiddleware, recorder=services.metrics, diagnostics=services.diagnostics,
+                       tracing=services.tracing)
     app.add_middleware(AccountPrefixMiddleware)
     app.add_middleware(AzureHeadersMiddleware, region=services.settings.region_display_name)
     return app

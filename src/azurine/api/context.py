@@ -39,6 +39,7 @@ from azurine.storage.responses import ResponseStore
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
 from azurine.telemetry.diagnostic_logs import DiagnosticLogs
 from azurine.telemetry.metric_recorder import MetricRecorder
+from azurine.telemetry.tracing import Tracing
 from azurine.usage.ledger import UsageLedger
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -68,6 +69,7 @@ class Services:
     network_rules: RulesCache = field(default_factory=RulesCache)  # each account's rules, parsed once per etag
     verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     background: BackgroundRuns = field(default_factory=BackgroundRuns)  # the background responses run here
+    tracing: Tracing | None = None  # OpenTelemetry traces, when an OTLP collector is configured
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,21 @@ from azurine.api.middleware import REQUEST_ID_SCOPE_KEY
 from azurine.telemetry.diagnostic_logs import DiagnosticLogs, LogRecord
 from azurine.telemetry.metric_recorder import MetricRecorder
 from azurine.telemetry.request_metrics import OBSERVATION_KEY, Observation, record_answer, request_log
+from azurine.telemetry.tracing import Tracing
 
 
 class RequestMetricsMiddleware:
-    def __init__(self, app: ASGIApp, recorder: MetricRecorder, diagnostics: DiagnosticLogs) -> None:
+    def __init__(self, app: ASGIApp, recorder: MetricRecorder, diagnostics: DiagnosticLogs,
+                 tracing: Tracing | None) -> None:
         self.app = app
         self.recorder = recorder
         self.diagnostics = diagnostics
+        self.tracing = tracing
 
     def _ended(self, seen: Observation) -> None:
         record_answer(self.recorder, seen)
+        if self.tracing is not None:
+            self.tracing.trace(seen)
         if seen.account_id is not None and seen.status is not None:
             self.diagnostics.add(LogRecord(seen.account_id, "RequestResponse", request_log(seen, datetime.now(UTC))))
 
@@ -32,7 +37,8 @@ class RequestMetricsMiddleware:
             return
         state = scope.get("state", {})
         length = next((v for k, v in scope["headers"] if k == b"content-length"), b"0")
-        seen = Observation(started=time.monotonic(), request_id=state.get(REQUEST_ID_SCOPE_KEY, ""),
+        seen = Observation(started=time.monotonic(), started_ns=time.time_ns(),
+                           request_id=state.get(REQUEST_ID_SCOPE_KEY, ""),
                            method=scope["method"],
                            request_bytes=int(length) if length.isdigit() and len(length) <= 18 else 0)
         scope = {**scope, "state": {**scope.get("state", {}), OBSERVATION_KEY: seen}}

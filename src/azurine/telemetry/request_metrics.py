@@ -10,6 +10,7 @@ answer's span from its first byte to its last.
 
 from __future__ import annotations
 
+import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,13 @@ class Observation:
     caller_ip: str = ""
     request_bytes: int = 0
     response_bytes: int = 0
+    # when its stages ran (time.monotonic()), for its trace; started_ns is `started` on the wall clock
+    started_ns: int = 0
+    screen_started: float | None = None
+    screen_ended: float | None = None
+    admitted: float | None = None
+    engine_started: float | None = None  # its first engine call began to run
+    engine_ended: float | None = None  # its last engine call ended (its usage settled)
 
     def model_dimensions(self) -> dict[str, str | None]:
         return {"Region": self.region, "ModelDeploymentName": self.deployment, "ModelName": self.model,
@@ -82,6 +90,7 @@ def record_usage(recorder: MetricRecorder, seen: Observation, prompt_tokens: int
                  cached_tokens: int = 0) -> None:
     """The request's tokens, once its last engine call has ended."""
     seen.prompt_tokens, seen.completion_tokens = prompt_tokens, completion_tokens
+    seen.engine_ended = time.monotonic()
     if seen.account_id is None:
         return
     usage = {"ApiName": seen.api_name, "ModelDeploymentName": seen.deployment, "Region": seen.region,

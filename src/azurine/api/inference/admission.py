@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 from starlette.requests import Request
 
@@ -90,9 +91,12 @@ async def admit(request: Request, caller: Caller, target: Target, estimate: Esti
         raise AzureError(503, "ServiceUnavailable", "The rate limiter's shared store cannot be reached, so "
                          "requests are refused until it is back. Please retry shortly.",
                          headers={"retry-after": "1"}) from error
+    seen = observation(request.scope)
+    if seen is not None:
+        seen.admitted = time.monotonic()
     return Ticket(account_id=account.id, deployment=deployment.name, queue=deployment.id,
                   priority=priority_for(deployment.sku_name), estimate=estimate, headers=headers,
-                  settle=settlement(svc, caller, target, throughput, observation(request.scope)))
+                  settle=settlement(svc, caller, target, throughput, seen), observation=seen)
 
 
 def priority_for(sku: str) -> Priority:

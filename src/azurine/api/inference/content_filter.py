@@ -5,6 +5,7 @@ answer is checked as it is produced, and a filtered one ends with `finish_reason
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.requests import Request
@@ -53,11 +54,16 @@ async def screen_prompts(request: Request, caller: Caller, target: Target, promp
         await account_blocklists(svc.store, svc.cache, svc.blocklists, account, tuple(r.name for r in lists))
         for lists in (policy.prompt_blocklists, policy.completion_blocklists)]
     seen = observation(request.scope)
+    if seen is not None:
+        seen.screen_started = time.monotonic()
     try:
         guard = await screen(svc.safety, FilterLog(svc.store, svc.files.sealer), account, policy,
                              target.deployment.name, caller.version, prompts, prompt_lists, completion_lists)
     except PromptBlocked as blocked:
         record_screening(svc.metrics, seen, "Prompt", blocked.screenings)
         raise blocked_prompt(blocked.annotations) from None
+    finally:
+        if seen is not None:
+            seen.screen_ended = time.monotonic()
     record_screening(svc.metrics, seen, "Prompt", guard.prompt_screenings)
     return guard

@@ -9,6 +9,7 @@ sent, each engine call that started) and settles when the last one lets go, on w
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from azurine.engines.base import EngineError
 from azurine.quota.estimate import Estimate
 from azurine.scheduler.priority import Priority
 from azurine.scheduler.work import WorkOrder
+from azurine.telemetry.request_metrics import Observation
 
 T = TypeVar("T")
 
@@ -36,7 +38,8 @@ class Usage:
 
 class Ticket:
     def __init__(self, *, account_id: str, deployment: str, queue: str, priority: Priority, estimate: Estimate,
-                 headers: dict[str, str], settle: Callable[[Usage], None]) -> None:
+                 headers: dict[str, str], settle: Callable[[Usage], None],
+                 observation: Observation | None = None) -> None:
         self.account_id = account_id
         self.deployment = deployment
         self.queue = queue
@@ -44,6 +47,7 @@ class Ticket:
         self.estimate = estimate
         self.headers = headers
         self._settle = settle
+        self._observation = observation  # the request's, for its trace
         self._lock = threading.Lock()
         self._holders = 1  # the request itself, until its answer has been sent
         self._prompt_tokens: dict[int, int] = {}
@@ -59,6 +63,8 @@ class Ticket:
     def hold(self) -> None:
         with self._lock:
             self._holders += 1
+        if self._observation is not None and self._observation.engine_started is None:
+            self._observation.engine_started = time.monotonic()  # the first engine call began to run
 
     def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> None:
         with self._lock:
