@@ -19,6 +19,7 @@ from rich.table import Table
 from azurine import settings_table
 from azurine.catalog import load_catalog
 from azurine.cli.access import audit_app, role_app
+from azurine.cli.cost import app as cost_app
 from azurine.cli.groups import app as group_app
 from azurine.cli.key_store import app as key_store_app
 from azurine.cli.manage import register_management
@@ -45,6 +46,7 @@ models_app = typer.Typer(help="The models Azurine can deploy.", no_args_is_help=
 app.add_typer(models_app, name="models")
 app.add_typer(quota_app, name="quota")
 app.add_typer(billing_app, name="billing")  # `usage` is the az-shaped quota command below
+app.add_typer(cost_app, name="cost")
 app.add_typer(safety_app, name="safety")
 app.add_typer(role_app, name="role")
 app.add_typer(audit_app, name="audit")

@@ -1,0 +1,240 @@
+"""`azurine cost show|advise`: what the recorded usage costs at Azure's prices, and whether PTUs would cost less.
+
+Both read the usage ledger's minutes straight from the server's database, as `billing show` does, and price them with
+the price table (`catalog/prices.toml`, or the file `--prices` or `AZURINE_PRICES` names). The arithmetic is in
+`azurine.usage.cost`; this module reads, and prints.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from azurine.catalog import load_catalog
+from azurine.cli.quota import _account_id, _store
+from azurine.quota.capacity import PROVISIONED
+from azurine.usage.cost import (
+    CostReport,
+    Deployed,
+    NoAdvice,
+    Period,
+    advise,
+    cost_by_day,
+    cost_by_deployment,
+    span,
+    usd,
+)
+from azurine.usage.prices import PriceFileError, PriceTable, load_prices
+
+if TYPE_CHECKING:
+    from azurine.storage.state import StateStore, UsageRow
+
+app = typer.Typer(help="What the recorded usage costs at Azure's prices, and whether PTUs would cost less.",
+                  no_args_is_help=True)
+console = Console()
+
+_DURATION = re.compile(r"(\d+)\s*([mhdw])")
+_MINUTES = {"m": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
+SINCE_HELP = ("How far back: a duration (90m, 12h, 30d, 2w) or a UTC date or time (2025-06-01, 2025-06-01T12:00); "
+              "up to now.")
+PRICES_HELP = "A price file to use (default: the one AZURINE_PRICES names, else the table packaged with Azurine)."
+DATA_DIR_HELP = "The server's data directory (default: ./azurine-data)."
+
+
+class By(StrEnum):
+    deployment = "deployment"
+    day = "day"
+
+
+def _now() -> float:
+    return time.time()
+
+
+def period_since(since: str, now: float) -> Period:
+    """The whole minutes from `since` up to and including the current one."""
+    end = int(now // 60) + 1
+    duration = _DURATION.fullmatch(since.strip().lower())
+    if duration:
+        return Period(end - int(duration.group(1)) * _MINUTES[duration.group(2)], end)
+    try:
+        start = datetime.fromisoformat(since.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{since!r} is neither a duration (30d, 12h) nor a date (2025-06-01)",
+                                 param_hint="--since") from None
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    minute = int(start.timestamp() // 60)
+    if minute >= end:
+        raise typer.BadParameter(f"{since} is not in the past", param_hint="--since")
+    return Period(minute, end)
+
+
+def _prices(path: Path | None) -> PriceTable:
+    try:
+        return load_prices(path)
+    except PriceFileError as error:
+        console.print(f"[red]Cannot use the price file: {escape(str(error))}[/]")
+        raise typer.Exit(2) from None
+
+
+def _deployments(store: StateStore, account_ids: list[str]) -> dict[tuple[str, str], Deployed]:
+    catalog = load_catalog()
+    found = {}
+    for account_id in account_ids:
+        for record in store.deployments(account_id):
+            spec = catalog.get(record.model_name, record.model_version) or catalog.get(record.model_name)
+            found[(account_id, record.name)] = Deployed(
+                account_id=account_id, name=record.name, model=spec.name if spec else record.model_name,
+                sku=record.sku_name, capacity=record.sku_capacity, since_minute=int(record.created_at // 60),
+                ptu_input_tpm=spec.ptu_input_tpm if spec else 0,
+                ptu_output_weight=spec.ptu_output_weight if spec else 1.0)
+    return found
+
+
+def _read(data_dir: Path | None, account: str | None, since: str
+          ) -> tuple[StateStore, dict[str, str], Period, list[UsageRow], dict[tuple[str, str], Deployed]]:
+    period = period_since(since, _now())
+    store = _store(data_dir)
+    account_id = _account_id(store, account, console)
+    names = store.account_names()
+    with console.status("Reading the usage ledger…"):
+        rows = [row for row in store.usage(account_id, period.start_minute) if row.minute < period.end_minute]
+        deployments = _deployments(store, [account_id] if account_id else sorted(names))
+    return store, names, period, rows, deployments
+
+
+def _when(minute: int) -> str:
+    return datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _amount(value: float) -> str:
+    return f"{value:,.2f}" if value != int(value) else f"{int(value):,}"
+
+
+def _print_unpriced(report: CostReport, names: dict[str, str]) -> None:
+    for entry in report.unpriced:
+        account_id, _, rest = entry.partition("/")
+        console.print(f"[yellow]Not priced: {escape(names.get(account_id, account_id))}/{escape(rest)}[/]")
+
+
+@app.command("show")
+def cost_show(
+    account: str | None = typer.Option(None, help="One account's costs, by name (default: every account)."),
+    by: By = typer.Option(By.deployment, help="One row per deployment, or per day (UTC)."),
+    since: str = typer.Option("30d", help=SINCE_HELP),
+    prices: Path | None = typer.Option(None, help=PRICES_HELP),
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
+) -> None:
+    """What the recorded usage cost: tokens at the deployment type's price per million (batch deployments at 50%),
+    provisioned deployments by PTU-hours (the PTUs they have now, for the hours of the period they existed in)."""
+    table_of_prices = _prices(prices)
+    _, names, period, rows, deployments = _read(data_dir, account, since)
+    console.print(f"From {_when(period.start_minute)} to {_when(period.end_minute)} UTC ({span(period.hours)}), at "
+                  f"the prices of {escape(table_of_prices.source)}")
+    numbers = ("requests", "prompt", "completion", "PTU-hours", "cost (USD)")
+    if by is By.deployment:
+        report = cost_by_deployment(rows, deployments, table_of_prices, period)
+        table = Table("account", "deployment", "model", "type", *numbers)
+        for line in report.lines:
+            table.add_row(escape(names.get(line.account_id, line.account_id)), escape(line.key), escape(line.model),
+                          line.sku, f"{line.requests:,}", f"{line.prompt_tokens:,}", f"{line.completion_tokens:,}",
+                          _amount(line.ptu_hours) if line.sku in PROVISIONED else "",
+                          usd(line.cost) if line.priced else "—")
+        lead = 4
+    else:
+        report = cost_by_day(rows, deployments, table_of_prices, period)
+        table = Table("day (UTC)", *numbers)
+        for line in report.lines:
+            table.add_row(line.key, f"{line.requests:,}", f"{line.prompt_tokens:,}", f"{line.completion_tokens:,}",
+                          _amount(line.ptu_hours) if line.ptu_hours else "", usd(line.cost))
+        lead = 1
+    for column in table.columns[lead:]:
+        column.justify = "right"
+    table.add_section()
+    table.add_row("total", *[""] * (lead - 1), f"{sum(line.requests for line in report.lines):,}",
+                  f"{sum(line.prompt_tokens for line in report.lines):,}",
+                  f"{sum(line.completion_tokens for line in report.lines):,}",
+                  _amount(sum(line.ptu_hours for line in report.lines)) if any(
+                      line.ptu_hours for line in report.lines) else "", usd(report.total))
+    console.print(table)
+    _print_unpriced(report, names)
+
+
+@app.command("advise")
+def cost_advise(
+    account: str | None = typer.Option(None, help="One account's deployments, by name (default: every account)."),
+    deployment: str | None = typer.Option(None, help="One deployment, by name (default: every one with traffic in "
+                                          "the period, and every provisioned one)."),
+    since: str = typer.Option("30d", help=SINCE_HELP),
+    prices: Path | None = typer.Option(None, help=PRICES_HELP),
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
+) -> None:
+    """Pay-as-you-go against PTUs for each deployment's recorded traffic: the PTUs its busiest minute needs (rounded
+    up to what can be bought) and their hourly price over the same hours, the break-even volume with its arithmetic,
+    the utilization the busiest hour would give those PTUs, and the cheaper of the two."""
+    table_of_prices = _prices(prices)
+    _, names, period, rows, deployments = _read(data_dir, account, since)
+    with_traffic = {(row.account_id, row.deployment) for row in rows}
+    chosen = [d for key, d in sorted(deployments.items())
+              if (deployment is None and (key in with_traffic or d.sku in PROVISIONED))
+              or (deployment is not None and d.name.lower() == deployment.lower())]
+    if deployment is not None and not chosen:
+        console.print(f"[red]No deployment named {escape(deployment)}"
+                      f"{' in ' + escape(account) if account else ''}.[/]")
+        raise typer.Exit(1)
+    if not chosen:
+        console.print(f"No traffic recorded since {_when(period.start_minute)} UTC, and no provisioned deployment.")
+        return
+
+    first_minute: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (row.account_id, row.deployment)
+        first_minute[key] = min(first_minute.get(key, row.minute), row.minute)
+    advice, skipped = [], []
+    for deployed in chosen:
+        model = table_of_prices.model(deployed.model)
+        key = (deployed.account_id, deployed.name)
+        # a deployment re-created under its old name keeps the usage recorded before, so its traffic is weighed
+        # from whichever came first
+        start = min(deployed.since_minute, first_minute.get(key, deployed.since_minute))
+        try:
+            advice.append(advise(replace(deployed, since_minute=start), rows, model, period))
+        except NoAdvice as reason:
+            skipped.append((deployed, str(reason)))
+
+    if advice:
+        table = Table("account", "deployment", "type", "over", "pay-as-you-go", "PTUs", "PTU cost",
+                      "busiest-hour utilization", "advice")
+        for column in table.columns[3:8]:
+            column.justify = "right"
+        for item in advice:
+            table.add_row(escape(names.get(item.deployed.account_id, item.deployed.account_id)),
+                          escape(item.deployed.name), item.deployed.sku, span(item.hours), usd(item.payg_cost),
+                          f"{item.ptus} {item.provisioned_sku}", usd(item.ptu_cost), f"{item.utilization:.1%}",
+                          item.recommendation)
+        console.print(table)
+    for item in advice:
+        deployed = item.deployed
+        console.print(f"\n[bold]{escape(names.get(deployed.account_id, deployed.account_id))}/"
+                      f"{escape(deployed.name)}[/] ({escape(deployed.model)}, {deployed.sku})")
+        for line in item.arithmetic:
+            console.print(f"  {escape(line)}")
+        if deployed.sku in PROVISIONED:
+            now_cost = deployed.capacity * item.purchase.hourly * item.hours
+            console.print(f"  it has {deployed.capacity} PTUs now: {usd(now_cost)} over the {span(item.hours)}, "
+                          f"{item.peak_hour_per_minute / (deployed.capacity * deployed.ptu_input_tpm):.1%} "
+                          "busiest-hour utilization")
+        console.print(f"  [bold]{escape(item.reason)}[/]")
+    for deployed, reason in skipped:
+        console.print(f"[yellow]{escape(names.get(deployed.account_id, deployed.account_id))}/"
+                      f"{escape(deployed.name)}: {escape(reason)}[/]")
