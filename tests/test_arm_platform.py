@@ -282,3 +282,12 @@ def test_existing_installs_get_the_subscriptions_and_groups_their_accounts_are_i
     assert [(g.name, g.location) for g in store.groups(DEFAULT_SUBSCRIPTION)] == [("azurine", "local")]
     assert [(g.name, g.location) for g in store.groups("AAAA0000-0000-0000-0000-000000000001")] == [("RG-A", "eastus")]
     assert [g.name for g in store.groups("bbbb")] == ["rg-b"]
+
+
+def test_a_subdomain_that_is_not_text_is_refused_not_a_500(platform: Platform) -> None:
+    account = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/azurine/providers/" \
+              "Microsoft.CognitiveServices/accounts/odd-subdomain"
+    for value in (True, 7, ["a"], {"a": 1}):
+        body = {**ACCOUNT_BODY, "properties": {"customSubDomainName": value}}
+        refused = platform.call("PUT", f"{account}{CS}", body=body)
+        assert refused.status_code == 400 and error_code(refused) == "InvalidResourceProperties", refused.text

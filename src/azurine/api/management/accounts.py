@@ -122,7 +122,9 @@ def _validated(body: AccountIn, existing: AccountRecord | None) -> tuple[str, st
     properties = {k: v for k, v in (body.properties or {}).items() if k not in READ_ONLY}
     subdomain = properties.pop("customSubDomainName", None)
     if subdomain is not None:
-        check_name(str(subdomain), "customSubDomainName", ACCOUNT_NAME)
+        if not isinstance(subdomain, str):
+            raise arm_error(400, "InvalidResourceProperties", "customSubDomainName must be a string.")
+        check_name(subdomain, "customSubDomainName", ACCOUNT_NAME)
     if existing and existing.custom_subdomain and subdomain != existing.custom_subdomain:
         if subdomain is None:
             subdomain = existing.custom_subdomain
