@@ -10,7 +10,7 @@ from starlette.requests import Request
 from azurine.api.context import batch_line, resolve_account, services
 from azurine.api.encryption_stage import check_key
 from azurine.api.identity_stage import account_resource_id, identify
-from azurine.api.network_stage import check_network
+from azurine.api.network_stage import check_network, shown_address
 from azurine.api.surface import Surface
 from azurine.storage.state import AccountRecord
 from azurine.telemetry.request_metrics import observation
@@ -36,15 +36,12 @@ async def admit_caller(request: Request, surface: Surface) -> Caller:
     version = surface.check_version(request.query_params.get("api-version"))
     account = await resolve_account(request)
     caller = Caller(account, version, surface, "batch" if batch_line(request) else "online")
+    svc = services(request)
     seen = observation(request.scope)
     if seen is not None and caller.online:  # a batch line is the batch's work, not a call of its own
         seen.account_id, seen.region = account.id, account.location
         seen.resource_id = account_resource_id(account)
-        peer = request.scope.get("client")
-        address = services(request).network.trusted_proxies.client_address(
-            peer[0] if peer else None, request.headers.getlist("x-forwarded-for"))
-        seen.caller_ip = str(address) if address is not None else ""
-    svc = services(request)
+        seen.caller_ip = shown_address(request, svc.network)
     check_network(request, account, svc.network_rules, svc.network)
     if caller.online:
         await check_key(request, account)

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from azurine.api.context import services
+from azurine.api.network_stage import shown_address
 from azurine.identity.directory import ECHO_MAX, TokenRefused, expires_in
 from azurine.identity.throttle import FailureThrottle
 from azurine.identity.tokens import TENANT_ID, jwks, public_issuer
@@ -104,10 +105,7 @@ def _throttle(request: Request) -> FailureThrottle:
 
 def _caller(request: Request) -> str:
     """The client's address, behind trusted proxies the one they vouch for."""
-    peer = request.scope.get("client")
-    address = services(request).network.trusted_proxies.client_address(
-        peer[0] if peer else None, request.headers.getlist("x-forwarded-for"))
-    return str(address) if address is not None else "unknown"
+    return shown_address(request, services(request).network, unknown="unknown")
 
 
 @router.post("/{tenant}/oauth2/v2.0/token")

@@ -127,5 +127,6 @@ class DiagnosticLogs:
         await asyncio.to_thread(self.flush)
 
 
-def iso_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def log_time(at: datetime) -> str:
+    """A record's `time`, as Azure writes it: UTC, to the microsecond."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from azurine.safety.screen import Screening
+from azurine.telemetry.diagnostic_logs import log_time
 from azurine.telemetry.metric_recorder import MetricRecorder
 
 OBSERVATION_KEY = "azurine.observation"
@@ -72,7 +73,7 @@ def request_log(seen: Observation, at: datetime) -> dict[str, Any]:
     what was said."""
     duration = ((seen.last_byte or seen.started) - seen.started) * 1000
     return {
-        "time": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "resourceId": seen.resource_id.upper(),
+        "time": log_time(at), "resourceId": seen.resource_id.upper(),
         "operationName": seen.api_name or "", "category": "RequestResponse", "resultType": "Succeeded"
         if seen.status is not None and seen.status < 400 else "Failed", "resultSignature": str(seen.status or ""),
         "durationMs": int(duration), "callerIpAddress": seen.caller_ip, "correlationId": seen.request_id,

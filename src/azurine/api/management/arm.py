@@ -15,12 +15,13 @@ from azurine.api.context import services
 from azurine.api.errors import AzureError
 from azurine.api.management.api_versions import COGNITIVE_SERVICES, RESOURCES
 from azurine.api.middleware import REQUEST_ID_SCOPE_KEY
+from azurine.api.network_stage import shown_address
 from azurine.identity.access import Operation, arm_operation
 from azurine.identity.bearer import verify_bearer_token
 from azurine.identity.tokens import MANAGEMENT_AUDIENCES, InvalidToken, Principal
 from azurine.json_depth import text_too_deep
 from azurine.storage.subscriptions import GroupRecord, SubscriptionStore
-from azurine.telemetry.diagnostic_logs import LogRecord
+from azurine.telemetry.diagnostic_logs import LogRecord, log_time
 
 PROVIDER = "Microsoft.CognitiveServices"
 ARM_VERSIONS = COGNITIVE_SERVICES
@@ -95,15 +96,12 @@ def _audit_log(request: Request, principal: Principal, operation: Operation, all
     account = svc.store.arm_account(*match.groups()) if match else None
     if account is None:
         return
-    peer = request.scope.get("client")
-    address = svc.network.trusted_proxies.client_address(peer[0] if peer else None,
-                                                         request.headers.getlist("x-forwarded-for"))
     svc.diagnostics.add(LogRecord(account.id, "Audit", {
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "time": log_time(datetime.now(UTC)),
         "resourceId": account_id(account.subscription_id, account.resource_group, account.name).upper(),
         "operationName": operation.action, "category": "Audit",
         "resultType": "Succeeded" if allowed else "Failed", "resultSignature": "Allowed" if allowed else "Denied",
-        "durationMs": 0, "callerIpAddress": str(address) if address is not None else "",
+        "durationMs": 0, "callerIpAddress": shown_address(request, svc.network),
         "correlationId": request.scope.get("state", {}).get(REQUEST_ID_SCOPE_KEY, ""),
         "level": "Informational" if allowed else "Warning", "location": account.location,
         "identity": {"claims": {"oid": principal.object_id}},
