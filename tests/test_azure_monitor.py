@@ -255,6 +255,8 @@ def test_a_diagnostic_setting_reads_back_as_azure_shows_it(logged: Logged) -> No
       "logs": [{"category": "Audit", "enabled": True}]}, "needs a destination"),
     ({"storageAccountId": STORAGE.format(sub="s"), "logs": [{"category": "Prompts", "enabled": True}]},
      "not supported"),
+    ({"storageAccountId": STORAGE.format(sub="s"), "logs": [{"category": "Audit", "enabled": True}] * 17},
+     "at most 16"),
 ])
 def test_a_setting_azurine_cannot_honour_is_refused(logged: Logged, properties: dict[str, Any], says: str) -> None:
     traffic = logged.traffic

@@ -112,3 +112,10 @@ def test_durations_are_written_as_azure_writes_them(seconds: int, text: str) -> 
     from datetime import timedelta
 
     assert duration_text(timedelta(seconds=seconds)) == text
+
+
+def test_a_query_of_more_values_than_a_week_by_the_minute_is_refused() -> None:
+    with pytest.raises(MetricsQueryError) as refused:
+        parse_query({"timespan": "2026-10-01T00:00:00Z/2026-12-01T00:00:00Z", "interval": "PT1M"}, NOW)
+    assert "larger interval" in refused.value.message
+    assert parse_query({"timespan": "2026-10-01T00:00:00Z/2026-12-01T00:00:00Z", "interval": "PT1H"}, NOW).interval

@@ -20,6 +20,9 @@ from azurine.telemetry.azure_metrics import BY_NAME, METRICS, NAMESPACE, RETENTI
 
 MAX_METRICS = 20
 MAX_SPAN = timedelta(days=93)
+# values one series may hold: a week by the minute; 93 days by the minute (133,920 for each series of each metric)
+# would have one Reader's query build an answer of hundreds of megabytes
+MAX_BUCKETS = 10_080
 DEFAULT_SPAN = timedelta(hours=1)
 DEFAULT_TOP = 10
 AGGREGATIONS = {"average": "average", "count": "count", "minimum": "minimum", "maximum": "maximum",
@@ -90,6 +93,9 @@ def parse_query(raw: Mapping[str, str], now: datetime) -> MetricsQuery:
     start, end = _timespan(params.get("timespan"), now)
     full = (params.get("interval") or "").upper() == "FULL"
     interval = end - start if full else _interval(params.get("interval"), _flag(params, "autoadjusttimegrain", False))
+    if (end - start) / interval > MAX_BUCKETS:
+        raise MetricsQueryError(f"The timespan holds more than {MAX_BUCKETS:,} intervals of {duration_text(interval)}: "
+                                "ask for a larger interval (PT1H, P1D) or a shorter timespan.")
     names = [n.strip() for n in (params.get("metricnames") or METRICS[0].name).split(",") if n.strip()]
     if len(names) > MAX_METRICS:
         raise MetricsQueryError(f"At most {MAX_METRICS} metric names can be requested at once, not {len(names)}.")

@@ -30,6 +30,7 @@ router = APIRouter()
 VERSIONS = frozenset({"2016-09-01", "2017-05-01-preview", "2021-05-01-preview"})
 SETTINGS = ACCOUNTS + "/{name}/providers/Microsoft.Insights/diagnosticSettings"
 MAX_SETTINGS = 5
+MAX_ENTRIES = 16  # of `logs` and of `metrics` each: Azure's categories are few, and a setting is stored whole
 SETTING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,259}$")
 STORAGE_ACCOUNT = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Storage/"
                              r"storageAccounts/[a-z0-9]{3,24}$", re.IGNORECASE)
@@ -51,6 +52,10 @@ def _properties(given: dict[str, Any]) -> dict[str, Any]:
         raise arm_error(400, "BadRequest", "A diagnostic setting needs a destination: 'storageAccountId', the id of "
                         "a storage account (/subscriptions/{id}/resourceGroups/{group}/providers/Microsoft.Storage/"
                         "storageAccounts/{3-24 lower-case letters and digits}).")
+    for field in ("logs", "metrics"):
+        entries = given.get(field) or []
+        if not isinstance(entries, list) or len(entries) > MAX_ENTRIES:
+            raise arm_error(400, "BadRequest", f"'{field}' is a list of at most {MAX_ENTRIES} entries.")
     logs = []
     for entry in given.get("logs") or []:
         if not isinstance(entry, dict):
