@@ -132,7 +132,8 @@ def test_latencies_are_measured_for_every_answer(traffic: Traffic) -> None:
 
 
 def test_the_content_filter_counts_what_it_checked_found_and_blocked(traffic: Traffic) -> None:
-    assert traffic.totals("RAITotalRequests", filter="ModelDeploymentName eq 'chat-small'") == {("chat-small",): 5}
+    # five prompts screened (one of them blocked) and the four answers to the others
+    assert traffic.totals("RAITotalRequests", filter="ModelDeploymentName eq 'chat-small'") == {("chat-small",): 9}
     blocked = traffic.totals("RAIRejectedRequests", filter="TextType eq '*' and Category eq '*'")
     assert blocked == {("Prompt", "jailbreak"): 1}
     assert ("Prompt", "jailbreak") in traffic.totals("RAIHarmfulRequests", filter="TextType eq '*' and Category eq '*'")
@@ -248,11 +249,14 @@ def test_a_diagnostic_setting_reads_back_as_azure_shows_it(logged: Logged) -> No
 
 
 @pytest.mark.parametrize(("properties", "says"), [
-    ({"workspaceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.OperationalInsights/workspaces/w",
-      "logs": [{"category": "Audit", "enabled": True}]}, "cannot reach"),
+    ({"eventHubAuthorizationRuleId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.EventHub/namespaces/"
+      "n/authorizationRules/r", "logs": [{"category": "Audit", "enabled": True}]}, "cannot reach"),
+    # a workspace is the operator's OTLP collector, and this server has none
+    ({"workspaceId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.OperationalInsights/workspaces/logs",
+      "logs": [{"category": "Audit", "enabled": True}]}, "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT or OTEL_EXPORTER_OTLP_"),
     ({"logs": [{"category": "Audit", "enabled": True}]}, "needs a destination"),
     ({"storageAccountId": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/../x",
-      "logs": [{"category": "Audit", "enabled": True}]}, "needs a destination"),
+      "logs": [{"category": "Audit", "enabled": True}]}, "is the id of a storage account"),
     ({"storageAccountId": STORAGE.format(sub="s"), "logs": [{"category": "Prompts", "enabled": True}]},
      "not supported"),
     ({"storageAccountId": STORAGE.format(sub="s"), "logs": [{"category": "Audit", "enabled": True}] * 17},

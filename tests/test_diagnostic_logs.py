@@ -65,3 +65,46 @@ def test_an_hours_file_stops_growing_at_its_limit(tmp_path: Path, monkeypatch) -
         logs.flush()
     [path] = (tmp_path / "diagnostics").rglob("PT1H.json")
     assert len(path.read_text().splitlines()) < 3
+
+
+WORKSPACE = "/subscriptions/s/resourceGroups/logs/providers/Microsoft.OperationalInsights/workspaces/azurine-logs"
+
+
+class Collector:
+    """Stands for the OTLP collector: what the resource logs sent it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict[str, object]]] = []
+
+    def send(self, record: dict[str, object], category: str, workspace_id: str) -> None:
+        self.sent.append((category, workspace_id, record))
+
+
+def test_a_workspace_gets_the_categories_its_setting_turns_on_beside_the_files(tmp_path: Path) -> None:
+    logs, account = logs_for(tmp_path, [{"category": "Audit", "enabled": True}])
+    collector = Collector()
+    logs.otlp = collector  # type: ignore[assignment]
+    logs._store.put_child(account, "diagnosticSettings", "to-collector", properties={
+        "storageAccountId": None, "workspaceId": WORKSPACE, "logs": [{"categoryGroup": "allLogs", "enabled": True}]},
+        tags={}, principal="p")
+    logs.add(record(account, "Audit"))
+    logs.add(record(account, "RequestResponse"))
+    logs.add(record("another-account", "Audit"))
+    logs.flush()
+    assert sorted((c, w) for c, w, _ in collector.sent) == [("Audit", WORKSPACE), ("RequestResponse", WORKSPACE)]
+    written = [p.relative_to(tmp_path / "diagnostics").parts[:2] for p in (tmp_path / "diagnostics").rglob("*.json")]
+    assert written == [("azurinelogs", "insights-logs-audit")]  # the other setting's storage account, as before
+
+
+def test_a_workspace_without_a_collector_is_counted_as_dropped(tmp_path: Path, monkeypatch) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    logs, account = logs_for(tmp_path, [{"category": "Audit", "enabled": True}])
+    assert logs.otlp is None
+    logs._store.put_child(account, "diagnosticSettings", "to-collector", properties={
+        "workspaceId": WORKSPACE, "logs": [{"category": "Audit", "enabled": True}]}, tags={}, principal="p")
+    dropped = diagnostic_logs.DROPPED._value.get()
+    logs.add(record(account, "Audit"))
+    logs.flush()
+    assert diagnostic_logs.DROPPED._value.get() == dropped + 1
+    assert len(list((tmp_path / "diagnostics").rglob("PT1H.json"))) == 1  # the storage account's still written

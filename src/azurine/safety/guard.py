@@ -1,19 +1,21 @@
 """The content filter of one request: its prompts screened against the deployment's RAI policy, their
 annotations, and the check of each answer, streamed through `safety.streaming` in the policy's mode. Every blocking
-hit is counted and recorded (`FilterLog`)."""
+hit is counted and recorded (`FilterLog`), and each answer's screening is told once, when the answer ends, to whoever
+counts the filter's volumes (`ContentGuard.answered`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from azurine.engines.base import Event
+from azurine.engines.base import Event, Finished
 from azurine.safety.blocklists import BlocklistMatcher
 from azurine.safety.policy import PII, Policy, blocklists_as_array
 from azurine.safety.screen import Detectors, Screening
@@ -24,6 +26,7 @@ from azurine.telemetry.metrics import CONTENT_FILTERED
 
 log = logging.getLogger("azurine")
 RECORD_CONTENT_TAG = "azurine-record-filtered-content"
+Answered = Callable[[Screening], None]  # told the screening of a whole answer
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ class ContentGuard:
     prompt_screenings: list[Screening]
     completion_blocklists: BlocklistMatcher | None
     window_chars: int = WINDOW_CHARS
+    answered: Answered | None = None  # told each answer's screening once, when the answer has ended
     _legacy: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -121,36 +125,83 @@ class ContentGuard:
         rule = self.policy.completion.get(PII)
         return rule is not None and rule.redact
 
-    async def check_answer(self, text: str) -> AnswerCheck:
-        """The annotations of a whole answer, whether it is filtered, and its redacted text if any."""
-        if not self.checks_answers:
-            return AnswerCheck({}, False)
+    async def _screen(self, text: str) -> Screening:
         screening = await run_in_threadpool(self.detectors.screen, self.policy, "Completion", text,
                                             blocklists=self.completion_blocklists, scope=self.account.id)
         if screening.filtered:
             await self.filter_log.record(self.account, self.deployment, "completion", screening, text)
+        return screening
+
+    def _check(self, screening: Screening) -> AnswerCheck:
         return AnswerCheck(self._annotations(screening, "Completion"), screening.filtered, screening.redacted)
+
+    async def check_answer(self, text: str) -> AnswerCheck:
+        """The annotations of a whole answer, whether it is filtered, and its redacted text if any."""
+        if not self.checks_answers:
+            return AnswerCheck({}, False)
+        screening = await self._screen(text)
+        if self.answered is not None:
+            self.answered(screening)
+        return self._check(screening)
 
     def stream(self, events: AsyncIterator[Event]) -> AsyncIterator[Any]:
         """An answer's events with checks between them, as the policy's mode wants them."""
         if not self.checks_answers:
             return events
-        return guarded(events, self.check_answer, asynchronous=self.policy.asynchronous, redacts=self.redacts,
-                       window_chars=self.window_chars)
+        answer = _StreamedAnswer(self.answered)
+
+        async def check(text: str) -> AnswerCheck:
+            screening = await self._screen(text)
+            answer.checked(screening)
+            return self._check(screening)
+
+        return answer.through(guarded(events, check, asynchronous=self.policy.asynchronous, redacts=self.redacts,
+                                      window_chars=self.window_chars))
+
+
+@dataclass
+class _StreamedAnswer:
+    """The screening of one answer checked as it streams. Each check reads the answer so far, so the last one is the
+    whole answer's; it is told once, when the answer ends: finished, stopped by a blocking hit, or left unread."""
+
+    answered: Answered | None
+    last: Screening | None = None
+    told: bool = False
+
+    def checked(self, screening: Screening) -> None:
+        self.last = screening
+        if screening.filtered:  # nothing of the answer is checked after a blocking hit
+            self.end()
+
+    def end(self) -> None:
+        if self.last is not None and not self.told and self.answered is not None:
+            self.told = True
+            self.answered(self.last)
+
+    async def through(self, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        try:
+            # closed with this one, in this task: a reader that stops at a blocking hit leaves both suspended
+            async with aclosing(items) as checked:  # type: ignore[type-var]
+                async for item in checked:
+                    if isinstance(item, Finished):  # its text was checked before the end came through
+                        self.end()
+                    yield item
+        finally:
+            self.end()
 
 
 async def screen_prompts(detectors: Detectors, filter_log: FilterLog, account: AccountRecord, policy: Policy,
                          deployment: str, api_version: str, prompts: list[PromptText],
                          prompt_lists: BlocklistMatcher | None,
-                         completion_lists: BlocklistMatcher | None) -> ContentGuard:
+                         completion_lists: BlocklistMatcher | None, answered: Answered | None = None) -> ContentGuard:
     """Screen the prompts against `policy`, together; raise `PromptBlocked` if a blocking filter fires, else the
-    guard that checks the answers."""
+    guard that checks the answers (and tells `answered` each one's screening)."""
     screenings = await asyncio.gather(*(
         run_in_threadpool(detectors.screen, policy, "Prompt", p.text, attacks=p.attacks, documents=p.documents,
                           blocklists=prompt_lists, scope=account.id)
         for p in prompts))
     guard = ContentGuard(detectors, filter_log, account, policy, deployment, api_version, list(screenings),
-                         completion_lists)
+                         completion_lists, answered=answered)
     for prompt, screening in zip(prompts, screenings, strict=True):
         if screening.filtered:
             await filter_log.record(account, deployment, "prompt", screening, prompt.text)

@@ -5,7 +5,8 @@ A record has Azure's common schema (`time`, `resourceId`, `operationName`, `cate
 `durationMs`, `callerIpAddress`, `correlationId`, `level`, `location`, `properties`) and never holds a prompt or a
 completion. Records are buffered and written once a second, off the request's path: each setting's storage account
 is a folder under the data directory, laid out as Azure lays out the blobs it writes into a storage account
-(`insights-logs-<category>/resourceId=/SUBSCRIPTIONS/…/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json`, JSON lines).
+(`insights-logs-<category>/resourceId=/SUBSCRIPTIONS/…/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json`, JSON lines), and a
+setting's Log Analytics workspace is the operator's OpenTelemetry collector (`otlp_logs`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import quote
 from azurine.storage.flush_loop import flush_until
 from azurine.storage.state import StateStore
 from azurine.telemetry.metrics import DIAGNOSTIC_LOGS_DROPPED as DROPPED
+from azurine.telemetry.otlp_logs import OtlpLogs
 
 CATEGORIES = ("Audit", "RequestResponse")
 GROUPS = {"allLogs": frozenset(CATEGORIES), "audit": frozenset({"Audit"})}
@@ -41,6 +43,15 @@ class LogRecord:
     body: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where one diagnostic setting sends the categories it turns on."""
+
+    categories: frozenset[str]
+    folder: str | None = None  # its storage account's, under the data directory
+    workspace_id: str | None = None  # its Log Analytics workspace's id: the records go to the OTLP collector
+
+
 def enabled_categories(properties: dict[str, Any]) -> frozenset[str]:
     """The log categories a diagnostic setting's `logs` turn on."""
     on: set[str] = set()
@@ -48,6 +59,12 @@ def enabled_categories(properties: dict[str, Any]) -> frozenset[str]:
         if entry.get("enabled"):
             on |= {entry["category"]} if entry.get("category") else set(GROUPS.get(entry.get("categoryGroup"), ()))
     return frozenset(on)
+
+
+def destination(properties: dict[str, Any]) -> Destination:
+    storage, workspace = properties.get("storageAccountId"), properties.get("workspaceId")
+    return Destination(enabled_categories(properties), storage_folder(storage) if storage else None,
+                       workspace or None)
 
 
 def storage_folder(storage_account_id: str) -> str:
@@ -69,14 +86,17 @@ def blob_path(resource_id: str, category: str, at: datetime) -> Path:
 
 
 class DiagnosticLogs:
-    def __init__(self, store: StateStore, root: Path, flush_every_s: float = 1.0) -> None:
+    def __init__(self, store: StateStore, root: Path, flush_every_s: float = 1.0,
+                 otlp: OtlpLogs | None = None) -> None:
+        """`otlp` is the collector workspaces' records go to; by default the one the environment names, if any."""
         self._store = store
         self.root = root
         self._flush_every_s = flush_every_s
+        self.otlp = otlp if otlp is not None else OtlpLogs.from_environment()
         self._lock = threading.Lock()
         self._pending: list[LogRecord] = []
         self._flushing = threading.Lock()
-        self._settings: dict[str, tuple[float, list[tuple[str, frozenset[str]]]]] = {}
+        self._settings: dict[str, tuple[float, list[Destination]]] = {}
         self._stopped = asyncio.Event()
 
     def add(self, record: LogRecord) -> None:
@@ -90,12 +110,11 @@ class DiagnosticLogs:
         """A setting of the account changed: read its settings again before the next write."""
         self._settings.pop(account_id, None)
 
-    def _destinations(self, account_id: str) -> list[tuple[str, frozenset[str]]]:
+    def _destinations(self, account_id: str) -> list[Destination]:
         cached = self._settings.get(account_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        settings = [(storage_folder(s.properties["storageAccountId"]), enabled_categories(s.properties))
-                    for s in self._store.children(account_id, SETTINGS_KIND) if s.properties.get("storageAccountId")]
+        settings = [destination(s.properties) for s in self._store.children(account_id, SETTINGS_KIND)]
         self._settings[account_id] = (time.monotonic() + SETTINGS_TTL_S, settings)
         return settings
 
@@ -106,10 +125,14 @@ class DiagnosticLogs:
             lines: dict[Path, list[str]] = {}
             for record in records:
                 at = datetime.fromisoformat(record.body["time"].replace("Z", "+00:00")).astimezone(UTC)
-                for folder, categories in self._destinations(record.account_id):
-                    if record.category in categories:
-                        path = self.root / folder / blob_path(record.body["resourceId"], record.category, at)
+                for to in self._destinations(record.account_id):
+                    if record.category not in to.categories:
+                        continue
+                    if to.folder is not None:
+                        path = self.root / to.folder / blob_path(record.body["resourceId"], record.category, at)
                         lines.setdefault(path, []).append(json.dumps(record.body, separators=(",", ":")))
+                    if to.workspace_id is not None:
+                        self._send(record, to.workspace_id)
             for path, text in lines.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 written = path.stat().st_size if path.exists() else 0
@@ -119,12 +142,20 @@ class DiagnosticLogs:
                 with path.open("a", encoding="utf-8") as out:
                     out.write("\n".join(text) + "\n")
 
+    def _send(self, record: LogRecord, workspace_id: str) -> None:
+        if self.otlp is None:  # stored while a collector was configured; this process has none
+            DROPPED.inc()
+            return
+        self.otlp.send(record.body, record.category, workspace_id)
+
     async def run(self) -> None:
         await flush_until(self._stopped, self.flush, self._flush_every_s, "diagnostic logs")
 
     async def close(self) -> None:
         self._stopped.set()
         await asyncio.to_thread(self.flush)
+        if self.otlp is not None:
+            await asyncio.to_thread(self.otlp.shutdown)
 
 
 def log_time(at: datetime) -> str:

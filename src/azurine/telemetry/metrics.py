@@ -27,7 +27,8 @@ SCREENED = Counter("azurine_content_screened_total",
                    "Texts screened by the content filters, by side and language (ISO 639-1, und where unknown).",
                    ["source", "language"])
 DIAGNOSTIC_LOGS_DROPPED = Counter("azurine_diagnostic_logs_dropped_total",
-                                  "Resource-log records not written because their hour's file had reached its limit.")
+                                  "Resource-log records not delivered: their hour's file had reached its limit, or "
+                                  "their setting names a workspace and no OTLP collector is configured.")
 SETTLED_TOKENS = Counter("azurine_settled_tokens_total", "Actual tokens of finished requests, by deployment.",
                          ["deployment", "kind"])
 

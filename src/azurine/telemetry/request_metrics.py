@@ -137,7 +137,8 @@ def record_utilization(recorder: MetricRecorder, seen: Observation | None, perce
 
 def record_screening(recorder: MetricRecorder, seen: Observation | None, text_type: str,
                      screenings: list[Screening]) -> None:
-    """A request's text through the content filter: checked, found harmful (by category and severity), blocked."""
+    """Text of a request through the content filter, checked, found harmful (by category and severity), blocked:
+    its prompts together (`Prompt`), or one of its answers (`Completion`), each counted once in the total."""
     if seen is None or seen.account_id is None:
         return
     safety = {**seen.model_dimensions(), "ApiName": seen.api_name}

@@ -1,6 +1,8 @@
 """The content-filter stage of the pipeline: the deployment's RAI policy on the prompt, then on each answer
 (`azurine.safety.guard`). A prompt that trips a blocking filter is refused with Azure's 400 `content_filter`; an
-answer is checked as it is produced, and a filtered one ends with `finish_reason: content_filter`.
+answer is checked as it is produced, and a filtered one ends with `finish_reason: content_filter`. What the filter
+screened counts in Azure Monitor's content-safety volumes: the prompts here, each answer once the guard has its
+whole screening.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from azurine.engines.base import ContextLengthExceeded
 from azurine.safety.guard import ContentGuard, FilterLog, PromptBlocked, PromptText
 from azurine.safety.guard import screen_prompts as screen
 from azurine.safety.resolution import account_blocklists, account_policy
+from azurine.safety.screen import Screening
 from azurine.telemetry.request_metrics import observation, record_screening
 
 BLOCKED_PROMPT = (
@@ -56,9 +59,14 @@ async def screen_prompts(request: Request, caller: Caller, target: Target, promp
     seen = observation(request.scope)
     if seen is not None:
         seen.screen_started = time.monotonic()
+
+    def answered(screening: Screening) -> None:
+        record_screening(svc.metrics, seen, "Completion", [screening])
+
     try:
         guard = await screen(svc.safety, FilterLog(svc.store, svc.files.sealer), account, policy,
-                             target.deployment.name, caller.version, prompts, prompt_lists, completion_lists)
+                             target.deployment.name, caller.version, prompts, prompt_lists, completion_lists,
+                             answered)
     except PromptBlocked as blocked:
         record_screening(svc.metrics, seen, "Prompt", blocked.screenings)
         raise blocked_prompt(blocked.annotations) from None
