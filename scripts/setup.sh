@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything Azurine needs into .venv: its Python packages, llama.cpp (built to run on any
-# x86-64 CPU with AVX2, with or without AMX), and the models from the catalog. Safe to run again:
-# what is already there is kept.
+# x86-64 CPU with AVX2, with or without AMX), the models from the catalog, the Studio's bundle (Node.js 20
+# and npm) and the Chromium its tests drive. Safe to run again: what is already there is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,8 +13,23 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 # the CPU build of torch (sentence-transformers asks for torch; a bare `torch` would be the CUDA build)
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 
+# Azurine Studio (`/studio`): built from studio/ into src/azurine/studio/dist (package data, so before the package
+# is installed), unless the build is newer than every source file
+STUDIO_BUILT=src/azurine/studio/dist/index.html
+if [ ! -f "$STUDIO_BUILT" ] || [ -n "$(find studio -path studio/node_modules -prune -o -type f -newer "$STUDIO_BUILT" -print -quit)" ]; then
+    (cd studio && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+fi
+
 # llama.cpp's native build crashes on CPUs with AMX at the first decoded token; build it portably
 export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
 .venv/bin/python -m pip install --quiet -e '.[test]'
 
 .venv/bin/azurine models install
+
+# the browser the Studio's tests drive (tests/test_studio.py): Debian's chromium, never a downloaded one
+if [ ! -x /usr/bin/chromium ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi

@@ -72,6 +72,7 @@ from azurine.storage.metrics import MetricStore
 from azurine.storage.principals import PrincipalStore
 from azurine.storage.responses import ResponseStore
 from azurine.storage.state import AccountRecord, StateStore
+from azurine.studio.serving import mount_studio
 from azurine.telemetry.diagnostic_logs import DiagnosticLogs
 from azurine.telemetry.metric_recorder import MetricRecorder
 from azurine.telemetry.tracing import Tracing
@@ -192,6 +193,7 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
 
     app = FastAPI(title="Azurine", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
+    mount_studio(app)  # first, so that no route with a path parameter (the issuer's `/{tenant}/…`) can take it
     app.include_router(inference_router)
     app.include_router(responses_router)
     app.include_router(files_router)

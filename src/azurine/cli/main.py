@@ -126,6 +126,7 @@ def serve(
     if created:
         console.print(f"Created account [bold]{account.name}[/] with deployments chat, chat-small, embeddings.")
     console.print(f"Endpoint: [bold]{scheme}://{shown_host}:{port}/[/]")
+    console.print(f"Studio:   [bold]{scheme}://{shown_host}:{port}/studio/[/]")
     for listener in network.private_listeners:
         console.print(f"Private:  [bold]{scheme}://{listener.bind_host}:{listener.port}/[/]")
     # whole only when just made: a later start's output lands in logs, where a key must not

@@ -1,0 +1,36 @@
+// A uPlot line chart of one metric, one line per deployment.
+
+import { useEffect, useRef } from "preact/hooks";
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+
+export interface Line {
+  label: string;
+  values: (number | null)[];
+}
+
+const COLORS = ["#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7ea4", "#57606a"];
+
+export function LineChart({ title, unit, times, lines }: { title: string; unit: string; times: number[];
+                                                          lines: Line[] }) {
+  const box = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const element = box.current;
+    if (!element) return;
+    const options: uPlot.Options = {
+      title,
+      width: Math.max(element.clientWidth, 320),
+      height: 220,
+      series: [{}, ...lines.map((line, i) => ({
+        label: line.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false,
+        points: { show: line.values.filter((v) => v !== null).length < 3 },
+      }))],
+      axes: [{}, { label: unit, size: 60 }],
+      scales: { x: { time: true } },
+      legend: { live: false },
+    };
+    const plot = new uPlot(options, [times, ...lines.map((line) => line.values)], element);
+    return () => plot.destroy();
+  }, [title, unit, times, lines]);
+  return <div class="chart" ref={box} data-title={title} />;
+}
