@@ -44,8 +44,12 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stop(process)
 
 
+def _store(server: Server) -> StateStore:
+    return StateStore(make_engine(f"sqlite:///{Path(server.data_dir) / 'azurine.db'}"))
+
+
 def add_deployment(server: Server, name: str, url: str, sku: str = "GlobalStandard") -> None:
-    store = StateStore(make_engine(f"sqlite:///{Path(server.data_dir) / 'azurine.db'}"))
+    store = _store(server)
     account = store.first_account()
     assert account is not None
     if store.deployment(account.id, name) is None:
@@ -54,10 +58,19 @@ def add_deployment(server: Server, name: str, url: str, sku: str = "GlobalStanda
                                 upstream_url=url, upstream_model="smol")
 
 
+def remove_deployment(server: Server, name: str) -> None:
+    """The session's shared server lists only its own deployments to the tests that run after this module."""
+    store = _store(server)
+    account = store.first_account()
+    assert account is not None
+    store.delete_deployment(account.id, name)
+
+
 @pytest.fixture(scope="module")
-def upstream(server: Server, llama_server: str) -> str:
+def upstream(server: Server, llama_server: str) -> Iterator[str]:
     add_deployment(server, "upstream-chat", llama_server)
-    return "upstream-chat"
+    yield "upstream-chat"
+    remove_deployment(server, "upstream-chat")
 
 
 def test_chat_through_the_upstream(azure: openai.AzureOpenAI, upstream: str) -> None:
@@ -108,9 +121,12 @@ def test_upstream_refusals_keep_their_status(azure: openai.AzureOpenAI, upstream
 
 def test_an_unreachable_upstream_is_503_not_500(server: Server, azure: openai.AzureOpenAI) -> None:
     add_deployment(server, "upstream-gone", f"http://127.0.0.1:{free_port()}/v1")
-    with pytest.raises(openai.InternalServerError) as caught:
-        azure.chat.completions.create(model="upstream-gone", messages=[{"role": "user", "content": "hi"}],
-                                      max_tokens=2)
+    try:
+        with pytest.raises(openai.InternalServerError) as caught:
+            azure.chat.completions.create(model="upstream-gone", messages=[{"role": "user", "content": "hi"}],
+                                          max_tokens=2)
+    finally:
+        remove_deployment(server, "upstream-gone")
     assert caught.value.status_code == 503
 
 
