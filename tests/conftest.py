@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from openai import AzureOpenAI, OpenAI
 
+from oidc_provider import Provider
+
 API_KEY = "0123456789abcdef0123456789abcdef"
 # every process of a test that shares one database (replicas, workers, the CLI) must wrap data keys alike
 os.environ.setdefault("AZURINE_SERVICE_KEY", "dGVzdHMgc2hhcmUgdGhpcyBzZXJ2aWNlIGtleSAzMmI=")
@@ -192,3 +194,14 @@ def database_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def azure(server: Server) -> AzureOpenAI:
     return server.azure()
+
+
+@pytest.fixture()
+def provider() -> Iterator[Provider]:
+    """A running OpenID Connect provider with one signing key, `k1`."""
+    running = Provider()
+    running.add_key("k1")
+    try:
+        yield running
+    finally:
+        running.server.shutdown()

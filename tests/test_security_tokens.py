@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from azurine.identity.tokens import COGNITIVE_AUDIENCES, MANAGEMENT_AUDIENCES, T
 from azurine.storage.database import MIGRATIONS, make_engine, migrate
 from azurine.storage.state import AccountRecord, StateStore
 from conftest import API_VERSION
-from test_token_issuers import Provider
+from oidc_provider import Provider
 
 AUTHZ = "?api-version=2022-04-01"
 ARM = "?api-version=2025-09-01"
@@ -95,16 +94,6 @@ def open_install(data_dir: Path, monkeypatch: pytest.MonkeyPatch, trusted: list[
     account = services.store.first_account()
     assert account is not None
     return Install(create_app(services), services, account, data_dir)
-
-
-@pytest.fixture()
-def provider() -> Iterator[Provider]:
-    running = Provider()
-    running.add_key("k1")
-    try:
-        yield running
-    finally:
-        running.server.shutdown()
 
 
 @pytest.fixture()
