@@ -115,7 +115,7 @@ SETTINGS: tuple[Setting, ...] = (
             "comma-separated Azure key vaults accounts may use with the server's credentials: "
             "`https://<name>.vault.azure.net` for its default credential, `…#<client id>` for that managed identity "
             "of the host (an account's `identityClientId`)"),
-    Setting("AZURINE_ENDPOINT", "`http://localhost:8080` (`https://localhost:8080` for `role assignment`)",
+    Setting("AZURINE_ENDPOINT", "`http://localhost:8080`",
             f"`--endpoint` of {_MANAGEMENT_COMMANDS} where the flag is not given: the server's base URL"),
     Setting("AZURINE_SUBSCRIPTION", "`00000000-0000-0000-0000-000000000000` (the scope's for `role assignment`)",
             f"`--subscription` of {_MANAGEMENT_COMMANDS} and of `azurine quota set` and `show` where the flag is not "

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from azurine.cli.arm_client import DEFAULT_ENDPOINT
 from azurine.cli.manage import CaBundle, DataDir, Endpoint, Subscription, Token, arm
 from azurine.identity.roles import BUILT_IN_ROLES, ROLES_BY_NAME
 
@@ -50,7 +51,7 @@ def assignment_create(assignee: Annotated[str, typer.Option("--assignee", help="
                       assignee_tenant: Annotated[str | None, typer.Option(
                           "--assignee-tenant", help="The principal's directory: a trusted Entra tenant's id or "
                           "issuer's URL. By default, the directory of whoever gives the role.")] = None,
-                      endpoint: Endpoint = "https://localhost:8080", subscription: Subscription = "",
+                      endpoint: Endpoint = DEFAULT_ENDPOINT, subscription: Subscription = "",
                       token: Token = None, ca_bundle: CaBundle = None, data_dir: DataDir = None) -> None:
     """Give `--role` to `--assignee` at `--scope`."""
     scope = "/" + scope.strip("/")
@@ -69,7 +70,7 @@ def assignment_create(assignee: Annotated[str, typer.Option("--assignee", help="
 
 @assignment_app.command("list")
 def assignment_list(scope: Scope, assignee: Annotated[str | None, typer.Option("--assignee")] = None,
-                    endpoint: Endpoint = "https://localhost:8080", subscription: Subscription = "",
+                    endpoint: Endpoint = DEFAULT_ENDPOINT, subscription: Subscription = "",
                     token: Token = None, ca_bundle: CaBundle = None, data_dir: DataDir = None) -> None:
     """The assignments at, above and beneath `--scope`."""
     scope = "/" + scope.strip("/")
@@ -84,7 +85,7 @@ def assignment_list(scope: Scope, assignee: Annotated[str | None, typer.Option("
 
 @assignment_app.command("delete")
 def assignment_delete(name: Annotated[str, typer.Option("--name", help="The assignment's name (a GUID).")],
-                      scope: Scope, endpoint: Endpoint = "https://localhost:8080", subscription: Subscription = "",
+                      scope: Scope, endpoint: Endpoint = DEFAULT_ENDPOINT, subscription: Subscription = "",
                       token: Token = None, ca_bundle: CaBundle = None, data_dir: DataDir = None) -> None:
     scope = "/" + scope.strip("/")
     with arm(endpoint, subscription or scope.split("/")[2], token, ca_bundle, data_dir) as client:
