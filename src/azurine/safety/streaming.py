@@ -71,19 +71,10 @@ def guarded(events: AsyncIterator[Event], check: Check, *, asynchronous: bool, r
 async def _held_back(events: AsyncIterator[Event], check_answer: Check, window_chars: int) -> AsyncIterator[Any]:
     answer, held, first = "", [], True
     async for item in events:
-        if isinstance(item, Finished) or not (item.text or item.logprobs):
-            if held:  # the end of the answer, or tool calls: release what is held, checked
-                answer += "".join(d.text for d in held)
-                check = await check_answer(answer)
-                if check.filtered:
-                    yield Filtered(check.annotations)
-                    return
-                yield Checked(_merged(held), check.annotations)
-                held = []
-            yield item
-            continue
-        held.append(item)
-        if first or sum(len(d.text) for d in held) >= window_chars:
+        ends = isinstance(item, Finished) or not (item.text or item.logprobs)  # the answer's end, or tool calls
+        if not ends:
+            held.append(item)
+        if held and (ends or first or sum(len(d.text) for d in held) >= window_chars):
             answer += "".join(d.text for d in held)
             check = await check_answer(answer)
             if check.filtered:
@@ -91,6 +82,8 @@ async def _held_back(events: AsyncIterator[Event], check_answer: Check, window_c
                 return
             yield Checked(_merged(held), check.annotations)
             held, first = [], False
+        if ends:
+            yield item
 
 
 async def _redacting(events: AsyncIterator[Event], check_answer: Check, window_chars: int) -> AsyncIterator[Any]:
