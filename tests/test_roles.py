@@ -34,6 +34,10 @@ TABLE = {
         "Owner", "Contributor", "Cognitive Services Contributor", "Cognitive Services User"},
     ("Microsoft.CognitiveServices/accounts/deployments/write", False): {
         "Owner", "Contributor", "Cognitive Services Contributor", "Cognitive Services OpenAI Contributor"},
+    # reading cost: Cost Management's query, which readers may run as on Azure
+    ("Microsoft.CostManagement/query/read", False): {
+        "Owner", "Contributor", "Reader", "Monitoring Reader", "Cost Management Reader"},
+    ("Microsoft.CostManagement/query/action", False): {"Owner", "Contributor"},
     ("Microsoft.Authorization/roleAssignments/write", False): {"Owner"},
     ("Microsoft.Authorization/roleAssignments/read", False): {
         "Owner", "Contributor", "Reader", "Monitoring Reader", "Cognitive Services Contributor",

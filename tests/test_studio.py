@@ -33,7 +33,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "studio"
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 ACCOUNT = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/azurine/providers/Microsoft.CognitiveServices/accounts/default"
 ARM_VERSION = "2024-10-01"
-ROLES = ("Cognitive Services Contributor", "Cognitive Services OpenAI User")
+ROLES = ("Cognitive Services Contributor", "Cognitive Services OpenAI User", "Cost Management Reader")
 BATCH_DEPLOYMENT = "studio-batch"
 TIMEOUT_MS = 60_000  # the first answer of a deployment waits for its model to load
 
@@ -386,6 +386,22 @@ def test_the_monitoring_chart_shows_the_traffic_just_sent(page: Page, studio: Se
     chart = page.locator("[data-metric-chart=AzureOpenAIRequests]")
     expect(chart.locator("canvas")).to_be_visible()
     expect(chart.locator(".u-legend")).to_contain_text("chat-small")
+    # the cost of those tokens, through Cost Management's query: the seeded prices make it more than nothing
+    cost = page.locator("tr[data-deployment=chat-small] td[data-metric=Cost]")
+    deadline = time.monotonic() + 20
+    while float(cost.get_attribute("data-amount") or 0) <= 0:  # usage settles once each answer has ended
+        assert time.monotonic() < deadline, "the totals never showed chat-small's cost"
+        page.get_by_role("button", name="Refresh").click()
+        page.wait_for_timeout(500)
+    expect(cost).to_contain_text("$")
+    expect(page.locator("th", has_text="Cost (USD)")).to_be_visible()
+    total = page.locator("[data-cost-total]")
+    assert float(total.get_attribute("data-cost-total") or 0) >= float(cost.get_attribute("data-amount") or 0)
+    expect(total).to_contain_text("USD")
+    cost_chart = page.locator("[data-cost-chart]")
+    expect(cost_chart.locator("canvas")).to_be_visible()
+    expect(cost_chart.locator(".u-legend")).to_contain_text("chat-small")
+    expect(page.get_by_text("Cost is not charted")).to_have_count(0)
     shot(page, "monitoring")
 
 

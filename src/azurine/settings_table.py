@@ -97,8 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
             "`azurine deployments create --upstream-api-key` where the flag is not given: the key for the upstream "
             "server"),
     Setting("AZURINE_PRICES", "the table packaged with Azurine (Azure's list prices)",
-            "a TOML price file, per model and deployment type, that `azurine cost show` and `advise` read where "
-            "`--prices` is not given (see [cost.md](cost.md))"),
+            "a TOML price file, per model and deployment type, that the server's Cost Management query reads, and "
+            "`azurine cost show` and `advise` where `--prices` is not given (see [cost.md](cost.md))"),
     Setting("AZURINE_PROTECTED_CORPUS", "the small corpus packaged with Azurine",
             "a directory of the works the protected-material filters find copies of: text in `.txt` files, code in "
             "source files (`.py`, `.js`, `.c`, …), each optionally beside a `<file>.json` giving its `title`, `url` "

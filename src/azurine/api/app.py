@@ -37,6 +37,7 @@ from azurine.api.inference.routes import router as inference_router
 from azurine.api.issuer import router as issuer_router
 from azurine.api.management.accounts import router as accounts_router
 from azurine.api.management.authorization import router as authorization_router
+from azurine.api.management.cost_query import router as cost_query_router
 from azurine.api.management.deployments import router as deployments_router
 from azurine.api.management.diagnostic_settings import router as diagnostic_settings_router
 from azurine.api.management.locations import router as locations_router
@@ -81,7 +82,7 @@ from azurine.usage.ledger import UsageLedger
 log = logging.getLogger("azurine")
 management_routers = (accounts_router, deployments_router, locations_router, rai_router, authorization_router,
                       metadata_router, subscriptions_router, resource_groups_router, providers_router, monitor_router,
-                      diagnostic_settings_router)
+                      diagnostic_settings_router, cost_query_router)
 
 
 def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:

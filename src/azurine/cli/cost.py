@@ -31,6 +31,7 @@ from azurine.usage.cost import (
     advise,
     cost_by_day,
     cost_by_deployment,
+    deployed_from,
     span,
     usd,
 )
@@ -89,16 +90,8 @@ def _prices(path: Path | None) -> PriceTable:
 
 def _deployments(store: StateStore, account_ids: list[str]) -> dict[tuple[str, str], Deployed]:
     catalog = load_catalog()
-    found = {}
-    for account_id in account_ids:
-        for record in store.deployments(account_id):
-            spec = catalog.get(record.model_name, record.model_version) or catalog.get(record.model_name)
-            found[(account_id, record.name)] = Deployed(
-                account_id=account_id, name=record.name, model=spec.name if spec else record.model_name,
-                sku=record.sku_name, capacity=record.sku_capacity, since_minute=int(record.created_at // 60),
-                ptu_input_tpm=spec.ptu_input_tpm if spec else 0,
-                ptu_output_weight=spec.ptu_output_weight if spec else 1.0)
-    return found
+    return {(account_id, record.name): deployed_from(account_id, record, catalog)
+            for account_id in account_ids for record in store.deployments(account_id)}
 
 
 def _read(data_dir: Path | None, account: str | None, since: str

@@ -55,6 +55,12 @@ BUILT_IN_ROLES = {role.id: role for role in (
         "43d0d8ad-25c7-4714-9337-8ba259a9fe05", "Monitoring Reader", "Can read all monitoring data.",
         actions=("*/read", "Microsoft.OperationalInsights/workspaces/search/action", "Microsoft.Support/*")),
     RoleDefinition(
+        "72fafb9e-0641-4937-9268-a91bfd8191a3", "Cost Management Reader",
+        "Can view cost data and configuration (e.g. budgets, exports)",
+        actions=("Microsoft.Consumption/*/read", "Microsoft.CostManagement/*/read",
+                 "Microsoft.Billing/billingPeriods/read", "Microsoft.Resources/subscriptions/read",
+                 "Microsoft.Resources/subscriptions/resourceGroups/read")),
+    RoleDefinition(
         "25fbc0a9-bd7c-42a3-aa1a-3b75d497ee68", "Cognitive Services Contributor",
         "Lets you create, read, update, delete and manage keys of Cognitive Services.",
         actions=("Microsoft.Authorization/*/read", "Microsoft.CognitiveServices/*", "Microsoft.Features/features/read",

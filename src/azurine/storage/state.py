@@ -578,6 +578,25 @@ class StateStore:
                              billed_tokens=r.billed_tokens)
                     for r in rows]
 
+    def usage_sums(self, account_ids: list[str], start_minute: int, end_minute: int, unit: int) -> list[UsageRow]:
+        """The accounts' stored minutes from `start_minute` up to, not including, `end_minute`, summed per account,
+        deployment and `unit` minutes (60: hours, 1440: UTC days); each row's `minute` is its bucket's first.
+
+        Summed by the database, so that a year of minutes comes back as at most a row per deployment and bucket."""
+        if not account_ids:
+            return []
+        bucket = (UsageMinute.minute - UsageMinute.minute % unit).label("bucket")
+        counted = ("requests", "prompt_tokens", "completion_tokens", "estimated_tokens", "billed_tokens")
+        query = (select(UsageMinute.account_id, UsageMinute.deployment, bucket,
+                        *(func.sum(getattr(UsageMinute, name)) for name in counted))
+                 .where(UsageMinute.account_id.in_(account_ids), UsageMinute.minute >= start_minute,
+                        UsageMinute.minute < end_minute)
+                 .group_by(UsageMinute.account_id, UsageMinute.deployment, bucket))
+        with self._sessions() as session:
+            return [UsageRow(account_id=account_id, deployment=deployment, minute=int(minute),
+                             **{name: int(value or 0) for name, value in zip(counted, sums, strict=True)})
+                    for account_id, deployment, minute, *sums in session.execute(query)]
+
     def add_filter_events(self, events: list[FilterEventRow]) -> None:
         with self._sessions.begin() as session:
             session.add_all(FilterEvent(id=str(uuid.uuid4()), at=datetime.fromtimestamp(e.at, UTC),

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from azurine.catalog import Catalog
 from azurine.quota.capacity import BATCH, PROVISIONED
-from azurine.storage.state import UsageRow
+from azurine.storage.state import DeploymentRecord, UsageRow
 from azurine.usage.prices import ModelPrices, PriceTable, PtuPurchase
 
 BATCH_SHARE = 0.5  # the share of the Standard price batch tokens pay, as azurine.api.app.BATCH_PRICE
@@ -59,6 +60,16 @@ class Deployed:
     since_minute: int  # the first minute (unix seconds // 60) it is costed from
     ptu_input_tpm: int = 0  # the catalog's: weighted tokens one PTU processes per minute
     ptu_output_weight: float = 1.0  # the catalog's: what one completion token weighs against a prompt token
+
+
+def deployed_from(account_id: str, record: DeploymentRecord, catalog: Catalog) -> Deployed:
+    """A stored deployment as the arithmetic sees it: its catalog model's name and PTU figures, and its creation's
+    minute, from which a provisioned deployment is costed."""
+    spec = catalog.get(record.model_name, record.model_version) or catalog.get(record.model_name)
+    return Deployed(account_id=account_id, name=record.name, model=spec.name if spec else record.model_name,
+                    sku=record.sku_name, capacity=record.sku_capacity, since_minute=int(record.created_at // 60),
+                    ptu_input_tpm=spec.ptu_input_tpm if spec else 0,
+                    ptu_output_weight=spec.ptu_output_weight if spec else 1.0)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 // Deployments through ARM: list, create (a model of the account's list, a SKU, a capacity), resize, delete; with
 // the quota each model and SKU has left.
 
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { deployments, models, policies, usages, type Deployment, type Model, type Usage } from "../api/arm";
 import { ConfirmButton, ErrorLine, Section } from "../components/bits";
 import { useAction, useLoad } from "../components/load";
@@ -26,13 +26,14 @@ function CreateForm({ account, modelList, usageList, policyNames, onCreated }: {
   const [name, setName] = useState("");
   const [modelKey, setModelKey] = useState("");
   const [skuName, setSkuName] = useState("");
-  const [capacity, setCapacity] = useState(1);
+  // null until typed: the chosen SKU's default, so a new model or SKU starts from its own default again
+  const [typedCapacity, setCapacity] = useState<number | null>(null);
   const [policy, setPolicy] = useState("Microsoft.DefaultV2");
   const action = useAction();
   const model = modelList.find((m) => `${m.name}@${m.version}` === modelKey) ?? modelList[0];
   const sku = model?.skus.find((s) => s.name === skuName) ?? model?.skus[0];
 
-  useEffect(() => { if (sku) setCapacity(sku.capacity.default); }, [model?.name, sku?.name]);
+  const capacity = typedCapacity ?? sku?.capacity.default ?? 1;
 
   async function create(event: Event) {
     event.preventDefault();
@@ -52,13 +53,13 @@ function CreateForm({ account, modelList, usageList, policyNames, onCreated }: {
       <label>Name<input name="deployment-name" required value={name} onInput={(e) => setName(e.currentTarget.value)} /></label>
       <label>Model
         <select name="model" value={model ? `${model.name}@${model.version}` : ""}
-                onChange={(e) => setModelKey(e.currentTarget.value)}>
+                onChange={(e) => { setModelKey(e.currentTarget.value); setCapacity(null); }}>
           {modelList.map((m) => <option key={`${m.name}@${m.version}`} value={`${m.name}@${m.version}`}>
             {m.name} (version {m.version})</option>)}
         </select>
       </label>
       <label>Deployment type
-        <select name="sku" value={sku?.name ?? ""} onChange={(e) => setSkuName(e.currentTarget.value)}>
+        <select name="sku" value={sku?.name ?? ""} onChange={(e) => { setSkuName(e.currentTarget.value); setCapacity(null); }}>
           {(model?.skus ?? []).map((s) => <option key={s.name} value={s.name}>{s.name}</option>)}
         </select>
       </label>

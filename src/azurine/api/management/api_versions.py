@@ -31,3 +31,7 @@ RESOURCES = frozenset({
 SUBSCRIPTIONS = frozenset({
     "2015-11-01", "2016-06-01", "2018-06-01", "2019-06-01", "2019-11-01", "2020-01-01", "2021-01-01", "2022-12-01",
 })
+
+# specification/cost-management/resource-manager/Microsoft.CostManagement/stable/: the versions whose Query API
+# (`{scope}/providers/Microsoft.CostManagement/query`) Azurine serves; its shape is the same in each
+COST_MANAGEMENT = frozenset({"2023-03-01", "2023-11-01", "2024-08-01", "2025-03-01"})
