@@ -26,10 +26,15 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON 
 
 .venv/bin/azurine models install
 
-# the browser the Studio's tests drive (tests/test_studio.py): Debian's chromium, never a downloaded one
-if [ ! -x /usr/bin/chromium ]; then
+# from Debian's packages: the browser the Studio's tests drive (tests/test_studio.py; never a downloaded one), and
+# espeak-ng, the speech deployment's voice for languages other than English (docs/speech.md)
+MISSING=""
+[ -x /usr/bin/chromium ] || MISSING="$MISSING chromium"
+command -v espeak-ng >/dev/null 2>&1 || MISSING="$MISSING espeak-ng"
+if [ -n "$MISSING" ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
 fi

@@ -16,8 +16,11 @@ import openai
 import pytest
 
 import test_management_sdk
+from azurine.storage.bootstrap import DEFAULT_DEPLOYMENTS
 from conftest import API_KEY, API_VERSION, ROOT, free_port, provision
 from test_management_sdk import TlsServer
+
+DEFAULT_NAMES = {d.name for d in DEFAULT_DEPLOYMENTS}
 
 # the module-scoped fixture, bound here so that this module gets a server of its own
 tls_server = test_management_sdk.tls_server
@@ -155,7 +158,7 @@ def test_settings_from_the_environment_and_a_given_token(tls_server: TlsServer) 
     assert keys["key1"] == API_KEY
     names = {d["name"] for d in json.loads(ok(run("account", "deployment", "list", "-n", "default", "-g", "azurine",
                                                   env=env)).stdout)}
-    assert names == {"chat", "chat-small", "embeddings"}
+    assert names == DEFAULT_NAMES
 
 
 def test_an_unsupported_model_is_refused(tls_server: TlsServer) -> None:

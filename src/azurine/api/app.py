@@ -28,6 +28,7 @@ from azurine.api.errors import (
     validation_error_handler,
 )
 from azurine.api.identity_stage import trusted_issuers
+from azurine.api.inference.audio_routes import router as audio_router
 from azurine.api.inference.batches import router as batches_router
 from azurine.api.inference.files import MAX_UPLOAD_BYTES, MULTIPART_OVERHEAD, too_large
 from azurine.api.inference.files import router as files_router
@@ -196,6 +197,7 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
     app.state.services = services
     mount_studio(app)  # first, so that no route with a path parameter (the issuer's `/{tenant}/…`) can take it
     app.include_router(inference_router)
+    app.include_router(audio_router)
     app.include_router(responses_router)
     app.include_router(files_router)
     app.include_router(batches_router)

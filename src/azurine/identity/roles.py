@@ -94,6 +94,7 @@ BUILT_IN_ROLES = {role.id: role for role in (
                       f"{OPENAI}/engines/search/action", f"{OPENAI}/engines/generate/action",
                       f"{OPENAI}/deployments/search/action", f"{OPENAI}/deployments/completions/action",
                       f"{OPENAI}/deployments/chat/completions/action", f"{OPENAI}/deployments/embeddings/action",
+                      f"{OPENAI}/deployments/audio/action",
                       f"{OPENAI}/deployments/extensions/chat/completions/action",
                       f"{OPENAI}/images/generations/action", f"{OPENAI}/files/*", f"{OPENAI}/batches/*",
                       f"{OPENAI}/responses/*")),

@@ -35,7 +35,13 @@ def unit_label(sku: str) -> str:
 
 
 def localized_name(sku: str, model: ModelSpec) -> str:
-    return f"{unit_label(sku)} - {model.name} - {sku}"
+    label = "Requests Per Minute" if model.rate_limit == "requests" and sku in STANDARD else unit_label(sku)
+    return f"{label} - {model.name} - {sku}"
+
+
+def skus_of(model: ModelSpec) -> tuple[str, ...]:
+    """The deployment types the model may be deployed as."""
+    return model.skus or SKU_NAMES
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ def usages(store: StateStore, subscription: str, location: str, models: list[Mod
         Usage(name=usage_name(sku, model), localized=localized_name(sku, model),
               current=in_use.get(usage_name(sku, model), 0),
               limit=limits.get(usage_name(sku, model), default_limit(sku)))
-        for model in models for sku in SKU_NAMES
+        for model in models for sku in skus_of(model)
     ]
 
 

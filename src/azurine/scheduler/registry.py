@@ -20,6 +20,7 @@ from azurine.engines.openai_upstream import OpenAIUpstreamEngine
 from azurine.scheduler.compute import Scheduler
 from azurine.scheduler.residency import Residency, ResidentEngine
 from azurine.scheduler.scheduled import ScheduledEmbedder, ScheduledUpstream
+from azurine.scheduler.scheduled_speech import ScheduledSpeaker, ScheduledTranscriber
 from azurine.scheduler.upstream import UpstreamGate
 
 
@@ -82,6 +83,16 @@ class EngineRegistry:
 
             embedder = SentenceEmbeddingEngine(spec, path)
             return ResidentEngine(ScheduledEmbedder(embedder), embedder, self.residency)
+        if spec.engine == "faster_whisper":
+            from azurine.engines.whisper import WhisperEngine
+
+            whisper = WhisperEngine(spec, path)
+            return ResidentEngine(ScheduledTranscriber(whisper), whisper, self.residency)  # type: ignore[arg-type]
+        if spec.engine == "piper":
+            from azurine.engines.piper_voice import PiperEngine
+
+            voice = PiperEngine(spec, path)
+            return ResidentEngine(ScheduledSpeaker(voice), voice, self.residency)  # type: ignore[arg-type]
         raise ValueError(f"no engine named {spec.engine}")
 
     async def close(self) -> None:

@@ -23,10 +23,11 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from azurine.catalog import ModelSpec
-from azurine.engines.base import ChatPrompt, Embeddings, Engine, Event, Order, Sampling, TextPrompt
+from azurine.engines.base import ChatPrompt, Embeddings, Engine, Event, Finished, Order, Sampling, TextPrompt
+from azurine.engines.speech import Speaker, SpeechChunk, SpeechInput, Transcriber, Transcript, TranscriptionOptions
 from azurine.scheduler.priority import Priority
 from azurine.telemetry.metrics import MODEL_MEMORY, MODEL_MEMORY_BUDGET, MODEL_UNLOADS
 
@@ -140,6 +141,16 @@ class ResidentEngine:
             return await self._engine.embed(inputs, order)
         finally:
             self._residency.release(self._model)
+
+    async def transcribe(self, audio: bytes, options: TranscriptionOptions, order: Order) -> Transcript:
+        self._residency.acquire(self._model, order.priority)
+        try:
+            return await cast(Transcriber, self._engine).transcribe(audio, options, order)
+        finally:
+            self._residency.release(self._model)
+
+    def speak(self, request: SpeechInput, order: Order) -> AsyncIterator[SpeechChunk | Finished]:
+        return self._held(order, lambda: cast(Speaker, self._engine).speak(request, order))  # type: ignore[arg-type,return-value]
 
     async def _held(self, order: Order, call: Callable[[], AsyncIterator[Event]]) -> AsyncIterator[Event]:
         self._residency.acquire(self._model, order.priority)

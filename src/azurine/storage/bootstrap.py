@@ -1,5 +1,5 @@
 """What a first start creates: the default subscription and resource group, the default account, its two keys and
-three deployments."""
+its deployments: chat, a small chat model, embeddings, speech to text and text to speech."""
 
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ DEFAULT_DEPLOYMENTS = (
     DefaultDeployment("chat", "Qwen2.5-Coder-0.5B-Instruct", 250),
     DefaultDeployment("chat-small", "SmolLM2-135M-Instruct", 250),
     DefaultDeployment("embeddings", "all-MiniLM-L6-v2", 250),
+    # capacity in requests a minute, as Azure counts Whisper's and TTS's
+    DefaultDeployment("whisper", "Whisper-base", 120),
+    DefaultDeployment("tts", "Piper-en_US-joe-medium", 120),
 )
 
 

@@ -36,17 +36,25 @@ log = logging.getLogger("azurine")
 UTILIZATION_HEADER = "azure-openai-deployment-utilization"
 
 OPERATIONS = {"chat": "ChatCompletions_Create", "completion": "Completions_Create", "embeddings": "Embeddings_Create",
-              "responses": "Responses_Create"}
+              "responses": "Responses_Create", "transcription": "Transcriptions_Create",
+              "translation": "Translations_Create", "speech": "GenerateSpeechFromText"}
+# a model whose capacity is requests a minute (Whisper, TTS) has no token limit; this many tokens never runs out
+UNLIMITED_TOKENS = 2**31 - 1
 
 
 def limits_for(target: Target) -> Limits | None:
     deployment = target.deployment
     if deployment.sku_name not in STANDARD:
         return None
+    if target.model.rate_limit == "requests":  # as Azure limits Whisper and TTS: capacity is requests a minute
+        return Limits(requests=deployment.sku_capacity, tokens=UNLIMITED_TOKENS, request_window_s=60)
     return Limits(requests=deployment.sku_capacity, tokens=deployment.sku_capacity * 1000)
 
 
 def _headers(admission: Admission, limits: Limits) -> dict[str, str]:
+    if limits.tokens == UNLIMITED_TOKENS:
+        return {"x-ratelimit-limit-requests": str(limits.requests),
+                "x-ratelimit-remaining-requests": str(admission.remaining_requests)}
     return {
         "x-ratelimit-limit-requests": str(limits.requests),
         "x-ratelimit-limit-tokens": str(limits.tokens),

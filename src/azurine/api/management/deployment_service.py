@@ -87,6 +87,10 @@ def sku_of(body: DeploymentIn, existing: DeploymentRecord | None, model: ModelSp
         raise arm_error(400, "InvalidResourceProperties",
                         f"The specified SKU '{name}' for model '{model.name} {model.version}' is not supported. "
                         f"The supported SKUs are {', '.join(SKU_NAMES)}.")
+    if model.skus and name not in model.skus:
+        raise arm_error(400, "InvalidResourceProperties",
+                        f"The specified SKU '{name}' for model '{model.name} {model.version}' is not supported. "
+                        f"The supported SKUs are {', '.join(model.skus)}.")
     if capacity is None:
         capacity = existing.sku_capacity if existing is not None else 1
     # scaleSettings is a free-form object: its capacity may be anything JSON holds

@@ -34,17 +34,21 @@ DEPLOYMENTS = ACCOUNTS + "/{account}/deployments"
 
 def capabilities(model: ModelSpec) -> dict[str, str]:
     found = {"chatCompletion": model.can("chat"), "completion": model.can("completion"),
-             "embeddings": model.can("embeddings")}
+             "embeddings": model.can("embeddings"), "audio": model.audio}
     out = {k: "true" for k, v in found.items() if v}
-    out["maxContextToken"] = str(model.context_length)
+    if not model.audio:
+        out["maxContextToken"] = str(model.context_length)
     if model.can("chat"):
         out["jsonObjectResponse"] = "true"
         out["jsonSchemaResponse"] = "true"
     return out
 
 
-def rate_limits(sku: str, capacity: int) -> list[dict[str, Any]]:
-    """As Azure reports them: a Standard-family unit is 1,000 tokens and 6 requests a minute."""
+def rate_limits(sku: str, capacity: int, model: ModelSpec | None = None) -> list[dict[str, Any]]:
+    """As Azure reports them: a Standard-family unit is 1,000 tokens and 6 requests a minute, or, for Whisper and
+    TTS, one request a minute."""
+    if sku in STANDARD and model is not None and model.rate_limit == "requests":
+        return [{"count": float(capacity), "key": "request", "renewalPeriod": 60.0}]
     if sku in STANDARD:
         return [{"count": float(capacity), "key": "request", "renewalPeriod": 10.0},
                 {"count": float(capacity * 1000), "key": "token", "renewalPeriod": 60.0}]
@@ -59,7 +63,7 @@ def render_deployment(account: AccountRecord, deployment: DeploymentRecord, mode
         "provisioningState": "Succeeded",
         "raiPolicyName": deployment.rai_policy_name,
         "versionUpgradeOption": deployment.version_upgrade_option,
-        "rateLimits": rate_limits(deployment.sku_name, deployment.sku_capacity),
+        "rateLimits": rate_limits(deployment.sku_name, deployment.sku_capacity, model),
         "currentCapacity": deployment.sku_capacity,
         "dynamicThrottlingEnabled": False,
     })

@@ -14,7 +14,7 @@ from azurine.api.management.arm import PROVIDER, arm_error, arm_request, iso
 from azurine.api.management.deployments import capabilities, rate_limits
 from azurine.api.sse import AzureJSONResponse
 from azurine.catalog import ModelSpec
-from azurine.quota.capacity import SKU_NAMES, default_limit, usage_name, usages
+from azurine.quota.capacity import default_limit, skus_of, usage_name, usages
 
 router = APIRouter()
 LOCATION = f"/subscriptions/{{subscription}}/providers/{PROVIDER}/locations/{{location}}"
@@ -30,15 +30,15 @@ def account_model(model: ModelSpec, limits: dict[str, int]) -> dict[str, Any]:
         "format": model.publisher,
         "isDefaultVersion": True,
         "lifecycleStatus": "GenerallyAvailable",
-        "maxCapacity": max(limits.get(usage_name(s, model), default_limit(s)) for s in SKU_NAMES),
+        "maxCapacity": max(limits.get(usage_name(s, model), default_limit(s)) for s in skus_of(model)),
         "name": model.name,
         "skus": [{
             "capacity": {"default": 1, "maximum": limits.get(usage_name(sku, model), default_limit(sku)),
                          "minimum": 1, "step": 1},
             "name": sku,
-            "rateLimits": rate_limits(sku, 1),
+            "rateLimits": rate_limits(sku, 1, model),
             "usageName": usage_name(sku, model),
-        } for sku in SKU_NAMES],
+        } for sku in skus_of(model)],
         "version": model.version,
     }
 
