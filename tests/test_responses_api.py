@@ -256,6 +256,36 @@ def test_a_background_response_can_be_cancelled(client: OpenAI) -> None:
         client.responses.cancel(done.id)
 
 
+def test_a_streamed_background_response_can_be_left_and_followed_again(client: OpenAI) -> None:
+    stream = ask(client, "Count from 1 to 20, one number per line.", background=True, stream=True,
+                 max_output_tokens=60)
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if event.type == "response.output_text.delta" and len(seen) >= 6:
+            break
+    stream.close()  # the reader leaves; the run goes on
+    assert [e.type for e in seen[:3]] == ["response.created", "response.queued", "response.in_progress"]
+    assert seen[0].response.status == "queued" and seen[0].response.background is True
+    response_id = seen[0].response.id
+    rest = list(client.responses.retrieve(response_id, stream=True, starting_after=seen[-1].sequence_number))
+    numbers = [e.sequence_number for e in seen + rest]
+    assert numbers == list(range(len(numbers)))  # nothing lost, nothing twice
+    assert rest[-1].type in ("response.completed", "response.incomplete")
+    text = "".join(e.delta for e in seen + rest if e.type == "response.output_text.delta")
+    stored = client.responses.retrieve(response_id)
+    assert stored.status == rest[-1].response.status and stored.output_text == text and "3" in text
+    again = list(client.responses.retrieve(response_id, stream=True))  # from the start, once more
+    assert [e.sequence_number for e in again] == numbers
+
+
+def test_only_a_streamed_background_response_is_streamed_again(client: OpenAI) -> None:
+    done = ask(client, "Say hi.", max_output_tokens=4)
+    with pytest.raises(openai.BadRequestError) as refused:
+        list(client.responses.retrieve(done.id, stream=True))
+    assert refused.value.body["param"] == "stream"  # type: ignore[index]
+
+
 # pipeline: accounts, identity, content filter, errors -----------------------------------------------------------
 
 def test_another_accounts_response_is_not_found(server: Server) -> None:

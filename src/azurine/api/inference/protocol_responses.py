@@ -297,14 +297,6 @@ class ResponsesRequest(_Body):
                              "it")
         return value
 
-    @field_validator("stream")
-    @classmethod
-    def _not_streamed_in_background(cls, value: bool | None, info: ValidationInfo) -> bool | None:
-        if value and info.data.get("background"):
-            raise unsupported("Unsupported parameter: 'stream' together with 'background' is not supported by "
-                              "Azurine: run it in the background and retrieve it, or stream it.")
-        return value
-
     @field_validator("service_tier")
     @classmethod
     def _one_tier(cls, value: str | None) -> str | None:

@@ -30,7 +30,7 @@ from azurine.api.inference.responses_turn import INTERRUPTED, fitted, new_turn
 from azurine.api.inference.serving_chat import check_content_types
 from azurine.api.inference.serving_responses import serve_response
 from azurine.api.mounting import mount
-from azurine.api.sse import AzureJSONResponse
+from azurine.api.sse import AzureJSONResponse, event_stream
 from azurine.api.surface import DATED_RESPONSES, V1
 from azurine.safety.guard import chat_prompt_text
 from azurine.storage.responses import ACTIVE, MAX_CHAIN, ChainTooLong, ResponseRecord
@@ -109,15 +109,27 @@ async def _found(request: Request, account: AccountRecord, response_id: str) -> 
     return record
 
 
-def _no_stream(request: Request) -> None:
-    if (request.query_params.get("stream") or "").lower() == "true":
-        raise bad_request("Unsupported parameter: 'stream' is not supported by Azurine when retrieving a response: "
-                          "retrieve it once it has ended.", "stream", "unsupported_parameter")
+def _starting_after(request: Request) -> int:
+    given = request.query_params.get("starting_after")
+    if given is None:
+        return -1
+    if not WHOLE_NUMBER.fullmatch(given):
+        raise bad_request("Invalid 'starting_after': expected the sequence number of an event, a whole number.",
+                          "starting_after", "invalid_value")
+    return int(given)
 
 
 async def get_response(response_id: str, request: Request, caller: Caller) -> Response:
-    _no_stream(request)
-    return AzureJSONResponse((await _found(request, caller.account, response_id)).body)
+    record = await _found(request, caller.account, response_id)
+    if (request.query_params.get("stream") or "").lower() != "true":
+        return AzureJSONResponse(record.body)
+    # a background response created as a stream is followed again from its log, on the server that runs it
+    log = services(request).background.log(response_id)
+    if log is None:
+        raise bad_request("This response's events cannot be streamed: only a response created with 'background' and "
+                          "'stream' can be, on the server that runs it, while it runs and for ten minutes after. "
+                          "Retrieve it without 'stream'.", "stream", "invalid_value")
+    return event_stream(log.follow(_starting_after(request)))
 
 
 async def delete_response(response_id: str, request: Request, caller: Caller) -> Response:

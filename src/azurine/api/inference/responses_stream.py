@@ -14,7 +14,7 @@ after it was sent); a filtered answer ends the response `incomplete` (`content_f
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -97,10 +97,22 @@ def call_events(send: Sequence, call: ToolCall, output_index: int) -> tuple[list
             send("response.output_item.done", item=done, output_index=output_index)], done
 
 
+Save = Callable[[dict[str, Any]], Awaitable[None]]
+
+
 async def stream_response(svc: Services, account: AccountRecord, turn: Turn, guard: ContentGuard,
-                          events: AsyncIterator[Event], first: Event) -> AsyncIterator[bytes]:
-    body, send = turn.body, Sequence()
-    yield send("response.created", response=turn.response(Outcome("in_progress")))
+                          events: AsyncIterator[Event], first: Event, *, send: Sequence | None = None,
+                          save: Save | None = None) -> AsyncIterator[bytes]:
+    """The response's events; `send` carries on a sequence already begun (a background response's, which opened
+    `queued`), and `save` stores the response as it ends (by default, as a new stored response where it is stored)."""
+    body = turn.body
+
+    async def stored(response: dict[str, Any]) -> None:
+        await (save(response) if save is not None else _store(svc, account, turn, response))
+
+    if send is None:
+        send = Sequence()
+        yield send("response.created", response=turn.response(Outcome("in_progress")))
     yield send("response.in_progress", response=turn.response(Outcome("in_progress")))
     output: list[dict[str, Any]] = []
     message: OpenMessage | None = None
@@ -128,7 +140,7 @@ async def stream_response(svc: Services, account: AccountRecord, turn: Turn, gua
             calls.extend(delta.tool_calls)
     except (EngineError, AzureError) as error:
         failed = turn.response(Outcome("failed", output, error=failure(error)))
-        await _store(svc, account, turn, failed)
+        await stored(failed)
         yield send("response.failed", response=failed)
         return
     cut = end is not None and end.reason == "length"
@@ -154,7 +166,7 @@ async def stream_response(svc: Services, account: AccountRecord, turn: Turn, gua
     else:
         outcome = Outcome("completed", output, usage, completed_at=now())
     response = turn.response(outcome)
-    await _store(svc, account, turn, response)  # before the last event, so a request continuing it finds it
+    await stored(response)  # before the last event, so a request continuing it finds it
     yield send("response.completed" if outcome.status == "completed" else "response.incomplete", response=response)
 
 
