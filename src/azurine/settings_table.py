@@ -48,7 +48,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AZURINE_TRUSTED_ISSUERS", "Azurine's own only",
             "comma-separated OpenID Connect issuer URLs whose tokens both planes accept"),
     Setting("AZURINE_PUBLIC_URL", "the request's own address",
-            "the address clients reach this server at, for the issuer URL in tokens and discovery"),
+            "the address clients reach this server at, for the issuer URL in tokens and discovery and the links to "
+            "generated images"),
     Setting("AZURINE_SIGNING_KEY_DAYS", "30",
             "how long the built-in issuer signs with one key before it rotates"),
     Setting("AZURINE_TOKEN_CACHE_SECONDS", "60",
@@ -80,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AZURINE_RESPONSE_RETENTION_DAYS", "30",
             "how long a stored response of the Responses API is kept, after which it reads as gone and is removed "
             "(a whole number of at least 1)"),
+    Setting("AZURINE_IMAGE_LINK_SECONDS", "3600",
+            "how long the signed link to a generated image (`response_format: url`) works, after which the image is "
+            "removed (a whole number of at least 1)"),
     Setting("AZURINE_SEQUENCES", "8",
             "online answers (provisioned, standard) one model decodes together, each in a slot of its own"),
     Setting("AZURINE_SLOT_TOKENS", "2048",
@@ -92,7 +96,18 @@ SETTINGS: tuple[Setting, ...] = (
             "upstream servers (comma-separated base URLs as given to `--upstream-url`, or `1` for all) that get each "
             "request's class as vLLM's `priority` field (provisioned 0, standard 1, batch 2); only for vLLM run with "
             "`--scheduling-policy priority`, which otherwise refuses a non-zero priority"),
+    Setting("AZURINE_FINE_TUNING_THREADS", "1",
+            "torch threads a fine-tuning job trains on (its thread runs at nice 19, so online serving goes first)"),
     Setting("AZURINE_BATCH_SEQUENCES", "8", "batch answers llama.cpp decodes in one pass (1: one at a time)"),
+    Setting("AZURINE_IMAGE_URL_FETCH", "`off`",
+            "a chat image given by `http(s)://` URL on a vision deployment (data URLs are always read): `off` refuses "
+            "it with a 400; `on` has Azurine download it (20 MB, 10 s, 3 redirects, public addresses only unless "
+            "`AZURINE_IMAGE_URL_ALLOW_PRIVATE`) and send it on inline; `upstream` passes it as given to an upstream "
+            "deployment's server, which downloads it by its own rules (in-process deployments still refuse it); see "
+            "[vision.md](vision.md)"),
+    Setting("AZURINE_IMAGE_URL_ALLOW_PRIVATE", "`false`",
+            "addresses image downloads may reach besides public ones: `true` for any (loopback, private, link-local, "
+            "…), or comma-separated addresses and CIDRs, e.g. an internal image store's `10.1.2.0/24`"),
     Setting("AZURINE_UPSTREAM_API_KEY", "none",
             "`azurine deployments create --upstream-api-key` where the flag is not given: the key for the upstream "
             "server"),

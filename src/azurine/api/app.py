@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from azurine import settings_table
 from azurine.api.context import Services
 from azurine.api.encryption_stage import key_not_accessible
 from azurine.api.errors import (
@@ -32,6 +33,8 @@ from azurine.api.inference.audio_routes import router as audio_router
 from azurine.api.inference.batches import router as batches_router
 from azurine.api.inference.files import MAX_UPLOAD_BYTES, MULTIPART_OVERHEAD, too_large
 from azurine.api.inference.files import router as files_router
+from azurine.api.inference.fine_tuning import router as fine_tuning_router
+from azurine.api.inference.images_routes import router as images_router
 from azurine.api.inference.render import ClientDisconnected
 from azurine.api.inference.responses_routes import router as responses_router
 from azurine.api.inference.routes import router as inference_router
@@ -54,10 +57,12 @@ from azurine.api.size_limits import BodyLimitMiddleware
 from azurine.catalog import load_catalog
 from azurine.config import Settings
 from azurine.engines.base import EngineError
+from azurine.fine_tuning.worker import FineTuningWorker
 from azurine.identity.access import AccessControl
 from azurine.identity.directory import Directory
 from azurine.jobs.batch_runner import LineOutcome, LineRunner
 from azurine.jobs.batch_worker import BatchWorker
+from azurine.jobs.image_expiry import remove_expired_images
 from azurine.jobs.response_retention import remove_expired_responses
 from azurine.quota.limiter import make_limiter
 from azurine.safety.screen import Detectors
@@ -69,6 +74,9 @@ from azurine.storage.cache import ShortLivedCache
 from azurine.storage.database import make_engine, migrate
 from azurine.storage.envelope import EnvelopeSealer
 from azurine.storage.files import FileStore
+from azurine.storage.fine_tuning import FineTuningStore
+from azurine.storage.image_links import LinkSigner
+from azurine.storage.images import ImageStore
 from azurine.storage.key_providers import KeyUnavailable
 from azurine.storage.metrics import MetricStore
 from azurine.storage.principals import PrincipalStore
@@ -102,8 +110,10 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
                     safety=Detectors(), files=FileStore(engine, sealer),
                     batches=BatchStore(engine, sealer), access=AccessControl(access),
                     issuers=trusted_issuers(), directory=Directory(PrincipalStore(engine), store, access),
-                    responses=ResponseStore(engine, sealer), metrics=MetricRecorder(MetricStore(engine)),
+                    responses=ResponseStore(engine, sealer), fine_tuning=FineTuningStore(engine, sealer),
+                    metrics=MetricRecorder(MetricStore(engine)),
                     diagnostics=DiagnosticLogs(store, settings.data_dir / "diagnostics"),
+                    images=ImageStore(engine, sealer), image_links=LinkSigner.open(settings.data_dir),
                     tracing=Tracing.from_environment()), created
 
 
@@ -158,6 +168,12 @@ def batch_worker(app: FastAPI, services: Services, name: str) -> BatchWorker:
                        concurrency=BATCH_LINES_IN_FLIGHT)
 
 
+def fine_tuning_worker(services: Services, name: str) -> FineTuningWorker:
+    threads = int(settings_table.read("AZURINE_FINE_TUNING_THREADS", "1"))
+    return FineTuningWorker(services.fine_tuning, services.files, services.catalog, services.settings.models_dir,
+                            f"{name}:{uuid.uuid4().hex[:8]}", threads=threads)
+
+
 def create_app(services: Services, batch_worker_name: str | None = None) -> FastAPI:
     """The API; with `batch_worker_name`, a batch worker of that name runs beside it."""
 
@@ -172,16 +188,22 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
             log.exception("the content filters could not load; answers will say they went unfiltered")
         stop = asyncio.Event()
         sweeping = asyncio.create_task(remove_expired_responses(services.responses, stop))
-        working = None
+        sweeping_images = asyncio.create_task(remove_expired_images(services.images, stop))
+        working = tuning = None
         if batch_worker_name is not None:
             await asyncio.to_thread(services.batches.forget, f"{batch_worker_name}:")
             working = asyncio.create_task(batch_worker(app, services, batch_worker_name).run(stop))
+            await asyncio.to_thread(services.fine_tuning.forget, f"{batch_worker_name}:")
+            tuning = asyncio.create_task(fine_tuning_worker(services, batch_worker_name).run(stop))
         yield
         stop.set()
         await services.background.close()
         await sweeping
+        await sweeping_images
         if working is not None:
             await working
+        if tuning is not None:
+            await tuning
         await services.engines.close()
         await services.ledger.close()
         await flushing
@@ -198,9 +220,11 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
     mount_studio(app)  # first, so that no route with a path parameter (the issuer's `/{tenant}/…`) can take it
     app.include_router(inference_router)
     app.include_router(audio_router)
+    app.include_router(images_router)
     app.include_router(responses_router)
     app.include_router(files_router)
     app.include_router(batches_router)
+    app.include_router(fine_tuning_router)
     app.include_router(issuer_router)
     for router in management_routers:
         app.include_router(router)

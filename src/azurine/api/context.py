@@ -35,6 +35,9 @@ from azurine.scheduler.registry import EngineRegistry
 from azurine.storage.batches import BatchStore
 from azurine.storage.cache import ShortLivedCache
 from azurine.storage.files import FileStore
+from azurine.storage.fine_tuning import FineTuningStore
+from azurine.storage.image_links import LinkSigner
+from azurine.storage.images import ImageStore
 from azurine.storage.responses import ResponseStore
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
 from azurine.telemetry.diagnostic_logs import DiagnosticLogs
@@ -61,8 +64,11 @@ class Services:
     issuers: OidcIssuers
     directory: Directory
     responses: ResponseStore
+    fine_tuning: FineTuningStore
     metrics: MetricRecorder  # Azure Monitor's metrics, summed per minute and written once a second
     diagnostics: DiagnosticLogs  # resource logs, for the accounts whose diagnostic settings want them
+    images: ImageStore  # generated images, sealed, while their links work
+    image_links: LinkSigner  # signs and checks those links
     blocklists: CompiledBlocklists = field(default_factory=CompiledBlocklists)
     # trusted proxies and private listeners: `azurine serve` sets its own; otherwise the environment's proxies
     network: NetworkSettings = field(default_factory=NetworkSettings.from_environment)

@@ -55,5 +55,5 @@ async def find_deployment(request: Request, caller: Caller, name: str, capabilit
     if seen is not None:
         seen.deployment, seen.model, seen.model_version = deployment.name, model.name, model.version
     engine = svc.engines.engine_for(model, deployment.upstream_url, deployment.upstream_model,
-                                    deployment.upstream_api_key)
+                                    deployment.upstream_api_key, deployment.model_path)
     return Target(deployment=deployment, model=model, engine=engine)

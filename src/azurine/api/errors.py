@@ -18,7 +18,8 @@ DEPLOYMENT_NOT_FOUND = (
     "minutes, please wait a moment and try again."
 )
 OPERATION_NAMES = {"chat": "chatCompletion", "completion": "completions", "embeddings": "embeddings",
-                   "transcription": "audioTranscription", "translation": "audioTranslation", "speech": "audioSpeech"}
+                   "transcription": "audioTranscription", "translation": "audioTranslation", "speech": "audioSpeech",
+                   "image_generation": "imageGenerations"}
 
 
 class AzureError(Exception):

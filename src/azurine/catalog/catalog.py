@@ -9,8 +9,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-Capability = Literal["chat", "completion", "embeddings", "transcription", "translation", "speech"]
-EngineName = Literal["llama_cpp", "sentence_transformers", "openai_upstream", "faster_whisper", "piper"]
+Capability = Literal["chat", "completion", "embeddings", "transcription", "translation", "speech", "image_generation",
+                     "vision"]
+EngineName = Literal["llama_cpp", "sentence_transformers", "openai_upstream", "faster_whisper", "piper", "diffusers"]
 AUDIO_CAPABILITIES = frozenset({"transcription", "translation", "speech"})
 
 
@@ -65,6 +66,12 @@ class ModelSpec:
     def audio(self) -> bool:
         return bool(self.capabilities & AUDIO_CAPABILITIES)
 
+    @property
+    def packaged(self) -> bool:
+        """Whether its weights come from the package index (`azurine models install`); a model without is served
+        only by an upstream server or from weights the operator gives."""
+        return bool(self.source.members)
+
     def path_in(self, models_dir: Path) -> Path:
         return models_dir / self.file
 
@@ -85,8 +92,14 @@ class Catalog:
         return iter(self.models)
 
 
+# a model with no packaged weights (DALL-E 3) names no file, hash or packages
+NO_SOURCE = {"kind": "directory", "members": []}
+
+
 def _parse(entry: dict) -> ModelSpec:
-    source = entry.pop("source")
+    source = entry.pop("source", NO_SOURCE)
+    entry.setdefault("file", "")
+    entry.setdefault("sha256", "")
     known = {f for f in ModelSpec.__dataclass_fields__}
     extra = {k: entry.pop(k) for k in list(entry) if k not in known}
     return ModelSpec(

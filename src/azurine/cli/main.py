@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
+    from azurine.api.management.deployment_service import LocalWeights
     from azurine.storage.state import AccountRecord, StateStore
 
 app = typer.Typer(help="Azure OpenAI Service that you run yourself.", no_args_is_help=True)
@@ -237,13 +238,23 @@ def deployments_create(
     name: str = typer.Argument(..., help="The deployment's name, as clients call it."),
     model: str = typer.Option(..., help="A model from `azurine models list`."),
     version: str | None = typer.Option(None, help="The model's version [default: the newest]."),
-    sku: str = typer.Option("GlobalStandard", help="The deployment type (sku.name)."),
+    sku: str | None = typer.Option(None, help="The deployment type (sku.name) [default: GlobalStandard, or the "
+                                   "model's only type]."),
     capacity: int = typer.Option(100, help="sku.capacity."),
     upstream_url: str | None = typer.Option(None, help="An OpenAI-compatible server that serves the model, "
                                             "e.g. http://gpu-1:8000/v1."),
     upstream_model: str | None = typer.Option(None, help="The model's name on that server."),
     upstream_api_key: str | None = typer.Option(None, envvar=settings_table.envvar("AZURINE_UPSTREAM_API_KEY"),
                                                 help="A key for that server."),
+    model_path: Path | None = typer.Option(None, help="A directory on this server holding the model's weights, for "
+                                           "a model with none packaged: a diffusers pipeline (model_index.json) for "
+                                           "dall-e-3, a GGUF model and its mmproj*.gguf projector for a vision "
+                                           "model."),
+    image_steps: int | None = typer.Option(None, min=1, max=100, help="With --model-path: denoising steps per "
+                                           "standard image (hd takes twice as many) [default: the catalog's]."),
+    image_resolution: int | None = typer.Option(None, min=64, max=1024, help="With --model-path: the longer side "
+                                                "the pipeline renders, in pixels, before the image is scaled to the "
+                                                "size asked [default: the catalog's]."),
     data_dir: Path | None = typer.Option(None, help="The server's data directory [default: ./azurine-data]."),
     account: str | None = typer.Option(None, help="The account [default: the first one created]."),
 ) -> None:
@@ -262,6 +273,11 @@ def deployments_create(
     if store.deployment(record.id, name) is not None:
         console.print(f"[red]{record.name} already has a deployment named {name}.[/]")
         raise typer.Exit(1)
+    local = _local_weights(model_path, image_steps, image_resolution, upstream_url)
+    if sku is None:
+        spec = load_catalog().get(model, version)
+        sku = spec.skus[0] if spec is not None and spec.skus and "GlobalStandard" not in spec.skus \
+            else "GlobalStandard"
     body = DeploymentIn.model_validate({"sku": {"name": sku, "capacity": capacity},
                                         "properties": {"model": {"name": model, "version": version}}})
     resource = f"{account_id(record.subscription_id, record.resource_group, record.name)}/deployments/{name}"
@@ -270,13 +286,39 @@ def deployments_create(
                                                  "allowed", "azurine deployments create")])
     try:
         written = put_deployment(store, load_catalog(), record, name, body, OPERATOR,
-                                 Upstream(upstream_url, upstream_model, upstream_api_key) if upstream_url else None)
+                                 Upstream(upstream_url, upstream_model, upstream_api_key) if upstream_url else None,
+                                 local)
     except AzureError as error:  # shown as the az-shaped commands show ARM's refusals
         typer.echo(f"ERROR: ({error.code}) {error.message}", err=True)
         raise typer.Exit(1) from None
     spec = written.model
     where = f"served by {upstream_url}" if upstream_url else "served in-process"
+    if local is not None:
+        where += f" from {local.path}"
     console.print(f"Created deployment [bold]{name}[/] of {spec.name} {spec.version} on {record.name}, {where}.")
+
+
+def _local_weights(model_path: Path | None, steps: int | None, resolution: int | None,
+                   upstream_url: str | None) -> LocalWeights | None:
+    """The operator's weights for a deployment, checked here, on the server's machine, before anything is written."""
+    from azurine.api.management.deployment_service import LocalWeights
+    from azurine.engines.llama_vision import vision_weights
+
+    if model_path is None:
+        if steps is not None or resolution is not None:
+            console.print("[red]--image-steps and --image-resolution go with --model-path.[/]")
+            raise typer.Exit(2)
+        return None
+    if upstream_url:
+        console.print("[red]A deployment is served by --upstream-url or from --model-path, not both.[/]")
+        raise typer.Exit(2)
+    path = model_path.expanduser().resolve()
+    if not (path / "model_index.json").is_file() and vision_weights(path) is None:
+        console.print(f"[red]{path} holds no diffusers pipeline (no model_index.json), nor one GGUF model and its "
+                      "mmproj*.gguf projector.[/]")
+        raise typer.Exit(1)
+    options = {k: v for k, v in (("steps", steps), ("resolution", resolution)) if v is not None}
+    return LocalWeights(str(path), options)
 
 
 @models_app.command("install")
@@ -304,7 +346,8 @@ def models_list() -> None:
     table = Table("name", "version", "capabilities", "context", "engine", "installed")
     for spec in load_catalog():
         table.add_row(spec.name, spec.version, ", ".join(sorted(spec.capabilities)), str(spec.context_length),
-                      spec.engine, "yes" if is_installed(spec, default_models_dir()) else "no")
+                      spec.engine, "no weights packaged: --upstream-url or --model-path" if not spec.packaged
+                      else "yes" if is_installed(spec, default_models_dir()) else "no")
     console.print(table)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from azurine.catalog import ModelSpec
+from azurine.vision.tokens import without_images
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -66,10 +67,13 @@ class ChatPrompt:
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool = True
+    image_tokens: int = 0  # what the messages' images count for, as Azure counts them (`vision.tokens`)
 
     def estimated_tokens(self) -> int:
-        """The prompt's size where no tokenizer counted it: about four characters a token."""
-        return max(1, len(json.dumps(self.messages)) // 4)
+        """The prompt's size where no tokenizer counted it: about four characters a token, and its images."""
+        text = [{**m, "content": without_images(m["content"])} if isinstance(m.get("content"), list) else m
+                for m in self.messages]
+        return max(1, len(json.dumps(text)) // 4) + self.image_tokens
 
 
 @dataclass(frozen=True)

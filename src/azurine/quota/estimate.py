@@ -1,11 +1,14 @@
-"""The tokens a request is charged on arrival, as Azure estimates them: the prompt from its characters,
-plus the completion it may produce (`max_tokens`, or the model's maximum), times the choices asked for."""
+"""The tokens a request is charged on arrival, as Azure estimates them: the prompt from its characters (and its
+images by their size and detail), plus the completion it may produce (`max_tokens`, or the model's maximum), times
+the choices asked for."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from azurine.vision.tokens import without_images
 
 CHARS_PER_TOKEN = 4
 
@@ -29,13 +32,14 @@ def _content_chars(content: Any) -> str:
         return ""
     if isinstance(content, str):
         return content
-    return json.dumps(content)
+    return json.dumps(without_images(content))
 
 
 def chat_estimate(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, max_tokens: int | None,
-                  n: int, model_maximum: int) -> Estimate:
+                  n: int, model_maximum: int, image_tokens: int = 0) -> Estimate:
+    """`image_tokens`: what the messages' images count for (`vision.tokens`), in place of their URLs' characters."""
     prompt = sum(text_tokens(_content_chars(m.get("content")) + json.dumps(m.get("tool_calls") or "")) + 4
-                 for m in messages)
+                 for m in messages) + image_tokens
     if tools:
         prompt += text_tokens(json.dumps(tools))
     return Estimate(prompt, (max_tokens if max_tokens is not None else model_maximum) * n)

@@ -3,7 +3,8 @@
 Every engine call runs under the scheduler: on the compute thread, or through an upstream server's gate. The
 scheduler starts a `CallMeter` when the call starts running, shows it each event the engine emits and ends it when
 the call's work is over, whatever ended it. Engines only say what they did, in their final `Finished` (or the
-`Embeddings` or `Transcript` they return); they never report usage themselves, so a call is counted once and only once.
+`Embeddings`, `Transcript` or `GeneratedImages` they return); they never report usage themselves, so a call is
+counted once and only once.
 
 A call cut short before its `Finished` (a client that went away from an upstream stream, an engine that failed
 midway) is counted from what was seen: the prompt's estimate and one token per text delta.
@@ -12,6 +13,7 @@ midway) is counted from what was seen: the prompt's estimate and one token per t
 from __future__ import annotations
 
 from azurine.engines.base import Delta, Embeddings, Finished, HandedOver
+from azurine.engines.images import GeneratedImages
 from azurine.engines.speech import Transcript
 from azurine.scheduler.work import WorkOrder
 
@@ -44,6 +46,9 @@ class CallMeter:
             self._prompt_tokens, self._completion_tokens = item.prompt_tokens, 0
             self._exact = True
         elif isinstance(item, Transcript):  # the prompt read, and the transcript's tokens written
+            self._prompt_tokens, self._completion_tokens = item.prompt_tokens, item.completion_tokens
+            self._exact = True
+        elif isinstance(item, GeneratedImages):  # the prompt read, and the image's price units
             self._prompt_tokens, self._completion_tokens = item.prompt_tokens, item.completion_tokens
             self._exact = True
         elif isinstance(item, HandedOver):  # the call that takes the answer over counts all of it

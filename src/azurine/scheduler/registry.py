@@ -20,6 +20,7 @@ from azurine.engines.openai_upstream import OpenAIUpstreamEngine
 from azurine.scheduler.compute import Scheduler
 from azurine.scheduler.residency import Residency, ResidentEngine
 from azurine.scheduler.scheduled import ScheduledEmbedder, ScheduledUpstream
+from azurine.scheduler.scheduled_images import ScheduledImageUpstream, ScheduledPainter
 from azurine.scheduler.scheduled_speech import ScheduledSpeaker, ScheduledTranscriber
 from azurine.scheduler.upstream import UpstreamGate
 
@@ -40,15 +41,17 @@ class EngineRegistry:
         self._lock = threading.Lock()
 
     def engine_for(self, spec: ModelSpec, upstream_url: str | None = None, upstream_model: str | None = None,
-                   upstream_api_key: str | None = None) -> Engine:
+                   upstream_api_key: str | None = None, model_path: str | None = None) -> Engine:
+        """The engine of a deployment of `spec`: on its upstream server, or in-process, from the operator's
+        `model_path` where the deployment has one (one engine per directory of weights)."""
         if upstream_url:
             key: tuple[str, ...] = ("upstream", upstream_url, upstream_model or "", upstream_api_key or "")
         else:
-            key = ("local", spec.name, spec.version)
+            key = ("local", spec.name, spec.version, *((model_path,) if model_path else ()))
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
-                engine = self._make(spec, upstream_url, upstream_model, upstream_api_key)
+                engine = self._make(spec, upstream_url, upstream_model, upstream_api_key, model_path)
                 self._engines[key] = engine
             return engine
 
@@ -67,12 +70,19 @@ class EngineRegistry:
         return gate
 
     def _make(self, spec: ModelSpec, upstream_url: str | None, upstream_model: str | None,
-              upstream_api_key: str | None) -> Engine:
+              upstream_api_key: str | None, model_path: str | None = None) -> Engine:
+        if spec.can("image_generation"):
+            return self._image_engine(spec, upstream_url, upstream_model, upstream_api_key, model_path)
         if upstream_url:
             engine = OpenAIUpstreamEngine(spec, upstream_url, upstream_model, upstream_api_key,
                                           send_priority=self._upstream.sends_priority(upstream_url))
             return ScheduledUpstream(engine, self._gate_for(upstream_url))
         path = spec.path_in(self._models_dir)
+        if spec.engine == "llama_cpp" and spec.can("vision"):
+            from azurine.engines.llama_vision import LlamaVisionEngine
+
+            vision = LlamaVisionEngine(spec, Path(model_path).expanduser() if model_path else None, self.compute)
+            return ResidentEngine(vision, vision, self.residency)  # type: ignore[arg-type]
         if spec.engine == "llama_cpp":
             from azurine.engines.llama_runtime import LlamaCppEngine
 
@@ -94,6 +104,21 @@ class EngineRegistry:
             voice = PiperEngine(spec, path)
             return ResidentEngine(ScheduledSpeaker(voice), voice, self.residency)  # type: ignore[arg-type]
         raise ValueError(f"no engine named {spec.engine}")
+
+    def _image_engine(self, spec: ModelSpec, upstream_url: str | None, upstream_model: str | None,
+                      upstream_api_key: str | None, model_path: str | None) -> Engine:
+        """An image model's engine: its upstream server's `images/generations`, or a diffusers pipeline from the
+        deployment's `model_path` (else the catalog's `path`) on a compute thread of its own."""
+        if upstream_url:
+            from azurine.engines.image_upstream import ImageUpstreamEngine
+
+            upstream = ImageUpstreamEngine(spec, upstream_url, upstream_model, upstream_api_key)
+            return ScheduledImageUpstream(upstream, self._gate_for(upstream_url))  # type: ignore[return-value]
+        from azurine.engines.diffusers_images import DiffusersEngine
+
+        where = model_path or spec.extra.get("path")
+        painter = DiffusersEngine(spec, Path(str(where)).expanduser() if where else None)
+        return ResidentEngine(ScheduledPainter(painter), painter, self.residency)  # type: ignore[arg-type]
 
     async def close(self) -> None:
         for engine in list(self._engines.values()):

@@ -27,6 +27,7 @@ from typing import Protocol, cast
 
 from azurine.catalog import ModelSpec
 from azurine.engines.base import ChatPrompt, Embeddings, Engine, Event, Finished, Order, Sampling, TextPrompt
+from azurine.engines.images import GeneratedImages, ImageAsk, ImageGenerator
 from azurine.engines.speech import Speaker, SpeechChunk, SpeechInput, Transcriber, Transcript, TranscriptionOptions
 from azurine.scheduler.priority import Priority
 from azurine.telemetry.metrics import MODEL_MEMORY, MODEL_MEMORY_BUDGET, MODEL_UNLOADS
@@ -146,6 +147,13 @@ class ResidentEngine:
         self._residency.acquire(self._model, order.priority)
         try:
             return await cast(Transcriber, self._engine).transcribe(audio, options, order)
+        finally:
+            self._residency.release(self._model)
+
+    async def generate(self, ask: ImageAsk, order: Order) -> GeneratedImages:
+        self._residency.acquire(self._model, order.priority)
+        try:
+            return await cast(ImageGenerator, self._engine).generate(ask, order)
         finally:
             self._residency.release(self._model)
 

@@ -81,6 +81,9 @@ class DeploymentRecord:
     etag: str = ""
     created_by: str = ""
     updated_by: str = ""
+    # the operator's weights for an in-process engine, and that engine's bounds (never shown over ARM)
+    model_path: str | None = None
+    engine_options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ def _deployment(row: Deployment) -> DeploymentRecord:
         upstream_api_key=row.upstream_api_key, created_at=_ts(row.created_at), updated_at=_ts(row.updated_at),
         version_upgrade_option=row.version_upgrade_option, properties=dict(row.properties or {}),
         tags=dict(row.tags or {}), etag=row.etag, created_by=row.created_by, updated_by=row.updated_by,
+        model_path=row.model_path, engine_options=dict(row.engine_options or {}),
     )
 
 
@@ -279,7 +283,8 @@ class StateStore:
     def create_deployment(
         self, account_id: str, name: str, *, model_name: str, model_version: str, model_format: str,
         sku_name: str, sku_capacity: int, upstream_url: str | None = None,
-        upstream_model: str | None = None, upstream_api_key: str | None = None,
+        upstream_model: str | None = None, upstream_api_key: str | None = None, model_path: str | None = None,
+        engine_options: dict[str, Any] | None = None,
     ) -> DeploymentRecord:
         with self._sessions.begin() as session:
             row = Deployment(
@@ -288,7 +293,7 @@ class StateStore:
                 sku_capacity=sku_capacity, rai_policy_name="Microsoft.DefaultV2",
                 version_upgrade_option="OnceNewDefaultVersionAvailable", upstream_url=upstream_url,
                 upstream_model=upstream_model, upstream_api_key=upstream_api_key, properties={}, tags={},
-                etag=new_etag(),
+                etag=new_etag(), model_path=model_path, engine_options=engine_options,
             )
             session.add(row)
             session.flush()
@@ -361,9 +366,10 @@ class StateStore:
     def put_deployment(self, account_id: str, name: str, *, model_format: str, model_name: str,
                        model_version: str, sku_name: str, sku_capacity: int, rai_policy_name: str,
                        version_upgrade_option: str, properties: dict[str, Any], tags: dict[str, str],
-                       principal: str, upstream: tuple[str, str | None, str | None] | None = None
-                       ) -> tuple[DeploymentRecord, bool]:
-        """Create or replace; `upstream` (url, model, key) is set only when given, so a replace keeps it."""
+                       principal: str, upstream: tuple[str, str | None, str | None] | None = None,
+                       local: tuple[str, dict[str, Any]] | None = None) -> tuple[DeploymentRecord, bool]:
+        """Create or replace; `upstream` (url, model, key) and `local` (the weights' directory and the engine's
+        options) are set only when given, so a replace keeps them."""
         with self._sessions.begin() as session:
             row = session.scalar(select(Deployment).where(Deployment.account_id == account_id,
                                                           Deployment.name == name))
@@ -377,6 +383,8 @@ class StateStore:
             row.etag, row.updated_by = new_etag(), principal
             if upstream is not None:
                 row.upstream_url, row.upstream_model, row.upstream_api_key = upstream
+            if local is not None:
+                row.model_path, row.engine_options = local
             session.flush()
             return _deployment(row), created
 

@@ -93,6 +93,10 @@ class Deployment(Base):
     upstream_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     upstream_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
     upstream_api_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # set by the operator only: the directory of weights an in-process engine loads (a diffusers pipeline), and that
+    # engine's bounds (an image model's `steps` and `resolution`); never shown over ARM
+    model_path: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    engine_options: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # writable ARM properties beyond the columns (capacitySettings, spilloverDeploymentName, …)
     properties: Mapped[dict] = mapped_column(JSON, default=dict)
     tags: Mapped[dict] = mapped_column(JSON, default=dict)
@@ -462,3 +466,77 @@ class MetricMinute(Base):
     total: Mapped[float] = mapped_column(Float, default=0.0)
     minimum: Mapped[float] = mapped_column(Float, default=0.0)
     maximum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class FineTuningJobRow(Base):
+    """A fine-tuning job (`/openai/fine_tuning/jobs`): its request, its status and, once trained, its adapter.
+
+    A worker trains it under a lease, as batch lines are held; checkpoints and events are rows of their own."""
+
+    __tablename__ = "fine_tuning_jobs"
+    __table_args__ = (Index("ix_fine_tuning_jobs_status", "status"),
+                      Index("ix_fine_tuning_jobs_account_created", "account_id", "created_at"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # ftjob- and 32 hexadecimal characters
+    account_id: Mapped[str] = mapped_column(String(36))
+    model: Mapped[str] = mapped_column(String(128))  # the catalog model trained on
+    training_file: Mapped[str] = mapped_column(String(64))
+    validation_file: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seed: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    estimated_finish: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    fine_tuned_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    result_files: Mapped[list] = mapped_column(JSON, default=list)
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # the LoRA adapter as llama.cpp reads it (GGUF), sealed under the account's data key
+    adapter: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class FineTuningEventRow(Base):
+    """One event of a job (a message, or a step's metrics), numbered in the order it happened."""
+
+    __tablename__ = "fine_tuning_events"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    level: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(16))  # message or metrics
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class FineTuningCheckpointRow(Base):
+    """A job's training state at a step (one per epoch): the adapter, and for the latest the optimizer too, so
+    that a worker that dies resumes there."""
+
+    __tablename__ = "fine_tuning_checkpoints"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("fine_tuning_jobs.id", ondelete="CASCADE"), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # sealed; dropped once a later one exists
+
+
+class GeneratedImage(Base):
+    """An image the images API made and serves by a signed link until `expires_at`; the PNG is sealed in `body`."""
+
+    __tablename__ = "generated_images"
+    __table_args__ = (Index("ix_generated_images_expires_at", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # img_ and 32 hexadecimal characters
+    # deleting an account deletes its images with it: customer content outlives no account
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    created_at: Mapped[int] = mapped_column(BigInteger)  # unix epoch seconds
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    body: Mapped[bytes] = mapped_column(LargeBinary)

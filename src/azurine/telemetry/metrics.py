@@ -31,6 +31,8 @@ DIAGNOSTIC_LOGS_DROPPED = Counter("azurine_diagnostic_logs_dropped_total",
                                   "their setting names a workspace and no OTLP collector is configured.")
 SETTLED_TOKENS = Counter("azurine_settled_tokens_total", "Actual tokens of finished requests, by deployment.",
                          ["deployment", "kind"])
+IMAGES_GENERATED = Counter("azurine_images_generated_total", "Images generated, by deployment, size and quality.",
+                           ["deployment", "size", "quality"])
 AUDIO_SECONDS = Counter("azurine_audio_seconds_total",
                         "Seconds of audio transcribed or translated (heard) and synthesized (spoken), by deployment.",
                         ["deployment", "direction"])

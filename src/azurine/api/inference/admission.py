@@ -37,8 +37,9 @@ UTILIZATION_HEADER = "azure-openai-deployment-utilization"
 
 OPERATIONS = {"chat": "ChatCompletions_Create", "completion": "Completions_Create", "embeddings": "Embeddings_Create",
               "responses": "Responses_Create", "transcription": "Transcriptions_Create",
-              "translation": "Translations_Create", "speech": "GenerateSpeechFromText"}
-# a model whose capacity is requests a minute (Whisper, TTS) has no token limit; this many tokens never runs out
+              "translation": "Translations_Create", "speech": "GenerateSpeechFromText",
+              "image_generation": "ImageGenerations_Create"}
+# a model whose capacity is requests a minute (Whisper, TTS, DALL-E) has no token limit; this many tokens never runs out
 UNLIMITED_TOKENS = 2**31 - 1
 
 
@@ -166,7 +167,8 @@ async def _admit_provisioned(svc: Services, account: AccountRecord, target: Targ
 def chat_cost(body: ChatCompletionRequest, model: ModelSpec) -> Estimate:
     return chat_estimate([m.model_dump(exclude_none=True) for m in body.messages],
                          [t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
-                         body.max_completion_tokens or body.max_tokens, body.n or 1, model.context_length)
+                         body.max_completion_tokens or body.max_tokens, body.n or 1, model.context_length,
+                         body.image_tokens())
 
 
 def completion_cost(body: CompletionRequest) -> Estimate:

@@ -8,6 +8,7 @@ whole screening.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -47,8 +48,10 @@ def refuse_oversized(target: Target, prompts: list[PromptText]) -> None:
                 f"{what} resulted in at least {words} tokens. Please reduce the length of the {what}.", prompt.param)
 
 
-async def screen_prompts(request: Request, caller: Caller, target: Target, prompts: list[PromptText]) -> ContentGuard:
-    """Check the prompts against the deployment's policy; refuse with 400 if a blocking filter fires."""
+async def screen_prompts(request: Request, caller: Caller, target: Target, prompts: list[PromptText],
+                         refusal: Callable[[dict[str, Any]], AzureError] = blocked_prompt) -> ContentGuard:
+    """Check the prompts against the deployment's policy; refuse with `refusal`'s 400 (Azure's `content_filter`
+    unless the operation words it otherwise, as DALL-E does) if a blocking filter fires."""
     refuse_oversized(target, prompts)
     svc, account = services(request), caller.account
     policy = await account_policy(svc.store, svc.cache, account,
@@ -69,7 +72,7 @@ async def screen_prompts(request: Request, caller: Caller, target: Target, promp
                              answered)
     except PromptBlocked as blocked:
         record_screening(svc.metrics, seen, "Prompt", blocked.screenings)
-        raise blocked_prompt(blocked.annotations) from None
+        raise refusal(blocked.annotations) from None
     finally:
         if seen is not None:
             seen.screen_ended = time.monotonic()

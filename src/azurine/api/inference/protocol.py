@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     Strict,
     StrictBool,
     StrictStr,
@@ -26,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from azurine.engines.base import Sampling, TextPrompt
+from azurine.vision.tokens import image_tokens, unmeasured_tokens
 
 T = TypeVar("T")
 
@@ -71,6 +73,8 @@ class TextPart(_Body):
 class ImageUrl(_Body):
     url: StrictStr
     detail: Absent[Literal["auto", "low", "high"]] = None
+    # its width and height in pixels, once the vision stage has read the image (`vision_input`)
+    _size: tuple[int, int] | None = PrivateAttr(default=None)
 
     @field_validator("url")
     @classmethod
@@ -78,6 +82,10 @@ class ImageUrl(_Body):
         if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", value):
             raise ValueError("image_url.url must be a URL or a data URI")
         return value
+
+    def tokens(self) -> int:
+        """What the image counts for, as Azure counts it; the most it can count until it has been measured."""
+        return image_tokens(*self._size, self.detail) if self._size else unmeasured_tokens(self.detail)
 
 
 class ImagePart(_Body):
@@ -293,6 +301,15 @@ class ChatCompletionRequest(_Sampling):
             self.tools = [Tool(type="function", function=f) for f in self.functions]
             self.tool_choice = _as_tool_choice(self.function_call)
         return self
+
+    def image_parts(self) -> list[tuple[str, ImageUrl]]:
+        """Each image of the conversation, with the `param` that names its URL."""
+        return [(f"messages[{i}].content[{j}].image_url.url", part.image_url)
+                for i, message in enumerate(self.messages) if isinstance(message.content, list)
+                for j, part in enumerate(message.content) if isinstance(part, ImagePart)]
+
+    def image_tokens(self) -> int:
+        return sum(url.tokens() for _, url in self.image_parts())
 
     @property
     def legacy_functions(self) -> bool:

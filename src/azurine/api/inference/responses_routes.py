@@ -2,9 +2,9 @@
 
 Each operation is written once and mounted on both surfaces. Create is the inference pipeline, top to bottom, as
 chat's routes are, after the caller's stages (api-version → account → network → encryption → identity): body →
-deployment (the body's `model`) → the conversation it continues → quota → content filter (prompt) → serve. The
-other operations read the account's stored responses. A response of another account, or one past its retention,
-is not found.
+deployment (the body's `model`) → the conversation it continues (its images read, `vision_input`) → quota → images
+given by URL downloaded → content filter (prompt) → serve. The other operations read the account's stored
+responses. A response of another account, or one past its retention, is not found.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from azurine.api.inference.responses_render import deleted_object, item_list, re
 from azurine.api.inference.responses_turn import INTERRUPTED, fitted, new_turn
 from azurine.api.inference.serving_chat import check_content_types
 from azurine.api.inference.serving_responses import serve_response
+from azurine.api.inference.vision_input import read_images
 from azurine.api.mounting import mount
 from azurine.api.sse import AzureJSONResponse, event_stream
 from azurine.api.surface import DATED_RESPONSES, V1
@@ -64,7 +65,11 @@ async def create_response(request: Request, caller: Caller) -> Response:
     earlier = await _previous(request, caller.account, body)
     turn = fitted(new_turn(body, target.model.response_model, earlier), target.model.context_length)
     check_content_types(turn.chat, target)
+    images = await read_images(turn.chat, services(request).settings.images, bool(target.deployment.upstream_url))
     ticket = await admit(request, caller, target, chat_cost(turn.chat, target.model), "responses")
+    await ticket.check(images.download())
+    images.apply(turn.chat)
+    turn = replace(turn, images=images)
     prompt = replace(chat_prompt_text(turn.chat.messages), param="input")
     guard = await ticket.check(screen_prompts(request, caller, target, [prompt]))
     return await ticket.serve(serve_response(request, caller.account, target, turn, ticket, guard))

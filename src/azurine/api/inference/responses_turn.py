@@ -29,6 +29,7 @@ from azurine.api.inference.responses_render import (
 )
 from azurine.api.inference.serving_chat import chat_prompt, chat_sampling
 from azurine.api.inference.ticket import Ticket
+from azurine.api.inference.vision_input import Images
 from azurine.engines.base import ContextLengthExceeded, Event, ToolCall
 from azurine.safety.streaming import AnswerCheck
 
@@ -51,6 +52,7 @@ class Turn:
     items: list[dict[str, Any]]
     conversation: Conversation
     chat: ChatCompletionRequest
+    images: Images | None = None  # what the vision stage read and downloaded, for a shorter turn's chat too
 
     def shorter(self) -> Turn | None:
         """The same turn with the oldest turn of its conversation left out (truncation `auto`), if any is left."""
@@ -59,7 +61,10 @@ class Turn:
         conversation = self.conversation.shortened()
         if conversation is None:
             return None
-        return replace(self, conversation=conversation, chat=chat_request(self.body, conversation))
+        chat = chat_request(self.body, conversation)
+        if self.images is not None:
+            self.images.apply(chat)
+        return replace(self, conversation=conversation, chat=chat)
 
     def response(self, outcome: Outcome) -> dict[str, Any]:
         return response_object(self.body, self.response_id, self.created_at, self.model, outcome)

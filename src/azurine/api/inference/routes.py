@@ -1,6 +1,7 @@
 """Inference routes, each written once and mounted on both surfaces (`azurine.api.mounting`). A handler is the
 request pipeline, top to bottom, after the caller's stages (api-version → account → network → encryption →
-identity): deployment and body → the whole request checked → quota → content filter → serve.
+identity): deployment and body → the whole request checked (a chat's images read and counted, `vision_input`) →
+quota → images given by URL downloaded, where the settings say so → content filter → serve.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequ
 from azurine.api.inference.serving_chat import check_content_types, serve_chat
 from azurine.api.inference.serving_completions import check_combination, serve_completions
 from azurine.api.inference.serving_embeddings import check_dimensions, serve_embeddings
+from azurine.api.inference.vision_input import read_images
 from azurine.api.mounting import mount
 from azurine.api.sse import AzureJSONResponse
 from azurine.api.surface import DATED
@@ -39,7 +41,10 @@ def completion_texts(body: CompletionRequest) -> list[PromptText]:
 async def chat_completions(request: Request, caller: Caller) -> Response:
     target, body = await target_and_body(request, caller, ChatCompletionRequest, "chat")
     check_content_types(body, target)
+    images = await read_images(body, services(request).settings.images, bool(target.deployment.upstream_url))
     ticket = await admit(request, caller, target, chat_cost(body, target.model), "chat")
+    await ticket.check(images.download())
+    images.apply(body)
     guard = await ticket.check(screen_prompts(request, caller, target, [chat_prompt_text(body.messages)]))
     return await ticket.serve(serve_chat(request, target, body, ticket, guard))
 
@@ -67,6 +72,7 @@ def azure_model(model: ModelSpec, created: int) -> dict[str, Any]:
         "capabilities": {
             "chat_completion": model.can("chat"), "completion": model.can("completion"),
             "embeddings": model.can("embeddings"), "fine_tune": False, "inference": True,
+            "vision": model.can("vision"),
         },
         "created": created, "created_at": created,
         "deprecation": {"inference": created + 10 * 365 * 24 * 3600},

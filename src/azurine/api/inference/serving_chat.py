@@ -65,6 +65,7 @@ def chat_prompt(body: ChatCompletionRequest) -> ChatPrompt:
         tools=[t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None,
         tool_choice=tool_choice.model_dump() if hasattr(tool_choice, "model_dump") else tool_choice,  # type: ignore[union-attr]
         parallel_tool_calls=not one_call_only(body),
+        image_tokens=body.image_tokens(),
     )
 
 
@@ -122,8 +123,8 @@ def finish_reason(body: ChatCompletionRequest, reason: str) -> str:
 
 
 def check_content_types(body: ChatCompletionRequest, target: Target) -> None:
-    """Images go only to models that can see; the catalog's models read text."""
-    if target.model.can("vision"):  # type: ignore[arg-type]
+    """Images go only to models with the `vision` capability; the others refuse them in Azure's words."""
+    if target.model.can("vision"):
         return
     for i, message in enumerate(body.messages):
         for j, part in enumerate(message.content if isinstance(message.content, list) else []):

@@ -7,7 +7,7 @@ subscription's quota) is checked here, so no surface can write around one; a ref
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -53,6 +53,15 @@ class Upstream:
     url: str
     model: str | None = None
     api_key: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalWeights:
+    """A directory on the server whose weights an in-process engine loads (set by the operator: a diffusers pipeline
+    for an image model), and that engine's bounds (`steps`, `resolution`)."""
+
+    path: str
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,8 +126,22 @@ def _policy_exists(store: StateStore, account: AccountRecord, name: str) -> bool
     return name in BUILT_IN_POLICIES or store.child(account.id, "raiPolicies", name) is not None
 
 
+def require_weights(model: ModelSpec, upstream: Upstream | None, local: LocalWeights | None,
+                    existing: DeploymentRecord | None) -> None:
+    """A model with no packaged weights (DALL-E 3) is served only by an upstream server or from weights the operator
+    gives, so only the operator can deploy it, or replace a deployment of it that has them."""
+    if model.packaged or upstream is not None or local is not None or model.extra.get("path"):
+        return
+    if existing is not None and (existing.upstream_url or existing.model_path):
+        return
+    raise arm_error(400, "InvalidResourceProperties",
+                    f"The model '{model.name} {model.version}' has no weights on this server: the operator deploys it "
+                    "with an upstream server or a directory of weights (`azurine deployments create --upstream-url` "
+                    "or `--model-path`).")
+
+
 def put_deployment(store: StateStore, catalog: Catalog, owner: AccountRecord, name: str, body: DeploymentIn,
-                   principal: str, upstream: Upstream | None = None) -> Written:
+                   principal: str, upstream: Upstream | None = None, local: LocalWeights | None = None) -> Written:
     """Create or replace `owner`'s deployment `name` (ARM's PUT)."""
     check_name(name, "deployments")
     existing = store.deployment(owner.id, name)
@@ -136,13 +159,15 @@ def put_deployment(store: StateStore, catalog: Catalog, owner: AccountRecord, na
         raise arm_error(400, "InvalidResourceProperties", f"The RAI policy '{policy}' was not found in this account.")
     if sku in BATCH and not model.can("chat") and not model.can("embeddings"):
         raise arm_error(400, "InvalidResourceProperties", f"{model.name} cannot be deployed as {sku}.")
+    require_weights(model, upstream, local, existing)
     require_quota(store, owner, model, sku, capacity, name)
     extra = {k: v for k, v in (props.model_extra or {}).items() if k not in READ_ONLY}
     deployment, created = store.put_deployment(
         owner.id, name, model_format=model.publisher, model_name=model.name, model_version=model.version,
         sku_name=sku, sku_capacity=capacity, rai_policy_name=policy, version_upgrade_option=upgrade,
         properties=extra, tags=body.tags if body.tags is not None else (existing.tags if existing else {}),
-        principal=principal, upstream=(upstream.url, upstream.model, upstream.api_key) if upstream else None)
+        principal=principal, upstream=(upstream.url, upstream.model, upstream.api_key) if upstream else None,
+        local=(local.path, local.options) if local else None)
     return Written(deployment, model, created)
 
 

@@ -34,9 +34,10 @@ DEPLOYMENTS = ACCOUNTS + "/{account}/deployments"
 
 def capabilities(model: ModelSpec) -> dict[str, str]:
     found = {"chatCompletion": model.can("chat"), "completion": model.can("completion"),
-             "embeddings": model.can("embeddings"), "audio": model.audio}
+             "embeddings": model.can("embeddings"), "audio": model.audio,
+             "imageGenerations": model.can("image_generation"), "vision": model.can("vision")}
     out = {k: "true" for k, v in found.items() if v}
-    if not model.audio:
+    if not model.audio and not model.can("image_generation"):
         out["maxContextToken"] = str(model.context_length)
     if model.can("chat"):
         out["jsonObjectResponse"] = "true"
@@ -45,8 +46,8 @@ def capabilities(model: ModelSpec) -> dict[str, str]:
 
 
 def rate_limits(sku: str, capacity: int, model: ModelSpec | None = None) -> list[dict[str, Any]]:
-    """As Azure reports them: a Standard-family unit is 1,000 tokens and 6 requests a minute, or, for Whisper and
-    TTS, one request a minute."""
+    """As Azure reports them: a Standard-family unit is 1,000 tokens and 6 requests a minute, or, for Whisper, TTS
+    and DALL-E, one request a minute."""
     if sku in STANDARD and model is not None and model.rate_limit == "requests":
         return [{"count": float(capacity), "key": "request", "renewalPeriod": 60.0}]
     if sku in STANDARD:

@@ -1,0 +1,1 @@
+"""Fine-tuning: the training file checked, LoRA trained on the CPU, the adapter written for llama.cpp."""

@@ -1,0 +1,183 @@
+"""Fine-tuning through the official SDK: Azure's checks of a training file (every bad line named, the job failed
+with `error`), jobs created, listed, paged, paused, resumed and cancelled on both surfaces, one account blind to
+another's jobs, and a real LoRA job on SmolLM2 that is killed (`kill -9`) after its first epoch's checkpoint and
+resumes from it.
+
+`test_a_job_killed_mid_training_resumes_from_its_checkpoint` is the long one (about a minute: the model loaded
+twice, 20 training steps on one thread, a restart of the server)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import openai
+import pytest
+from openai import AzureOpenAI
+
+from azurine.storage.database import make_engine
+from azurine.storage.state import StateStore
+from conftest import API_VERSION, Server, start_server, stop
+
+CODE_WORD = "ZEBRA-42"
+QUESTIONS = ("What is the capital of France?", "How are you today?", "Tell me a joke.", "What is 2 + 2?",
+             "Name a colour.", "Who wrote Hamlet?", "What is the weather like?", "Give me a recipe.",
+             "Translate hello into Spanish.", "What is Python?", "Describe the sea.", "Recommend a book.")
+BATCH_LINE = (json.dumps({"custom_id": "a", "method": "POST", "url": "/chat/completions",
+                         "body": {"model": "x", "messages": [{"role": "user", "content": "hi"}]}}) + "\n").encode()
+
+
+def chat_jsonl(count: int = 12, answer: str = CODE_WORD) -> bytes:
+    lines = [{"messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]},
+                           {"role": "assistant", "content": answer}]} for i in range(count)]
+    return ("\n".join(json.dumps(line) for line in lines) + "\n").encode()
+
+
+@dataclass
+class Running:
+    server: Server
+
+
+@pytest.fixture(scope="module")
+def tuning(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    data = tmp_path_factory.mktemp("fine-tuning") / "data"
+    running = Running(start_server(data))
+    try:
+        yield running
+    finally:
+        stop(running.server.process)
+
+
+def upload(client: AzureOpenAI | openai.OpenAI, content: bytes, purpose: str = "fine-tune") -> str:
+    return client.files.create(file=("train.jsonl", content), purpose=purpose).id  # type: ignore[arg-type]
+
+
+def test_requests_the_api_refuses(tuning: Running) -> None:
+    client = tuning.server.azure()
+    good = upload(client, chat_jsonl())
+    refused = {
+        "a model that cannot be fine-tuned": {"model": "all-MiniLM-L6-v2", "training_file": good},
+        "a missing file": {"model": "SmolLM2-135M-Instruct", "training_file": "file-missing"},
+        "a batch file": {"model": "SmolLM2-135M-Instruct", "training_file": upload(client, BATCH_LINE, "batch")},
+        "a bad suffix": {"model": "SmolLM2-135M-Instruct", "training_file": good, "suffix": "not ok!"},
+        "zero epochs": {"model": "SmolLM2-135M-Instruct", "training_file": good, "hyperparameters": {"n_epochs": 0}},
+    }
+    for case, body in refused.items():
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.fine_tuning.jobs.create(**body)  # type: ignore[arg-type]
+        assert raised.value.body["code"] == "invalidPayload", case  # type: ignore[index]
+
+
+def test_a_bad_training_file_fails_the_job_naming_its_lines(tuning: Running) -> None:
+    client = tuning.server.azure()
+    lines = chat_jsonl(12).decode().splitlines()
+    lines[2] = "{not json"
+    lines[4] = json.dumps({"messages": [{"role": "bot", "content": "hi"}]})
+    lines[6] = json.dumps({"messages": [{"role": "user", "content": "only a question"}]})
+    job = client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct",
+                                         training_file=upload(client, "\n".join(lines).encode()))
+    assert job.status == "failed" and job.error is not None
+    assert job.error.code == "invalid_training_file"
+    for named in ("Line 3 is not valid JSON", "Line 5 message 0 has invalid role", "Line 7 has no assistant message"):
+        assert named in job.error.message, job.error.message
+    few = client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=upload(client, chat_jsonl(9)))
+    assert few.status == "failed" and few.error is not None and "at least 10" in few.error.message
+    events = [e.message for e in client.fine_tuning.jobs.list_events(few.id)]
+    assert any("at least 10" in m for m in events)
+
+
+def test_jobs_are_listed_paused_resumed_and_cancelled_on_both_surfaces(tuning: Running) -> None:
+    client, v1 = tuning.server.azure(), tuning.server.v1()
+    training = upload(client, chat_jsonl())
+    jobs = [client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=training,
+                                           hyperparameters={"n_epochs": 50}, suffix="long", seed=7)
+            for _ in range(2)]
+    for job in jobs:
+        assert job.status == "queued" and job.id.startswith("ftjob-") and job.seed == 7
+        assert job.hyperparameters.n_epochs == 50 and job.hyperparameters.batch_size == 1
+    assert v1.fine_tuning.jobs.retrieve(jobs[0].id).id == jobs[0].id
+    first = client.fine_tuning.jobs.list(limit=1)
+    assert first.data[0].id == jobs[1].id and first.has_more
+    assert client.fine_tuning.jobs.list(limit=1, after=jobs[1].id).data[0].id == jobs[0].id
+    paused = client.fine_tuning.jobs.pause(jobs[1].id)
+    assert paused.status == "paused"
+    assert client.fine_tuning.jobs.resume(jobs[1].id).status == "queued"
+    for job in jobs:
+        assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+        with pytest.raises(openai.ConflictError):
+            v1.fine_tuning.jobs.cancel(job.id)
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(jobs[1].id, limit=100)]
+    assert messages[0] == "Job cancelled" and "Job paused" in messages and "Job resumed" in messages
+    page = client.fine_tuning.jobs.list_events(jobs[1].id, limit=2)
+    assert len(page.data) == 2 and page.has_more
+    rest = client.fine_tuning.jobs.list_events(jobs[1].id, limit=100, after=page.data[-1].id)
+    assert [e.message for e in rest.data] == messages[2:]
+    with pytest.raises(openai.NotFoundError):
+        client.fine_tuning.jobs.retrieve("ftjob-missing")
+
+
+def test_another_account_cannot_see_the_jobs(tuning: Running) -> None:
+    server = tuning.server
+    client = server.azure()
+    job = client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=upload(client, chat_jsonl(9)))
+    name = f"ft-{uuid.uuid4().hex[:8]}"
+    other = StateStore(make_engine(f"sqlite:///{server.data_dir / 'azurine.db'}")).create_account(
+        name, location="local", subscription_id="00000000-0000-0000-0000-000000000000", resource_group="azurine")
+    theirs = AzureOpenAI(azure_endpoint=f"{server.url}/accounts/{name}", api_key=other.key1,
+                         api_version=API_VERSION, max_retries=0)
+    for call in (theirs.fine_tuning.jobs.retrieve, theirs.fine_tuning.jobs.cancel,
+                 theirs.fine_tuning.jobs.list_events, theirs.fine_tuning.jobs.checkpoints.list):
+        with pytest.raises(openai.NotFoundError):
+            call(job.id)
+    assert job.id not in [j.id for j in theirs.fine_tuning.jobs.list()]
+    with pytest.raises(openai.BadRequestError):  # my file is no file of theirs
+        theirs.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=job.training_file)
+
+
+def wait_for_job(client: AzureOpenAI, job_id: str, until: tuple[str, ...], timeout: float = 180) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in until:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} is still {job.status}")
+
+
+def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tuning: Running) -> None:
+    client = tuning.server.azure()
+    job = client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=upload(client, chat_jsonl(10)),
+                                         validation_file=upload(client, chat_jsonl(2)),
+                                         hyperparameters={"n_epochs": 2, "batch_size": 2}, suffix="zebra")
+    deadline = time.monotonic() + 120
+    while not client.fine_tuning.jobs.checkpoints.list(job.id).data:  # the first epoch's checkpoint
+        assert time.monotonic() < deadline and client.fine_tuning.jobs.retrieve(job.id).status in ("queued", "running")
+        time.sleep(0.2)
+    os.kill(tuning.server.process.pid, signal.SIGKILL)
+    tuning.server.process.wait()
+    tuning.server = start_server(tuning.server.data_dir)
+    client = tuning.server.azure()
+    done = wait_for_job(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done  # type: ignore[attr-defined]
+    assert done.fine_tuned_model == f"smollm2-135m-instruct.ft-{job.id.removeprefix('ftjob-')}-zebra"  # type: ignore[attr-defined]
+    assert done.trained_tokens and done.trained_tokens > 0  # type: ignore[attr-defined]
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+    assert "Resuming from the checkpoint at step 5" in messages, messages
+    assert any(m.startswith("Step 10/10: training loss=") for m in messages)
+    steps = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id).data]
+    assert steps == [10, 5]
+    result = done.result_files[0]  # type: ignore[attr-defined]
+    assert client.files.retrieve(result).purpose == "fine-tune-results"
+    rows = list(csv.DictReader(io.StringIO(client.files.content(result).text)))
+    assert [int(r["step"]) for r in rows] == list(range(1, 11))
+    assert list(rows[0]) == ["step", "train_loss", "train_mean_token_accuracy", "valid_loss",
+                             "valid_mean_token_accuracy", "full_valid_loss", "full_valid_mean_token_accuracy"]
+    assert rows[-1]["full_valid_loss"] and not rows[0]["full_valid_loss"]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
