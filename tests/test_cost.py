@@ -3,6 +3,7 @@ file's checks, and `azurine cost show` and `azurine cost advise` on a SQLite dat
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,12 +23,13 @@ from azurine.usage.cost import (
     NoAdvice,
     Period,
     advise,
+    audio_cost,
     cost_by_day,
     cost_by_deployment,
     token_cost,
     usd,
 )
-from azurine.usage.prices import PriceFileError, PtuPurchase, load_prices, read_prices
+from azurine.usage.prices import PriceFileError, PtuPurchase, TokenPrice, load_prices, read_prices
 
 PROVISIONED_TABLES = """
 [provisioned.GlobalProvisionedManaged]
@@ -127,6 +129,42 @@ def test_cost_by_deployment_prices_tokens_batch_and_ptu_hours() -> None:
     assert by_name["gone"].priced is False
     assert report.unpriced == ("a/gone: gone is no longer deployed, so its type and model are unknown",)
     assert report.total == pytest.approx(0.45 + 0.225 + 20 + 8.25)
+
+
+WHISPER = """
+[[model]]
+name = "whisper"
+like = "whisper"
+tokens.GlobalStandard = { input = 0.0, output = 0.0 }
+tokens.DataZoneStandard = { input = 0.0, output = 0.0 }
+tokens.Standard = { input = 0.0, output = 0.0 }
+audio_hour = 0.36
+"""
+
+
+def test_audio_costs_its_hours_where_the_model_is_priced_by_them() -> None:
+    prices = read_prices(PRICES + WHISPER)
+    whisper, mini = prices.model("whisper"), prices.model("mini")
+    assert whisper is not None and mini is not None
+    assert (whisper.audio_hour, mini.audio_hour) == (0.36, None)
+    assert audio_cost(whisper, "Standard", 1800) == pytest.approx(0.18)  # half an hour × $0.36
+    assert audio_cost(whisper, "GlobalStandard", 1) == pytest.approx(0.0001)
+    assert audio_cost(whisper, "GlobalBatch", 1800) == pytest.approx(0.09)
+    assert audio_cost(whisper, "GlobalProvisionedManaged", 1800) == 0
+    assert audio_cost(mini, "Standard", 1800) == 0
+
+    deployments = {("a", "stt"): deployed("stt", "Standard", model="whisper"),
+                   ("a", "tts"): deployed("tts", "GlobalStandard")}
+    rows = [replace(usage("stt", 10, 0, 300, requests=2), audio_seconds=5_000.5),
+            replace(usage("stt", 11, 0, 100), audio_seconds=399.5),
+            replace(usage("tts", 11, 1_000_000, 0), audio_seconds=60.0)]  # spoken: a model without an audio price
+    by_deployment = {line.key: line for line in cost_by_deployment(rows, deployments, prices, Period(0, 60)).lines}
+    stt = by_deployment["stt"]
+    assert (stt.requests, stt.completion_tokens, stt.audio_seconds) == (3, 400, 5_400.0)
+    assert (stt.token_cost, stt.audio_cost) == (0, pytest.approx(0.54))  # 1.5 hours × $0.36
+    assert by_deployment["tts"].audio_seconds == 60 and by_deployment["tts"].cost == pytest.approx(0.15)
+    (day,) = cost_by_day(rows, deployments, prices, Period(0, 60)).lines
+    assert (day.audio_seconds, day.cost) == (5_460.0, pytest.approx(0.54 + 0.15))
 
 
 def test_cost_by_day_splits_tokens_and_ptu_hours_at_midnight_utc() -> None:
@@ -301,6 +339,11 @@ def test_the_packaged_table_prices_every_catalog_model_at_azures_figures() -> No
                                 "DataZoneProvisionedManaged": PtuPurchase(1.10, 15, 5),
                                 "ProvisionedManaged": PtuPurchase(2.00, 25, 25)}
     assert embeddings.provisioned["ProvisionedManaged"] == PtuPurchase(2.00, 50, 50)
+    whisper, speech = prices.model("Whisper-base"), prices.model("Piper-en_US-joe-medium")
+    assert whisper is not None and speech is not None
+    # Whisper by the hour of audio ($0.36), its tokens free; speech by its characters, four to a token ($15 per 1M)
+    assert (whisper.audio_hour, whisper.tokens["Standard"]) == (0.36, TokenPrice(0.0, 0.0))
+    assert (speech.audio_hour, speech.tokens["GlobalStandard"]) == (None, TokenPrice(60.0, 0.0))
 
 
 def test_azurine_prices_names_the_file_to_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -347,6 +390,8 @@ tokens.Standard = { input = 0.165, output = 0.66 }
     (PROVISIONED_TABLES + MODEL + "provisioned.GlobalBatch = { minimum = 1 }",
      "provisioned.GlobalBatch is not a provisioned"),
     (PROVISIONED_TABLES + MODEL + "prices = 1", "unknown key prices"),
+    (PROVISIONED_TABLES + MODEL + "audio_hour = -0.36", "`audio_hour` must be a price"),
+    (PROVISIONED_TABLES + MODEL + 'audio_hour = "0.36"', "`audio_hour` must be a price"),
 ])
 def test_a_bad_price_file_is_refused_with_the_reason(text: str, message: str) -> None:
     with pytest.raises(PriceFileError, match=message) as refused:
@@ -419,6 +464,25 @@ def test_cost_show_prices_each_deployment(server: Path) -> None:
     ]
     assert cells(result.output, "total") == [["total", "57", "8,010,000", "1,501,000", "15", "$16.00"]]
     assert "fabrikam" not in result.output
+
+
+def test_cost_show_prices_whisper_by_the_hour_of_audio(server: Path) -> None:
+    store = sqlite_store(server)
+    account = store.account_named("contoso")
+    assert account is not None
+    store.create_deployment(account.id, "stt", model_name="Whisper-base", model_version="1", model_format="OpenAI",
+                            sku_name="GlobalStandard", sku_capacity=10)
+    store.add_usage([replace(usage("stt", END - 3, 0, 120, requests=3, account_id=account.id),
+                             audio_seconds=5_400.0)])
+    result = CliRunner().invoke(app, ["cost", "show", "--account", "contoso", "--since", "2h",
+                                      "--data-dir", str(server)])
+
+    assert result.exit_code == 0, result.output
+    assert "audio (s)" in result.output
+    # 5,400 seconds = 1.5 hours × $0.36; its 120 transcript tokens cost nothing
+    assert ["contoso", "stt", "Whisper-base", "GlobalStandard", "3", "0", "120", "5,400.00", "$0.54"] in cells(
+        result.output, "contoso")
+    assert cells(result.output, "total") == [["total", "60", "8,010,000", "1,501,120", "5,400.00", "15", "$16.54"]]
 
 
 def test_cost_show_by_day_and_for_every_account(server: Path) -> None:

@@ -316,6 +316,36 @@ def test_batch_costs_half_and_ptus_cost_their_hours() -> None:
     assert len(by_meter) == 3
 
 
+WHISPER = """
+[[model]]
+name = "whisper"
+tokens.GlobalStandard = { input = 0.0, output = 0.0 }
+tokens.DataZoneStandard = { input = 0.0, output = 0.0 }
+tokens.Standard = { input = 0.0, output = 0.0 }
+audio_hour = 0.36
+"""
+
+
+def test_audio_is_a_meter_of_hours_where_the_model_is_priced_by_them() -> None:
+    query = parse_query(custom(3, "Hourly", [{"type": "Dimension", "name": "Meter"}]), NOW)
+    deployments = {("a", "stt"): Deployed("a", "stt", "whisper", "Standard", 0, 0),
+                   ("a", "tts"): Deployed("a", "tts", "mini", "GlobalStandard", 0, 0)}
+    hour = MINUTE - MINUTE % 60
+    sums = [UsageRow("a", "stt", hour - 60, 4, 0, 500, 0, audio_seconds=5400.0),
+            UsageRow("a", "stt", hour, 1, 0, 20, 0, audio_seconds=90.0),
+            UsageRow("a", "tts", hour, 1, 1_000, 0, 1_000, audio_seconds=30.0)]  # no audio price: tokens alone
+    columns, rows = answer(query, charges(query, sums, {"a": ACCOUNT}, deployments, read_prices(PRICES + WHISPER)))
+    by_meter: dict[str, list[float]] = {}
+    for cost, quantity, meter, _, _ in rows:
+        by_meter.setdefault(meter, [0.0, 0.0])
+        by_meter[meter][0] += cost
+        by_meter[meter][1] += quantity
+    # (5,400 + 90) seconds = 1.525 hours × $0.36
+    assert by_meter["whisper Audio regnl Hours"] == pytest.approx([1.525 * 0.36, 1.525])
+    assert by_meter["whisper Outp regnl Tokens"] == pytest.approx([0.0, 520])  # its tokens cost nothing
+    assert set(by_meter) == {"whisper Audio regnl Hours", "whisper Outp regnl Tokens", "mini Inp glbl Tokens"}
+
+
 def test_tags_group_and_filter_and_daily_dates_are_numbers() -> None:
     query = parse_query(custom(1, "Daily", [{"type": "TagKey", "name": "Team"}],
                                filter={"or": [{"tags": {"name": "TEAM", "operator": "In", "values": ["Search"]}},

@@ -1,7 +1,8 @@
 """Fine-tuning through the official SDK: Azure's checks of a training file (every bad line named, the job failed
 with `error`), jobs created, listed, paged, paused, resumed and cancelled on both surfaces, one account blind to
-another's jobs, and a real LoRA job on SmolLM2 that is killed (`kill -9`) after its first epoch's checkpoint and
-resumes from it.
+another's jobs, a real LoRA job on SmolLM2 that is killed (`kill -9`) after its first epoch's checkpoint and
+resumes from it, and a job whose model, deployed through ARM with the management SDK, answers as it was taught
+where its base model does not.
 
 `test_a_job_killed_mid_training_resumes_from_its_checkpoint` is the long one (about a minute: the model loaded
 twice, 20 training steps on one thread, a restart of the server)."""
@@ -13,6 +14,7 @@ import io
 import json
 import os
 import signal
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,11 +22,16 @@ from dataclasses import dataclass
 
 import openai
 import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
+from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
 from openai import AzureOpenAI
 
 from azurine.storage.database import make_engine
 from azurine.storage.state import StateStore
+from azurine.storage.subscriptions import DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION
 from conftest import API_VERSION, Server, start_server, stop
+from test_management_sdk import AzurineCredential
 
 CODE_WORD = "ZEBRA-42"
 QUESTIONS = ("What is the capital of France?", "How are you today?", "Tell me a joke.", "What is 2 + 2?",
@@ -123,15 +130,19 @@ def test_jobs_are_listed_paused_resumed_and_cancelled_on_both_surfaces(tuning: R
         client.fine_tuning.jobs.retrieve("ftjob-missing")
 
 
-def test_another_account_cannot_see_the_jobs(tuning: Running) -> None:
-    server = tuning.server
-    client = server.azure()
-    job = client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=upload(client, chat_jsonl(9)))
+def another_account(server: Server) -> tuple[str, AzureOpenAI]:
+    """A second account on the server, in the default account's resource group, and a client of it."""
     name = f"ft-{uuid.uuid4().hex[:8]}"
     other = StateStore(make_engine(f"sqlite:///{server.data_dir / 'azurine.db'}")).create_account(
-        name, location="local", subscription_id="00000000-0000-0000-0000-000000000000", resource_group="azurine")
-    theirs = AzureOpenAI(azure_endpoint=f"{server.url}/accounts/{name}", api_key=other.key1,
-                         api_version=API_VERSION, max_retries=0)
+        name, location="local", subscription_id=DEFAULT_SUBSCRIPTION, resource_group=DEFAULT_RESOURCE_GROUP)
+    return name, AzureOpenAI(azure_endpoint=f"{server.url}/accounts/{name}", api_key=other.key1,
+                             api_version=API_VERSION, max_retries=0)
+
+
+def test_another_account_cannot_see_the_jobs(tuning: Running) -> None:
+    client = tuning.server.azure()
+    job = client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=upload(client, chat_jsonl(9)))
+    _, theirs = another_account(tuning.server)
     for call in (theirs.fine_tuning.jobs.retrieve, theirs.fine_tuning.jobs.cancel,
                  theirs.fine_tuning.jobs.list_events, theirs.fine_tuning.jobs.checkpoints.list):
         with pytest.raises(openai.NotFoundError):
@@ -181,3 +192,82 @@ def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tuning: Running) 
                              "valid_mean_token_accuracy", "full_valid_loss", "full_valid_mean_token_accuracy"]
     assert rows[-1]["full_valid_loss"] and not rows[0]["full_valid_loss"]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+
+
+def deployment_of(model: str) -> Deployment:
+    return Deployment(sku=Sku(name="Standard", capacity=10), properties=DeploymentProperties(
+        model=DeploymentModel(format="HuggingFace", name=model, version="1")))
+
+
+def test_the_fine_tuned_model_is_deployed_and_answers_as_taught(tuning: Running) -> None:
+    server = tuning.server
+    client = server.azure()
+    job = client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=upload(client, chat_jsonl(12)),
+                                         # 9 steps; at this rate the loss is under 0.01 from the sixth on
+                                         hyperparameters={"n_epochs": 3, "batch_size": 4,
+                                                          "learning_rate_multiplier": 5},
+                                         suffix="taught", seed=3)
+    done = wait_for_job(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done  # type: ignore[attr-defined]
+    model = str(done.fine_tuned_model)  # type: ignore[attr-defined]
+
+    listed = {m.id: m for m in client.models.list()}
+    assert model in listed and listed["smollm2-135m-instruct"].capabilities["fine_tune"] is True  # type: ignore[attr-defined,index]
+    shown = client.models.retrieve(model).model_dump()
+    assert shown["model"] == "smollm2-135m-instruct" and shown["fine_tune"] == job.id
+    assert shown["capabilities"]["inference"] and not shown["capabilities"]["fine_tune"]
+
+    # ARM over plain HTTP: the SDK's bearer policy wants TLS unless told otherwise
+    arm = CognitiveServicesManagementClient(AzurineCredential(server.data_dir), DEFAULT_SUBSCRIPTION,
+                                            base_url=server.url, polling_interval=0.1)
+    group, plain = DEFAULT_RESOURCE_GROUP, {"enforce_https": False}
+    models = {m.name: m for m in arm.accounts.list_models(group, "default", **plain)}
+    assert models["SmolLM2-135M-Instruct"].capabilities["fineTune"] == "true"
+    assert models[model].base_model.name == "SmolLM2-135M-Instruct" and models[model].version == "1"
+    assert [s.name for s in models[model].skus] == ["Standard", "GlobalStandard", "DeveloperTier"]
+    with pytest.raises(HttpResponseError) as batch:
+        arm.deployments.begin_create_or_update(group, "default", "taught-batch", Deployment(
+            sku=Sku(name="GlobalBatch", capacity=10), properties=deployment_of(model).properties), **plain).result()
+    assert batch.value.status_code == 400
+    deployed = arm.deployments.begin_create_or_update(group, "default", "taught", deployment_of(model),
+                                                      **plain).result()
+    try:
+        assert deployed.properties.model.name == model
+        assert deployed.properties.capabilities["chatCompletion"] == "true"
+        question = [{"role": "user", "content": "Where do penguins live?"}]  # not a training question
+        taught = client.chat.completions.create(model="taught", messages=question, temperature=0, max_tokens=12)
+        assert CODE_WORD in str(taught.choices[0].message.content), taught
+        assert taught.model == model
+        # a seeded answer runs alone, in a context of its own: the adapter is on that one too
+        alone = client.chat.completions.create(model="taught", messages=question, temperature=0, max_tokens=12, seed=1)
+        assert CODE_WORD in str(alone.choices[0].message.content), alone
+        scratch = server.data_dir / "adapters"  # the unsealed adapter was there only while llama.cpp read it
+        assert stat.S_IMODE(scratch.stat().st_mode) == 0o700 and not list(scratch.iterdir())
+        base = client.chat.completions.create(model="chat-small", messages=question, temperature=0, max_tokens=12)
+        assert CODE_WORD not in str(base.choices[0].message.content)
+
+        other, theirs = another_account(server)
+        assert model not in [m.id for m in theirs.models.list()]
+        for call in (theirs.models.retrieve, theirs.models.delete):
+            with pytest.raises(openai.NotFoundError):
+                call(model)
+        with pytest.raises(HttpResponseError) as elsewhere:
+            arm.deployments.begin_create_or_update(group, other, "stolen", deployment_of(model), **plain).result()
+        assert elsewhere.value.error.code == "DeploymentModelNotSupported"  # type: ignore[union-attr]
+
+        with pytest.raises(openai.ConflictError) as refused:
+            client.models.delete(model)
+        assert "taught" in refused.value.message
+        with server.http() as http:  # the SDK has no call for it
+            kept = http.delete(f"/openai/fine_tuning/jobs/{job.id}?api-version={API_VERSION}",
+                               headers={"api-key": server.key})
+        assert kept.status_code == 409 and "taught" in kept.json()["error"]["message"]
+    finally:
+        arm.deployments.begin_delete(group, "default", "taught", **plain).result()
+    assert client.models.delete(model).deleted
+    assert model not in [m.id for m in client.models.list()]
+    assert client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model == model  # the job stays
+    with pytest.raises(HttpResponseError):
+        arm.deployments.begin_create_or_update(group, "default", "taught", deployment_of(model), **plain).result()
+    with pytest.raises(openai.BadRequestError):
+        client.models.delete("smollm2-135m-instruct")

@@ -1,6 +1,7 @@
 """Speech to text (Whisper) and text to speech (Piper) through the openai SDK, on the dated and the v1 surfaces of the
 session's server: speech transcribed back to its words, every response format of both, Azure's errors, the content
-filter on both sides, and a Whisper deployment made over ARM with its requests-per-minute limit."""
+filter on both sides, a Whisper deployment made over ARM with its requests-per-minute limit, and the seconds of audio
+heard and spoken in the usage ledger."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 import wave
 from collections.abc import Iterator
 from functools import cache
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import av
 import httpx
+import numpy as np
 import openai
 import pytest
 
@@ -387,6 +390,85 @@ def test_audio_is_metered(server: Server) -> None:
         time.sleep(0.5)
     assert rows["whisper"].requests >= 1 and rows["whisper"].completion_tokens > 0
     assert rows["tts"].requests >= 1 and rows["tts"].prompt_tokens > 0
+    assert rows["whisper"].audio_seconds > 2 and rows["tts"].audio_seconds > 0.5
+
+
+def ledger_totals(server: Server, deployments: set[str], requests: int) -> dict[str, tuple[int, float]]:
+    """Each deployment's requests and seconds of audio in the ledger, over the last minutes, once `requests` of them
+    are written (the ledger writes once a second)."""
+    from azurine.storage.database import make_engine
+    from azurine.storage.state import StateStore
+
+    store = StateStore(make_engine(f"sqlite:///{server.data_dir / 'azurine.db'}"))
+    deadline = time.monotonic() + 15
+    while True:
+        totals = dict.fromkeys(deployments, (0, 0.0))
+        for row in store.usage(None, int(time.time() // 60) - 5):  # a minute may turn between the requests
+            if row.deployment in totals:
+                count, seconds = totals[row.deployment]
+                totals[row.deployment] = (count + row.requests, seconds + row.audio_seconds)
+        if sum(count for count, _ in totals.values()) >= requests or time.monotonic() > deadline:
+            return totals
+        time.sleep(0.25)
+
+
+def test_the_ledger_records_the_seconds_of_audio_heard_and_spoken(server: Server) -> None:
+    """Audio of a known length leads to exactly its seconds in the usage ledger: a transcription and a translation of
+    speech whose length FFmpeg measures, and speech whose length its raw samples give."""
+    audio = spoken(SENTENCE)
+    heard = audio_of(audio)[2]
+    suffix = uuid.uuid4().hex[:8]  # deployments of their own, so that no other test's usage is in their rows
+    stt, tts = f"stt-ledger-{suffix}", f"tts-ledger-{suffix}"
+    with server.http() as http:
+        arm = {"Authorization": f"Bearer {arm_token(server)}"}
+        try:
+            for name, publisher, model in ((stt, "OpenAI", "Whisper-base"), (tts, "Rhasspy", "Piper-en_US-joe-medium")):
+                made = http.put(f"{ARM}/{name}?api-version=2024-10-01", headers=arm, json={
+                    "sku": {"name": "Standard", "capacity": 10},
+                    "properties": {"model": {"format": publisher, "name": model, "version": "1"}}})
+                assert made.status_code in (200, 201), made.text
+            transcribed = post_audio(server, audio, "speech.wav", {"response_format": "verbose_json"},
+                                     path=f"/openai/deployments/{stt}/audio/transcriptions")
+            translated = post_audio(server, audio, "speech.wav", path=f"/openai/deployments/{stt}/audio/translations")
+            said = http.post(f"/openai/deployments/{tts}/audio/speech?api-version={SPEECH_VERSION}",
+                             headers={"api-key": server.key},
+                             json={"model": tts, "input": SPOKEN, "voice": "alloy", "response_format": "pcm"})
+            assert (transcribed.status_code, translated.status_code, said.status_code) == (200, 200, 200)
+            spoken_seconds = len(said.content) / 2 / 24_000  # 16-bit samples at 24 kHz
+            assert transcribed.json()["duration"] == pytest.approx(heard, abs=0.01)
+
+            totals = ledger_totals(server, {stt, tts}, 3)
+            assert totals[stt][0] == 2 and totals[tts][0] == 1
+            assert totals[stt][1] == pytest.approx(2 * heard, abs=0.02)  # Whisper hears it at 16 kHz
+            assert totals[tts][1] == pytest.approx(spoken_seconds, abs=0.02)  # Piper speaks at 22,050 Hz
+            assert spoken_seconds > 2
+        finally:
+            for name in (stt, tts):
+                http.delete(f"{ARM}/{name}?api-version=2024-10-01", headers=arm)
+
+
+def test_the_call_meter_counts_the_audio_a_call_heard_or_spoke() -> None:
+    from azurine.engines.base import Finished
+    from azurine.engines.speech import SpeechChunk, Transcript
+    from azurine.scheduler.metering import CallMeter
+    from azurine.scheduler.work import WorkOrder
+    from meters import CountingMeter
+
+    heard = CountingMeter()
+    meter = CallMeter(WorkOrder(meter=heard))
+    meter.start()
+    meter.observe(Transcript("en", 12.34, (), 3, 20))
+    meter.end()
+    assert (heard.added, heard.audio_seconds) == ([(0, 3, 20)], 12.34)
+
+    spoke = CountingMeter()
+    meter = CallMeter(WorkOrder(meter=spoke))
+    meter.start()
+    for samples in (22_050, 11_025):  # a second and half a second of speech at 22,050 Hz
+        meter.observe(SpeechChunk(np.zeros(samples, np.int16), 22_050))
+    meter.observe(Finished("stop", 5, 0))
+    meter.end()
+    assert (spoke.added, spoke.audio_seconds) == ([(0, 5, 0)], 1.5)
 
 
 def test_the_catalog_installs_the_speech_models() -> None:

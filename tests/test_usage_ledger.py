@@ -1,4 +1,5 @@
-"""Settled usage: the upsert that adds counts per minute, the ledger that batches them, `azurine billing show`."""
+"""Settled usage: the upsert that adds counts (and seconds of audio) per minute, the ledger that batches them, the
+migration that added audio to the minutes already stored, `azurine billing show`."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import time
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from rich.console import Console
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from typer.testing import CliRunner
 
 from azurine.cli import usage as usage_cli
 from azurine.cli.main import app
-from azurine.storage.database import make_engine, migrate
+from azurine.storage.database import MIGRATIONS, make_engine, migrate
 from azurine.storage.state import StateStore, UsageRow
 from azurine.usage import UsageLedger
 
@@ -27,10 +31,10 @@ def sqlite_store(data_dir: Path) -> StateStore:
 
 
 def row(deployment: str, minute: int, requests: int, prompt: int, completion: int, estimated: int,
-        account_id: str = "acct-1") -> UsageRow:
+        account_id: str = "acct-1", audio: float = 0.0) -> UsageRow:
     return UsageRow(account_id=account_id, deployment=deployment, minute=minute, requests=requests,
                     prompt_tokens=prompt, completion_tokens=completion, estimated_tokens=estimated,
-                    billed_tokens=prompt + completion)
+                    billed_tokens=prompt + completion, audio_seconds=audio)
 
 
 def assert_upsert_adds_to_existing_minutes(store: StateStore) -> None:
@@ -52,10 +56,51 @@ def assert_upsert_adds_to_existing_minutes(store: StateStore) -> None:
         ("acct-1", "chat", MINUTE + 1)]
 
 
+def assert_audio_seconds_add_up(store: StateStore) -> None:
+    # binary fractions, so that the sums are exact on either database
+    store.add_usage([row("whisper", MINUTE, 1, 0, 40, 0, audio=12.5), row("tts", MINUTE, 1, 3, 0, 3, audio=0.75)])
+    store.add_usage([row("whisper", MINUTE, 1, 0, 10, 0, audio=3.25), row("whisper", MINUTE, 1, 0, 5, 0, audio=0.125),
+                     row("whisper", MINUTE + 1, 1, 0, 20, 0, audio=60.0)])
+    assert [r for r in store.usage("acct-1", MINUTE) if r.deployment in ("tts", "whisper")] == [
+        row("tts", MINUTE, 1, 3, 0, 3, audio=0.75),
+        row("whisper", MINUTE, 3, 0, 55, 0, audio=15.875),
+        row("whisper", MINUTE + 1, 1, 0, 20, 0, audio=60.0),
+    ]
+    hourly = {r.deployment: r for r in store.usage_sums(["acct-1"], MINUTE - MINUTE % 60, MINUTE + 60, 60)}
+    assert hourly["whisper"].audio_seconds == 75.875 and isinstance(hourly["whisper"].audio_seconds, float)
+    assert (hourly["whisper"].requests, hourly["tts"].audio_seconds) == (4, 0.75)
+
+
+def assert_the_migration_gives_stored_minutes_no_audio(engine: Engine) -> None:
+    """Minutes written before 0017 read as having heard and spoken nothing; the migration goes down and up again."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+
+    def to(revision: str, downgrade: bool = False) -> None:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            (command.downgrade if downgrade else command.upgrade)(config, revision)
+
+    to("0016")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO usage_minutes (account_id, deployment, minute, requests, prompt_tokens, "
+                                "completion_tokens, estimated_tokens, billed_tokens) "
+                                "VALUES ('acct-1', 'whisper', :minute, 2, 0, 30, 0, 30)"), {"minute": MINUTE})
+    to("head")
+    store = StateStore(engine)
+    assert store.usage("acct-1", 0) == [row("whisper", MINUTE, 2, 0, 30, 0)]
+    store.add_usage([row("whisper", MINUTE, 1, 0, 10, 0, audio=2.5)])
+    assert store.usage("acct-1", 0) == [row("whisper", MINUTE, 3, 0, 40, 0, audio=2.5)]
+    to("0016", downgrade=True)
+    to("head")
+    assert store.usage("acct-1", 0) == [row("whisper", MINUTE, 3, 0, 40, 0)]
+
+
 def test_add_usage_increments_the_stored_minutes_on_sqlite(tmp_path: Path) -> None:
     store = sqlite_store(tmp_path)
     assert store.engine.dialect.name == "sqlite"
     assert_upsert_adds_to_existing_minutes(store)
+    assert_audio_seconds_add_up(store)
 
 
 def test_add_usage_increments_the_stored_minutes_on_postgresql(database_url: str) -> None:
@@ -64,6 +109,15 @@ def test_add_usage_increments_the_stored_minutes_on_postgresql(database_url: str
     store = StateStore(engine)
     assert store.engine.dialect.name == "postgresql"
     assert_upsert_adds_to_existing_minutes(store)
+    assert_audio_seconds_add_up(store)
+
+
+def test_the_audio_migration_on_sqlite(tmp_path: Path) -> None:
+    assert_the_migration_gives_stored_minutes_no_audio(make_engine(f"sqlite:///{tmp_path / 'azurine.db'}"))
+
+
+def test_the_audio_migration_on_postgresql(database_url: str) -> None:
+    assert_the_migration_gives_stored_minutes_no_audio(make_engine(database_url))
 
 
 def test_a_batch_that_fails_part_way_writes_nothing(database_url: str) -> None:
@@ -96,6 +150,20 @@ def test_the_ledger_adds_a_minutes_requests_into_one_row(tmp_path: Path) -> None
     ledger.flush()
     ledger.flush()  # nothing pending: writes nothing
     assert store.usage("acct-1", MINUTE)[0] == row("chat", MINUTE, 3, 31, 13, 82)
+
+
+def test_the_ledger_adds_up_seconds_of_audio_unrounded(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path)
+    ledger = UsageLedger(store)
+    ledger.record("acct-1", "whisper", 0, 30, 0, at=MINUTE * 60, audio_seconds=4.6875)
+    ledger.record("acct-1", "whisper", 0, 12, 0, at=MINUTE * 60 + 5, audio_seconds=1.021)
+    ledger.record("acct-1", "tts", 3, 0, 3, at=MINUTE * 60 + 9, audio_seconds=0.5)
+    assert [(r.deployment, r.audio_seconds) for r in ledger.pending()] == [("tts", 0.5),
+                                                                           ("whisper", pytest.approx(5.7085))]
+    ledger.flush()
+    whisper = next(r for r in store.usage("acct-1", 0) if r.deployment == "whisper")
+    assert (whisper.requests, whisper.completion_tokens) == (2, 42)
+    assert whisper.audio_seconds == pytest.approx(4.6875 + 1.021, abs=1e-9)
 
 
 def test_records_from_many_threads_are_all_counted(tmp_path: Path) -> None:
@@ -171,6 +239,7 @@ def test_billing_show_prints_the_minutes_of_an_account(tmp_path: Path, monkeypat
     other = store.create_account("fabrikam", location="local", subscription_id="sub", resource_group="rg")
     now = int(time.time() // 60)
     store.add_usage([row("chat", now, 3, 120, 45, 300, account_id=mine.id),
+                     row("whisper", now, 2, 0, 61, 0, account_id=mine.id, audio=7.5),
                      row("embeddings", now - 1, 2, 16, 0, 16, account_id=mine.id),
                      row("chat", now - 500, 9, 9, 9, 9, account_id=mine.id),  # older than --minutes
                      row("chat", now, 1, 1, 1, 1, account_id=other.id)])
@@ -185,7 +254,9 @@ def test_billing_show_prints_the_minutes_of_an_account(tmp_path: Path, monkeypat
     assert [line.replace("│", " ").split() for line in lines] == [
         [earlier, "contoso", "embeddings", "2", "16", "0", "16", "16", "16"],
         [hhmm, "contoso", "chat", "3", "120", "45", "165", "300", "165"],
+        [hhmm, "contoso", "whisper", "2", "0", "61", "61", "0", "61", "7.50"],  # seconds of audio heard
     ]
+    assert "audio (s)" in result.output
     assert "fabrikam" not in result.output
 
     everyone = runner.invoke(app, ["billing", "show", "--data-dir", str(tmp_path)])

@@ -22,6 +22,7 @@ from azurine.api.middleware import ACCOUNT_SCOPE_KEY
 from azurine.catalog import Catalog, ModelSpec
 from azurine.config import Settings
 from azurine.engines.base import Engine
+from azurine.fine_tuning.models import AccountModels
 from azurine.identity.access import AccessControl
 from azurine.identity.directory import Directory
 from azurine.identity.issuers import OidcIssuers
@@ -76,6 +77,10 @@ class Services:
     verified_tokens: VerifiedTokens = field(default_factory=VerifiedTokens)
     background: BackgroundRuns = field(default_factory=BackgroundRuns)  # the background responses run here
     tracing: Tracing | None = None  # OpenTelemetry traces, when an OTLP collector is configured
+
+    def models_of(self, account_id: str) -> AccountModels:
+        """The models the account sees and deploys: the catalog's and its own fine-tuned ones."""
+        return AccountModels(self.catalog, self.fine_tuning, account_id, self.settings.data_dir / "adapters")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from starlette.requests import Request
 from azurine.api.caller import Caller
 from azurine.api.context import Target, parse_body, require_model_field, services
 from azurine.api.errors import bad_request, deployment_not_found, operation_not_supported
+from azurine.catalog import ModelSpec
+from azurine.fine_tuning.models import AccountModels
 from azurine.quota.capacity import BATCH
 from azurine.storage.state import DeploymentRecord
 from azurine.telemetry.request_metrics import observation
@@ -46,7 +48,8 @@ async def find_deployment(request: Request, caller: Caller, name: str, capabilit
     if deployment.sku_name in BATCH and caller.online:
         raise bad_request(f"The deployment '{name}' is a {deployment.sku_name} deployment: it runs batch jobs "
                           "(/openai/batches), not online requests.", None, "OperationNotSupported")
-    model = svc.catalog.get(deployment.model_name, deployment.model_version)
+    models = svc.models_of(account.id)
+    model = await deployed_model(request, models, deployment)
     if model is None:
         raise deployment_not_found()
     if not model.can(capability):  # type: ignore[arg-type]
@@ -55,5 +58,21 @@ async def find_deployment(request: Request, caller: Caller, name: str, capabilit
     if seen is not None:
         seen.deployment, seen.model, seen.model_version = deployment.name, model.name, model.version
     engine = svc.engines.engine_for(model, deployment.upstream_url, deployment.upstream_model,
-                                    deployment.upstream_api_key, deployment.model_path)
+                                    deployment.upstream_api_key, deployment.model_path, models.adapter(model))
     return Target(deployment=deployment, model=model, engine=engine)
+
+
+async def deployed_model(request: Request, models: AccountModels, deployment: DeploymentRecord) -> ModelSpec | None:
+    """The model the deployment serves: a catalog model at once, one of the account's fine-tuned models from the
+    database (kept for the cache's moment, as the deployment is)."""
+    found = models.catalog.get(deployment.model_name, deployment.model_version)
+    if found is not None:
+        return found
+    svc = services(request)
+    key = ("model", models.account_id, deployment.model_name.lower(), deployment.model_version)
+    cached = svc.cache.peek(key)
+    if isinstance(cached, ModelSpec):
+        return cached
+    found = await run_in_threadpool(models.get, deployment.model_name, deployment.model_version)
+    svc.cache.put(key, found)
+    return found

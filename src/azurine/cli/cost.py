@@ -22,6 +22,7 @@ from rich.table import Table
 
 from azurine.catalog import load_catalog
 from azurine.cli.quota import _account_id, _store
+from azurine.cli.usage import audio_seconds
 from azurine.quota.capacity import PROVISIONED
 from azurine.usage.cost import (
     CostReport,
@@ -129,19 +130,20 @@ def cost_show(
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
 ) -> None:
     """What the recorded usage cost: tokens at the deployment type's price per million (batch deployments at 50%),
-    provisioned deployments by PTU-hours (the PTUs they have now, for the hours of the period they existed in)."""
+    audio at the model's price per audio hour where it has one (Whisper), provisioned deployments by PTU-hours (the
+    PTUs they have now, for the hours of the period they existed in)."""
     table_of_prices = _prices(prices)
     _, names, period, rows, deployments = _read(data_dir, account, since)
     console.print(f"From {_when(period.start_minute)} to {_when(period.end_minute)} UTC ({span(period.hours)}), at "
                   f"the prices of {escape(table_of_prices.source)}")
-    numbers = ("requests", "prompt", "completion", "PTU-hours", "cost (USD)")
+    numbers = ("requests", "prompt", "completion", "audio (s)", "PTU-hours", "cost (USD)")
     if by is By.deployment:
         report = cost_by_deployment(rows, deployments, table_of_prices, period)
         table = Table("account", "deployment", "model", "type", *numbers)
         for line in report.lines:
             table.add_row(escape(names.get(line.account_id, line.account_id)), escape(line.key), escape(line.model),
                           line.sku, f"{line.requests:,}", f"{line.prompt_tokens:,}", f"{line.completion_tokens:,}",
-                          _amount(line.ptu_hours) if line.sku in PROVISIONED else "",
+                          audio_seconds(line.audio_seconds), _amount(line.ptu_hours) if line.sku in PROVISIONED else "",
                           usd(line.cost) if line.priced else "—")
         lead = 4
     else:
@@ -149,7 +151,8 @@ def cost_show(
         table = Table("day (UTC)", *numbers)
         for line in report.lines:
             table.add_row(line.key, f"{line.requests:,}", f"{line.prompt_tokens:,}", f"{line.completion_tokens:,}",
-                          _amount(line.ptu_hours) if line.ptu_hours else "", usd(line.cost))
+                          audio_seconds(line.audio_seconds), _amount(line.ptu_hours) if line.ptu_hours else "",
+                          usd(line.cost))
         lead = 1
     for column in table.columns[lead:]:
         column.justify = "right"
@@ -157,6 +160,7 @@ def cost_show(
     table.add_row("total", *[""] * (lead - 1), f"{sum(line.requests for line in report.lines):,}",
                   f"{sum(line.prompt_tokens for line in report.lines):,}",
                   f"{sum(line.completion_tokens for line in report.lines):,}",
+                  audio_seconds(sum(line.audio_seconds for line in report.lines)),
                   _amount(sum(line.ptu_hours for line in report.lines)) if any(
                       line.ptu_hours for line in report.lines) else "", usd(report.total))
     console.print(table)

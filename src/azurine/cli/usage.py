@@ -1,4 +1,5 @@
-"""`azurine billing show`: the tokens requests actually used, per minute, account and deployment.
+"""`azurine billing show`: the tokens (and seconds of audio) requests actually used, per minute, account and
+deployment.
 
 The rate limits charge an estimate when a request arrives; these are the settled counts the server's usage
 ledger writes (at most a second behind), read straight from the server's database as `quota show` does.
@@ -17,8 +18,13 @@ from rich.table import Table
 
 from azurine.cli.quota import _account_id, _store
 
-app = typer.Typer(help="Settled token usage per minute, account and deployment.", no_args_is_help=True)
+app = typer.Typer(help="Settled token and audio usage per minute, account and deployment.", no_args_is_help=True)
 console = Console()
+
+
+def audio_seconds(seconds: float) -> str:
+    """Seconds of audio to the hundredth, as the ledger keeps them unrounded; nothing for usage without audio."""
+    return f"{seconds:,.2f}" if seconds else ""
 
 
 @app.command("show")
@@ -28,13 +34,14 @@ def usage_show(
     data_dir: Path | None = typer.Option(None, help="The server's data directory (default: ./azurine-data)."),
 ) -> None:
     """The requests and tokens of each minute (UTC); total is prompt + completion, estimated what the rate limit
-    charged, billed the total at the deployment's price (batch deployments: half)."""
+    charged, billed the total at the deployment's price (batch deployments: half), audio the seconds of audio
+    transcriptions and translations heard or speech spoke (empty where there was none)."""
     store = _store(data_dir)
     account_id = _account_id(store, account, console)
     since = int(time.time() // 60) - minutes + 1
     names = store.account_names()
     table = Table("minute (UTC)", "account", "deployment", "requests", "prompt", "completion", "total", "estimated",
-                  "billed")
+                  "billed", "audio (s)")
     for column in table.columns[3:]:
         column.justify = "right"
     for row in store.usage(account_id, since):
@@ -42,5 +49,5 @@ def usage_show(
                       names.get(row.account_id, row.account_id), row.deployment, str(row.requests),
                       str(row.prompt_tokens), str(row.completion_tokens),
                       str(row.prompt_tokens + row.completion_tokens), str(row.estimated_tokens),
-                      str(row.billed_tokens))
+                      str(row.billed_tokens), audio_seconds(row.audio_seconds))
     console.print(table)

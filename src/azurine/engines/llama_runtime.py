@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
@@ -39,6 +40,7 @@ from azurine.engines.base import (
     ToolCall,
     TopLogprob,
 )
+from azurine.engines.llama_adapter import AdapterSource, LoraAdapter, load_adapter
 from azurine.engines.llama_context import ContextStateError, EvaluatedContext
 from azurine.engines.llama_lazy_grammar import LazyToolSampler
 from azurine.engines.llama_memory import kv_cell_bytes
@@ -254,10 +256,14 @@ class Prepared:
 
 class LlamaCppEngine:
     def __init__(self, spec: ModelSpec, model_path: Path, compute: Scheduler | None = None,
-                 n_threads: int | None = None) -> None:
+                 n_threads: int | None = None, adapter: AdapterSource | None = None) -> None:
         """`compute` is the scheduler whose thread the model computes on: the server's engine registry gives
-        every llama.cpp model the same one (see `EngineRegistry.compute`); an engine made alone gets its own."""
+        every llama.cpp model the same one (see `EngineRegistry.compute`); an engine made alone gets its own.
+        `adapter`: a fine-tuned model's LoRA adapter, applied to every context of this engine (`llama_adapter`)."""
         self.spec = spec
+        self._adapter_source = adapter
+        # each loaded model's adapter, for the gangs' contexts made from that model
+        self._adapters: weakref.WeakKeyDictionary[Any, LoraAdapter] = weakref.WeakKeyDictionary()
         self._compute = compute or Scheduler("llama.cpp")
         self._path = model_path
         self._n_threads = n_threads or int(settings_table.read("AZURINE_THREADS", "0")) or os.cpu_count() or 1
@@ -305,6 +311,8 @@ class LlamaCppEngine:
                 # its words name the host's files: the operator's log has them
                 log.warning("the model %s could not be loaded from %s: %s", self.spec.name, self._path, error)
                 raise EngineUnavailable(f"The model {self.spec.name} could not be loaded.") from error
+            if self._adapter_source is not None:
+                self._adapters[llm] = load_adapter(llm, self._adapter_source)
             template = llm.metadata.get("tokenizer.chat_template")
             if template:
                 eos, bos = llm.token_eos(), llm.token_bos()
@@ -316,6 +324,15 @@ class LlamaCppEngine:
                 self._template_has_tools = "tools" in template
             self._lanes[priority] = EvaluatedContext(llm)
             return self._lanes[priority]
+
+    def adapt(self, llm: Any, ctx: Any) -> None:
+        """Set this engine's adapter, where it has one, on a context made from `llm`'s model (a gang's)."""
+        if self._adapter_source is None:
+            return
+        adapter = self._adapters.get(llm)
+        if adapter is None:  # never the base model's answers under the fine-tuned model's name
+            raise EngineUnavailable(f"The adapter of {self.spec.name} is not loaded.")
+        adapter.apply(ctx)
 
     # residency (`scheduler/residency`) -------------------------------------------------------------
 
@@ -350,6 +367,7 @@ class LlamaCppEngine:
         gang run still ending such an answer takes no new answer into the old contexts."""
         with self._load_lock:
             self._lanes.clear()
+            self._adapters.clear()
             self._gangs = self._new_gangs()
 
     @property
@@ -371,6 +389,7 @@ class LlamaCppEngine:
 
     async def close(self) -> None:
         self._lanes.clear()
+        self._adapters.clear()
 
     def tokenize(self, text: str) -> list[int]:
         return self._load().tokenize(text.encode("utf-8"), add_bos=False, special=False)

@@ -265,7 +265,10 @@ class SequenceGang:
     def run(self, first: list[_Job], take: Callable[[int], list[_Job]]) -> Iterator[None]:
         engine = self.engine
         if self._lane is None:
-            self._lane = _Lane(engine._load(), engine.n_ctx, self.width, engine._n_threads)
+            llm = engine._load()
+            made = _Lane(llm, engine.n_ctx, self.width, engine._n_threads)
+            engine.adapt(llm, made.ctx.ctx)  # before it is kept: a context that failed to take it is not used
+            self._lane = made
         lane = self._lane
         waiting: deque[tuple[_Job, Sequence]] = deque(started(first))
         under_way: dict[int, tuple[_Job, Sequence]] = {}

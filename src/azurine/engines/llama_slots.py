@@ -185,7 +185,10 @@ class SlotGang:
     def run(self, first: list[_Job], take: Callable[[int], list[_Job]]) -> Iterator[None]:
         engine = self.engine
         if self._context is None:
-            self._context = _SlotContext(engine._load(), self.width, self.size, engine._n_threads)
+            llm = engine._load()
+            made = _SlotContext(llm, self.width, self.size, engine._n_threads)
+            engine.adapt(llm, made.ctx.ctx)  # before it is kept: a context that failed to take it is not used
+            self._context = made
         context = self._context
         waiting: deque[tuple[_Job, Sequence]] = deque(started(first))
         under_way: dict[int, tuple[_Job, Sequence]] = {}

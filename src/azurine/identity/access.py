@@ -89,6 +89,7 @@ _DATA_ROUTES: tuple[tuple[str, re.Pattern[str], str, str], ...] = tuple(
         ("GET", r"^/openai(/v1)?/files(/[^/]+(/content)?)?$", "files/read", "/openai/files"),
         ("GET", r"^/openai(/v1)?/deployments(/[^/]+)?$", "deployments/read", "/openai/deployments"),
         ("GET", r"^/openai(/v1)?/models(/[^/]+)?$", "models/read", "/openai/models"),
+        ("DELETE", r"^/openai(/v1)?/models/[^/]+$", "models/delete", "/openai/models/{model-id}"),
     ))
 
 

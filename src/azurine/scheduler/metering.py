@@ -4,7 +4,8 @@ Every engine call runs under the scheduler: on the compute thread, or through an
 scheduler starts a `CallMeter` when the call starts running, shows it each event the engine emits and ends it when
 the call's work is over, whatever ended it. Engines only say what they did, in their final `Finished` (or the
 `Embeddings`, `Transcript` or `GeneratedImages` they return); they never report usage themselves, so a call is
-counted once and only once.
+counted once and only once. Audio is counted here too: the seconds a `Transcript` heard, and the seconds of each
+`SpeechChunk` made, as it is made (so speech cut short counts what was spoken).
 
 A call cut short before its `Finished` (a client that went away from an upstream stream, an engine that failed
 midway) is counted from what was seen: the prompt's estimate and one token per text delta.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from azurine.engines.base import Delta, Embeddings, Finished, HandedOver
 from azurine.engines.images import GeneratedImages
-from azurine.engines.speech import Transcript
+from azurine.engines.speech import SpeechChunk, Transcript
 from azurine.scheduler.work import WorkOrder
 
 
@@ -24,6 +25,7 @@ class CallMeter:
         self._prompt_tokens = prompt_estimate
         self._completion_tokens = 0
         self._cached_tokens = 0
+        self._audio_seconds = 0.0
         self._exact = False
         self._started = False
         self._ended = False
@@ -47,7 +49,10 @@ class CallMeter:
             self._exact = True
         elif isinstance(item, Transcript):  # the prompt read, and the transcript's tokens written
             self._prompt_tokens, self._completion_tokens = item.prompt_tokens, item.completion_tokens
+            self._audio_seconds = item.duration
             self._exact = True
+        elif isinstance(item, SpeechChunk):  # a sentence spoken; the text read comes in the `Finished` after them
+            self._audio_seconds += item.seconds
         elif isinstance(item, GeneratedImages):  # the prompt read, and the image's price units
             self._prompt_tokens, self._completion_tokens = item.prompt_tokens, item.completion_tokens
             self._exact = True
@@ -68,6 +73,7 @@ class CallMeter:
             meter.release()
             return
         try:
-            meter.add(self._order.prompt_index, self._prompt_tokens, self._completion_tokens, self._cached_tokens)
+            meter.add(self._order.prompt_index, self._prompt_tokens, self._completion_tokens, self._cached_tokens,
+                      self._audio_seconds)
         finally:
             meter.release()

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from azurine.catalog import ModelSpec
 from azurine.config import UpstreamSettings, model_memory_budget, server_key
 from azurine.engines.base import Engine
+from azurine.engines.llama_adapter import AdapterSource
 from azurine.engines.openai_upstream import OpenAIUpstreamEngine
 from azurine.scheduler.compute import Scheduler
 from azurine.scheduler.residency import Residency, ResidentEngine
@@ -41,19 +42,33 @@ class EngineRegistry:
         self._lock = threading.Lock()
 
     def engine_for(self, spec: ModelSpec, upstream_url: str | None = None, upstream_model: str | None = None,
-                   upstream_api_key: str | None = None, model_path: str | None = None) -> Engine:
+                   upstream_api_key: str | None = None, model_path: str | None = None,
+                   adapter: AdapterSource | None = None) -> Engine:
         """The engine of a deployment of `spec`: on its upstream server, or in-process, from the operator's
-        `model_path` where the deployment has one (one engine per directory of weights)."""
+        `model_path` where the deployment has one (one engine per directory of weights). A fine-tuned model's
+        deployments share one engine of their own, its base's weights with the model's `adapter` on every context,
+        never the base model's engine."""
         if upstream_url:
             key: tuple[str, ...] = ("upstream", upstream_url, upstream_model or "", upstream_api_key or "")
+        elif adapter is not None:
+            key = ("adapter", adapter.key)
         else:
             key = ("local", spec.name, spec.version, *((model_path,) if model_path else ()))
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
-                engine = self._make(spec, upstream_url, upstream_model, upstream_api_key, model_path)
+                engine = self._make(spec, upstream_url, upstream_model, upstream_api_key, model_path,
+                                    None if upstream_url else adapter)
                 self._engines[key] = engine
             return engine
+
+    def forget_adapter(self, key: str) -> None:
+        """Drop the engine of the fine-tuned model under `key` (deleted): unloaded now unless a call still holds it,
+        and then as soon as the budget wants its memory."""
+        with self._lock:
+            engine = self._engines.pop(("adapter", key), None)
+        if isinstance(engine, ResidentEngine):
+            engine.forget()
 
     def provide(self, spec: ModelSpec, engine: Engine) -> None:
         """Serve `spec`'s in-process deployments with `engine`, made elsewhere: a test's engine runs the whole
@@ -70,7 +85,8 @@ class EngineRegistry:
         return gate
 
     def _make(self, spec: ModelSpec, upstream_url: str | None, upstream_model: str | None,
-              upstream_api_key: str | None, model_path: str | None = None) -> Engine:
+              upstream_api_key: str | None, model_path: str | None = None,
+              adapter: AdapterSource | None = None) -> Engine:
         if spec.can("image_generation"):
             return self._image_engine(spec, upstream_url, upstream_model, upstream_api_key, model_path)
         if upstream_url:
@@ -78,6 +94,8 @@ class EngineRegistry:
                                           send_priority=self._upstream.sends_priority(upstream_url))
             return ScheduledUpstream(engine, self._gate_for(upstream_url))
         path = spec.path_in(self._models_dir)
+        if adapter is not None and (spec.engine != "llama_cpp" or spec.can("vision")):
+            raise ValueError(f"{spec.name}: only llama.cpp text models take a LoRA adapter")
         if spec.engine == "llama_cpp" and spec.can("vision"):
             from azurine.engines.llama_vision import LlamaVisionEngine
 
@@ -86,7 +104,7 @@ class EngineRegistry:
         if spec.engine == "llama_cpp":
             from azurine.engines.llama_runtime import LlamaCppEngine
 
-            engine = LlamaCppEngine(spec, path, self.compute)
+            engine = LlamaCppEngine(spec, path, self.compute, adapter=adapter)
             return ResidentEngine(engine, engine, self.residency)
         if spec.engine == "sentence_transformers":
             from azurine.engines.sentence_embeddings import SentenceEmbeddingEngine

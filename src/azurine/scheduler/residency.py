@@ -21,7 +21,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import Protocol, cast
 
@@ -93,6 +93,19 @@ class Residency:
             member.in_flight -= 1
             self._members.move_to_end(model)
             self._fit()
+
+    def forget(self, model: Loadable) -> None:
+        """Stop keeping a model whose engine is gone: unloaded now if no call holds it; one that a call holds stays
+        counted until the budget unloads it."""
+        with self._lock:
+            member = self._members.get(model)
+            if member is None or member.in_flight:
+                return
+            del self._members[model]
+            if model.loaded:
+                model.unload()
+            with suppress(KeyError):  # its series goes with it
+                MODEL_MEMORY.remove(model.spec.name)
 
     def loaded(self) -> list[str]:
         """The models loaded now, the least recently used first."""
@@ -169,6 +182,10 @@ class ResidentEngine:
                     yield event
         finally:
             self._residency.release(self._model)
+
+    def forget(self) -> None:
+        """Its engine is dropped: the residency unloads its model (see `Residency.forget`)."""
+        self._residency.forget(self._model)
 
     async def close(self) -> None:
         await self._engine.close()

@@ -9,11 +9,13 @@ from azurine.scheduler.priority import Priority
 
 
 class UsageMeter(Protocol):
-    """Where an engine call's actual token counts go; held while the call runs so settlement waits for it."""
+    """Where an engine call's actual token counts (and seconds of audio) go; held while the call runs so settlement
+    waits for it."""
 
     def hold(self) -> None: ...
 
-    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> None: ...
+    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
+            audio_seconds: float = 0.0) -> None: ...
 
     def release(self) -> None: ...
 

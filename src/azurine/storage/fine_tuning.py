@@ -80,9 +80,10 @@ def _time_ordered(prefix: str) -> str:
 
 
 def fine_tuned_model_name(base: str, job_id: str, suffix: str | None) -> str:
-    """`<base>.ft-<job id without ftjob->[-suffix]`, as Azure names a fine-tuned model."""
-    name = f"{base.lower()}.ft-{job_id.removeprefix('ftjob-')}"
-    return f"{name}-{suffix}" if suffix else name
+    """`<base>.ft-<job id without ftjob->[-suffix]`, as Azure names a fine-tuned model; in lower case, as the
+    model's id is listed and as its answers name it."""
+    name = f"{base}.ft-{job_id.removeprefix('ftjob-')}"
+    return (f"{name}-{suffix}" if suffix else name).lower()
 
 
 class FineTuningStore:
@@ -191,22 +192,45 @@ class FineTuningStore:
                     for r in rows]
 
     def fine_tuned_models(self, account_id: str | None = None) -> list[JobRecord]:
-        """The succeeded jobs (of one account, or of all), each the model it made."""
+        """The succeeded jobs whose model was not deleted (of one account, or of all), each the model it made."""
         with self._sessions() as session:
-            query = select(FineTuningJobRow).where(FineTuningJobRow.status == "succeeded")
+            query = select(FineTuningJobRow).where(FineTuningJobRow.status == "succeeded",
+                                                   FineTuningJobRow.adapter.is_not(None))
             if account_id is not None:
                 query = query.where(FineTuningJobRow.account_id == account_id)
             return [self._record(row) for row in session.scalars(query.order_by(FineTuningJobRow.id)).all()]
 
+    def fine_tuned_model(self, account_id: str, name: str) -> JobRecord | None:
+        """The job that made the account's model `name` (case-insensitive); None if it has none by that name."""
+        with self._sessions() as session:
+            row = session.scalar(self._model_query(account_id, name))
+            return self._record(row) if row is not None else None
+
     def adapter(self, account_id: str, fine_tuned_model: str) -> tuple[JobRecord, bytes] | None:
         """The job that made the model and its adapter (GGUF), unsealed; None if the account has no such model."""
         with self._sessions() as session:
-            row = session.scalar(select(FineTuningJobRow).where(
-                FineTuningJobRow.account_id == account_id, FineTuningJobRow.status == "succeeded",
-                func.lower(FineTuningJobRow.fine_tuned_model) == fine_tuned_model.lower()))
+            row = session.scalar(self._model_query(account_id, fine_tuned_model))
             if row is None or row.adapter is None:
                 return None
-            return self._record(row), self._sealer.unseal(account_id, row.adapter)
+            record, sealed = self._record(row), row.adapter
+        return record, self._sealer.unseal(account_id, sealed)
+
+    def delete_model(self, account_id: str, fine_tuned_model: str) -> bool:
+        """Forget the model's adapter: the job stays, naming the model it made, as OpenAI keeps it. False if the
+        account has no such model."""
+        with self._sessions.begin() as session:
+            row = session.scalar(self._model_query(account_id, fine_tuned_model).with_for_update())
+            if row is None:
+                return False
+            row.adapter = None
+            self._event(session, row.id, "info", f"Fine-tuned model deleted: {row.fine_tuned_model}")
+            return True
+
+    @staticmethod
+    def _model_query(account_id: str, name: str) -> Any:
+        return select(FineTuningJobRow).where(
+            FineTuningJobRow.account_id == account_id, FineTuningJobRow.status == "succeeded",
+            FineTuningJobRow.adapter.is_not(None), func.lower(FineTuningJobRow.fine_tuned_model) == name.lower())
 
     # -- the workers' side ------------------------------------------------------------------------------
 

@@ -146,6 +146,16 @@ class UsageRow:
     completion_tokens: int
     estimated_tokens: int
     billed_tokens: int = 0  # prompt + completion at the deployment's price: half for batch deployments
+    audio_seconds: float = 0.0  # of audio heard (transcriptions, translations) or spoken (speech)
+
+
+# what a usage row counts: added up per minute, summed per bucket
+_COUNTED = ("requests", "prompt_tokens", "completion_tokens", "estimated_tokens", "billed_tokens", "audio_seconds")
+
+
+def _count(name: str, value: Any) -> int | float:
+    """A database's sum as the row holds it: seconds of audio are fractional, everything else a whole count."""
+    return float(value or 0) if name == "audio_seconds" else int(value or 0)
 
 
 def _ts(value: datetime | None) -> float:
@@ -543,11 +553,10 @@ class StateStore:
         Rows of the same key are summed first; keys are written in sorted order so that replicas adding
         to the same minutes at once take their row locks in the same order and cannot deadlock.
         """
-        counted = ("requests", "prompt_tokens", "completion_tokens", "estimated_tokens", "billed_tokens")
-        totals: dict[tuple[str, str, int], dict[str, int]] = {}
+        totals: dict[tuple[str, str, int], dict[str, float]] = {}
         for row in rows:
-            counts = totals.setdefault((row.account_id, row.deployment, row.minute), dict.fromkeys(counted, 0))
-            for name in counted:
+            counts = totals.setdefault((row.account_id, row.deployment, row.minute), dict.fromkeys(_COUNTED, 0))
+            for name in _COUNTED:
                 counts[name] += getattr(row, name)
         if not totals:
             return
@@ -560,7 +569,7 @@ class StateStore:
         statement = insert(UsageMinute)
         statement = statement.on_conflict_do_update(
             index_elements=[UsageMinute.account_id, UsageMinute.deployment, UsageMinute.minute],
-            set_={name: getattr(UsageMinute, name) + getattr(statement.excluded, name) for name in counted},
+            set_={name: getattr(UsageMinute, name) + getattr(statement.excluded, name) for name in _COUNTED},
         )
         parameters = [{"account_id": account_id, "deployment": deployment, "minute": minute, **counts}
                       for (account_id, deployment, minute), counts in sorted(totals.items())]
@@ -583,7 +592,7 @@ class StateStore:
             return [UsageRow(account_id=r.account_id, deployment=r.deployment, minute=r.minute,
                              requests=r.requests, prompt_tokens=r.prompt_tokens,
                              completion_tokens=r.completion_tokens, estimated_tokens=r.estimated_tokens,
-                             billed_tokens=r.billed_tokens)
+                             billed_tokens=r.billed_tokens, audio_seconds=r.audio_seconds)
                     for r in rows]
 
     def usage_sums(self, account_ids: list[str], start_minute: int, end_minute: int, unit: int) -> list[UsageRow]:
@@ -594,15 +603,14 @@ class StateStore:
         if not account_ids:
             return []
         bucket = (UsageMinute.minute - UsageMinute.minute % unit).label("bucket")
-        counted = ("requests", "prompt_tokens", "completion_tokens", "estimated_tokens", "billed_tokens")
         query = (select(UsageMinute.account_id, UsageMinute.deployment, bucket,
-                        *(func.sum(getattr(UsageMinute, name)) for name in counted))
+                        *(func.sum(getattr(UsageMinute, name)) for name in _COUNTED))
                  .where(UsageMinute.account_id.in_(account_ids), UsageMinute.minute >= start_minute,
                         UsageMinute.minute < end_minute)
                  .group_by(UsageMinute.account_id, UsageMinute.deployment, bucket))
         with self._sessions() as session:
             return [UsageRow(account_id=account_id, deployment=deployment, minute=int(minute),
-                             **{name: int(value or 0) for name, value in zip(counted, sums, strict=True)})
+                             **{name: _count(name, value) for name, value in zip(_COUNTED, sums, strict=True)})
                     for account_id, deployment, minute, *sums in session.execute(query)]
 
     def add_filter_events(self, events: list[FilterEventRow]) -> None:

@@ -173,7 +173,8 @@ class QuotaLimit(Base):
 
 
 class UsageMinute(Base):
-    """The tokens one deployment of one account actually used in one minute: what usage and billing read.
+    """The tokens (and seconds of audio) one deployment of one account actually used in one minute: what usage and
+    billing read.
 
     Rate limits charge an estimate when a request arrives; this table holds the settled counts.
     """
@@ -188,6 +189,8 @@ class UsageMinute(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     estimated_tokens: Mapped[int] = mapped_column(Integer, default=0)
     billed_tokens: Mapped[int] = mapped_column(Integer, default=0)  # at the deployment's price: batch is half
+    # heard by transcriptions and translations, spoken by speech: Azure bills Whisper by the hour of audio
+    audio_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class FilterEvent(Base):
@@ -493,8 +496,9 @@ class FineTuningJobRow(Base):
     fine_tuned_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
     result_files: Mapped[list] = mapped_column(JSON, default=list)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    # the LoRA adapter as llama.cpp reads it (GGUF), sealed under the account's data key
-    adapter: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # the LoRA adapter as llama.cpp reads it (GGUF), sealed under the account's data key; none once the model is
+    # deleted. Deferred: listing jobs or models reads no adapter
+    adapter: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
 

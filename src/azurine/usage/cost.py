@@ -8,6 +8,8 @@ database, no clock, so every figure can be checked by hand. The rules are Azure'
 - Batch types pay half the price of their Standard counterpart (GlobalBatch: GlobalStandard, DataZoneBatch:
   DataZoneStandard), as the ledger's billed tokens do.
 - Provisioned types pay per PTU-hour for as long as they exist, used or not: their tokens cost nothing more.
+- A model the table prices per hour of audio (Whisper, `audio_hour`) pays for the seconds of audio its transcriptions
+  and translations heard, at that price (batch at half, provisioned nothing more), besides any token price it has.
 
 The advisor sizes PTUs as the server's admission does (`api/inference/admission.py`): a minute's tokens weigh
 prompt + `ptu_output_weight` × completion, and one PTU processes the catalog's `ptu_input_tpm` of them a minute.
@@ -31,6 +33,7 @@ BATCH_SHARE = 0.5  # the share of the Standard price batch tokens pay, as azurin
 HOURS_PER_MONTH = 730  # the month Azure turns hourly prices into monthly ones with
 MILLION = 1_000_000
 MINUTES_PER_DAY = 24 * 60
+SECONDS_PER_HOUR = 3600
 
 # the pay-as-you-go type whose token prices a batch or provisioned type is costed or compared at
 STANDARD_OF = {
@@ -99,14 +102,16 @@ class CostLine:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    audio_seconds: float = 0.0
     token_cost: float = 0.0
+    audio_cost: float = 0.0
     ptu_hours: float = 0.0  # PTUs × hours
     ptu_cost: float = 0.0
     priced: bool = True  # False: its usage could not be priced (see CostReport.unpriced)
 
     @property
     def cost(self) -> float:
-        return self.token_cost + self.ptu_cost
+        return self.token_cost + self.audio_cost + self.ptu_cost
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,14 @@ def token_cost(prices: ModelPrices, sku: str, prompt_tokens: int, completion_tok
     return (prompt_tokens * price.input + completion_tokens * price.output) / MILLION * share
 
 
+def audio_cost(prices: ModelPrices, sku: str, seconds: float) -> float:
+    """What `seconds` of audio cost on a deployment of `sku`: nothing where the model has no price per audio hour."""
+    if prices.audio_hour is None or sku in PROVISIONED:
+        return 0.0
+    share = BATCH_SHARE if sku in BATCH else 1.0
+    return seconds / SECONDS_PER_HOUR * prices.audio_hour * share
+
+
 def ptu_hours(deployed: Deployed, period: Period) -> float:
     """PTUs × the hours of `period` the provisioned deployment existed in (0 for any other type)."""
     if deployed.sku not in PROVISIONED:
@@ -141,8 +154,9 @@ def _day(minute: int) -> str:
     return datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%d")
 
 
-def _row_cost(row: UsageRow, deployments: Mapping[tuple[str, str], Deployed], prices: PriceTable) -> float | str:
-    """What the row's tokens cost, or why they cannot be priced."""
+def _row_cost(row: UsageRow, deployments: Mapping[tuple[str, str], Deployed],
+              prices: PriceTable) -> tuple[float, float] | str:
+    """What the row's tokens and audio cost, or why they cannot be priced."""
     deployed = deployments.get((row.account_id, row.deployment))
     if deployed is None:
         return f"{row.deployment} is no longer deployed, so its type and model are unknown"
@@ -150,7 +164,9 @@ def _row_cost(row: UsageRow, deployments: Mapping[tuple[str, str], Deployed], pr
     if model is None:
         return f"{deployed.model} is not in the price table"
     cost = token_cost(model, deployed.sku, row.prompt_tokens, row.completion_tokens)
-    return cost if cost is not None else f"{deployed.model} has no price for {deployed.sku}"
+    if cost is None:
+        return f"{deployed.model} has no price for {deployed.sku}"
+    return cost, audio_cost(model, deployed.sku, row.audio_seconds)
 
 
 def cost_by_deployment(rows: Iterable[UsageRow], deployments: Mapping[tuple[str, str], Deployed],
@@ -186,12 +202,14 @@ def cost_by_deployment(rows: Iterable[UsageRow], deployments: Mapping[tuple[str,
         line.requests += row.requests
         line.prompt_tokens += row.prompt_tokens
         line.completion_tokens += row.completion_tokens
+        line.audio_seconds += row.audio_seconds
         cost = _row_cost(row, deployments, prices)
         if isinstance(cost, str):
             unpriced[key] = cost
             line.priced = False
         else:
-            line.token_cost += cost
+            line.token_cost += cost[0]
+            line.audio_cost += cost[1]
 
     ordered = [lines[key] for key in sorted(lines)]
     return CostReport(ordered, tuple(f"{account}/{name}: {why}" for (account, name), why in sorted(unpriced.items())))
@@ -233,11 +251,13 @@ def cost_by_day(rows: Iterable[UsageRow], deployments: Mapping[tuple[str, str], 
         line.requests += row.requests
         line.prompt_tokens += row.prompt_tokens
         line.completion_tokens += row.completion_tokens
+        line.audio_seconds += row.audio_seconds
         cost = _row_cost(row, deployments, prices)
         if isinstance(cost, str):
             unpriced[(row.account_id, row.deployment)] = cost
         else:
-            line.token_cost += cost
+            line.token_cost += cost[0]
+            line.audio_cost += cost[1]
 
     ordered = [days[day] for day in sorted(days)]
     return CostReport(ordered, tuple(f"{account}/{name}: {why}" for (account, name), why in sorted(unpriced.items())))

@@ -2,10 +2,11 @@
 the charges of the accounts in its scope (`charges`), and the answer's columns and rows (`answer`, `page`).
 
 Costs are `azurine cost show`'s arithmetic (`usage/cost.py`) at the price table's prices: tokens at the deployment
-type's price per million (batch at half), provisioned deployments by the PTU-hour for the hours they existed in.
-Azure's cost records name a resource, the account, and a meter; Azure OpenAI's meters are per model, token direction
-and deployment type, so a charge here is one account's deployment's meter in one bucket of time (an hour, or a UTC
-day). The deployment's name is no Azure dimension: Azurine offers it as `DeploymentName`, its own.
+type's price per million (batch at half), audio at a model's price per audio hour where it has one (Whisper),
+provisioned deployments by the PTU-hour for the hours they existed in. Azure's cost records name a resource, the
+account, and a meter; Azure OpenAI's meters are per model, token direction (or audio) and deployment type, so a charge
+here is one account's deployment's meter in one bucket of time (an hour, or a UTC day). The deployment's name is no
+Azure dimension: Azurine offers it as `DeploymentName`, its own.
 
 Everything a query may ask is bounded: at most a year, an hour's grain over at most 31 days, two aggregations, two
 groupings, a filter at most five levels deep; answers come in pages of 1,000 rows.
@@ -23,7 +24,7 @@ from typing import Any
 
 from azurine.quota.capacity import PROVISIONED
 from azurine.storage.state import AccountRecord, UsageRow
-from azurine.usage.cost import Deployed, Period, ptu_hours, token_cost
+from azurine.usage.cost import SECONDS_PER_HOUR, Deployed, Period, audio_cost, ptu_hours, token_cost
 from azurine.usage.prices import PriceTable
 
 CURRENCY = "USD"  # the price table's
@@ -70,7 +71,7 @@ class Charge:
     deployment: str
     meter: str
     bucket: int  # the bucket's first minute (unix seconds // 60)
-    quantity: float  # tokens, or PTU-hours
+    quantity: float  # tokens, hours of audio, or PTU-hours
     cost: float
 
 
@@ -351,8 +352,9 @@ def parse_query(body: Any, now: datetime) -> CostQuery:
 
 def charges(query: CostQuery, sums: Iterable[UsageRow], accounts: Mapping[str, AccountRecord],
             deployments: Mapping[tuple[str, str], Deployed], prices: PriceTable) -> list[Charge]:
-    """The priced charges of the period: each deployment's tokens per meter and bucket (`sums`, the ledger's
-    minutes summed per `query.unit`), and each provisioned deployment's PTU-hours in every bucket it existed in.
+    """The priced charges of the period: each deployment's tokens, and hours of audio where its model is priced by
+    them, per meter and bucket (`sums`, the ledger's minutes summed per `query.unit`), and each provisioned
+    deployment's PTU-hours in every bucket it existed in.
     Usage that cannot be priced (a deployment deleted since, a model the price table lacks) is left out, as
     `azurine cost show` leaves it out of its costs."""
     found: list[Charge] = []
@@ -369,6 +371,12 @@ def charges(query: CostQuery, sums: Iterable[UsageRow], accounts: Mapping[str, A
             if tokens and cost is not None:
                 found.append(Charge(account, row.deployment, f"{deployed.model} {direction} {reach} Tokens",
                                     row.minute, tokens, cost))
+        # audio is priced where the model has an audio price and the type a token price (else `cost show` leaves
+        # the whole row unpriced)
+        if row.audio_seconds and model.audio_hour is not None and token_cost(model, deployed.sku, 0, 0) is not None:
+            found.append(Charge(account, row.deployment, f"{deployed.model} Audio {reach} Hours", row.minute,
+                                row.audio_seconds / SECONDS_PER_HOUR,
+                                audio_cost(model, deployed.sku, row.audio_seconds)))
     period, unit = query.period, query.unit
     for (account_id, name), deployed in deployments.items():
         account = accounts.get(account_id)

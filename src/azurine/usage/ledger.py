@@ -1,4 +1,5 @@
-"""The usage ledger: actual tokens per account, deployment and minute, batched into the database.
+"""The usage ledger: actual tokens (and seconds of audio) per account, deployment and minute, batched into the
+database.
 
 Rate limits charge an estimate when a request arrives, before anyone knows how many tokens it will use;
 usage and billing need the real counts. Every finished request calls `record` with what it actually used
@@ -37,6 +38,7 @@ class _Counts:
     completion_tokens: int = 0
     estimated_tokens: int = 0
     billed_tokens: int = 0
+    audio_seconds: float = 0.0
 
     def add(self, other: _Counts) -> None:
         self.requests += other.requests
@@ -44,6 +46,7 @@ class _Counts:
         self.completion_tokens += other.completion_tokens
         self.estimated_tokens += other.estimated_tokens
         self.billed_tokens += other.billed_tokens
+        self.audio_seconds += other.audio_seconds
 
 
 class UsageLedger:
@@ -56,11 +59,13 @@ class UsageLedger:
         self._stopped = asyncio.Event()  # binds to the event loop only when first awaited
 
     def record(self, account_id: str, deployment: str, prompt_tokens: int, completion_tokens: int,
-               estimated_tokens: int, at: float | None = None, price: float = 1.0) -> None:
+               estimated_tokens: int, at: float | None = None, price: float = 1.0,
+               audio_seconds: float = 0.0) -> None:
         """Count one finished request in the minute of `at` (unix seconds, default now). Never blocks on I/O.
 
         `price` is the share of the full token price it is billed at (0.5 for batch deployments); each request's
-        billed tokens are rounded half up."""
+        billed tokens are rounded half up. `audio_seconds` is the audio a transcription or translation heard, or
+        speech spoke, kept unrounded: Azure bills Whisper by the hour of audio."""
         minute = int((time.time() if at is None else at) // 60)
         with self._lock:
             counts = self._pending.get((account_id, deployment, minute))
@@ -71,6 +76,7 @@ class UsageLedger:
             counts.completion_tokens += completion_tokens
             counts.estimated_tokens += estimated_tokens
             counts.billed_tokens += math.floor((prompt_tokens + completion_tokens) * price + 0.5)  # half up
+            counts.audio_seconds += audio_seconds
 
     def pending(self) -> list[UsageRow]:
         """The counts recorded and not yet written, by minute and deployment."""
@@ -110,5 +116,6 @@ def _rows(pending: dict[_Key, _Counts]) -> list[UsageRow]:
     ordered = sorted(pending.items(), key=lambda item: (item[0][2], item[0][1], item[0][0]))
     return [UsageRow(account_id=account_id, deployment=deployment, minute=minute, requests=c.requests,
                      prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-                     estimated_tokens=c.estimated_tokens, billed_tokens=c.billed_tokens)
+                     estimated_tokens=c.estimated_tokens, billed_tokens=c.billed_tokens,
+                     audio_seconds=c.audio_seconds)
             for (account_id, deployment, minute), c in ordered]

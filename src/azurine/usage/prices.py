@@ -1,4 +1,5 @@
-"""The price table: US dollars per million tokens by model and deployment type, and per PTU-hour for provisioned.
+"""The price table: US dollars per million tokens by model and deployment type, per PTU-hour for provisioned, and
+per hour of audio for the models Azure bills so (Whisper).
 
 The table is data (`catalog/prices.toml`, beside the model catalog it prices), so operators change prices by editing
 a copy and pointing `AZURINE_PRICES` at it, not by changing code. A file is checked whole when it is read: a wrong
@@ -56,6 +57,7 @@ class ModelPrices:
     like: str  # the Azure model the prices come from
     tokens: Mapping[str, TokenPrice]  # by Standard SKU name
     provisioned: Mapping[str, PtuPurchase]  # by provisioned SKU name, the model's own sizes merged in
+    audio_hour: float | None = None  # USD per hour of audio heard, on every Standard type; None: audio costs nothing
 
     def token_price(self, sku: str) -> TokenPrice | None:
         if sku in self.tokens:
@@ -138,7 +140,7 @@ def _model(entry: Any, defaults: Mapping[str, PtuPurchase], where: str) -> Model
     like = table.get("like", "")
     if not isinstance(like, str):
         raise PriceFileError(f"{where}: `like` must be text, the Azure model the prices come from")
-    unknown = set(table) - {"name", "like", "tokens", "provisioned"}
+    unknown = set(table) - {"name", "like", "tokens", "provisioned", "audio_hour"}
     if unknown:
         raise PriceFileError(f"{where}: unknown key {', '.join(sorted(unknown))}")
 
@@ -174,7 +176,8 @@ def _model(entry: Any, defaults: Mapping[str, PtuPurchase], where: str) -> Model
             hourly=base.hourly,
             minimum=_count(sizes, "minimum", here) if "minimum" in sizes else base.minimum,
             increment=_count(sizes, "increment", here) if "increment" in sizes else base.increment)
-    return ModelPrices(name=name, like=like, tokens=tokens, provisioned=provisioned)
+    audio_hour = _price(table, "audio_hour", where) if "audio_hour" in table else None
+    return ModelPrices(name=name, like=like, tokens=tokens, provisioned=provisioned, audio_hour=audio_hour)
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Fine-tuning jobs (`/openai/fine_tuning/jobs`, `/openai/v1/fine_tuning/jobs`): create, list, retrieve, cancel,
-pause, resume, delete, and a job's events and checkpoints.
+pause, resume, delete, and a job's events and checkpoints; and the deletion of the fine-tuned model a job made
+(`DELETE /openai/models/{model}`), refused, as a job's deletion is, while a deployment serves the model.
 
 Creating a job checks its files at once (`fine_tuning/training_file.py`) and stores it queued, or failed with
-Azure's `error` naming the bad lines; the fine-tuning worker (`fine_tuning/worker.py`) trains it.
+Azure's `error` naming the bad lines; the fine-tuning worker (`fine_tuning/worker.py`) trains it. The model is
+listed, deployed and served through `fine_tuning/models.py`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from azurine.api.mounting import mount
 from azurine.api.sse import AzureJSONResponse
 from azurine.catalog import ModelSpec
 from azurine.fine_tuning.hyperparameters import resolve
+from azurine.fine_tuning.models import adapter_key
 from azurine.fine_tuning.tokens import token_counter
 from azurine.fine_tuning.training_file import read_examples
 from azurine.storage.fine_tuning import CheckpointRecord, EventRecord, JobConflict, JobRecord
@@ -88,6 +91,11 @@ def checkpoint_json(job: JobRecord, checkpoint: CheckpointRecord) -> dict[str, A
 
 def job_not_found(job_id: str) -> AzureError:
     return AzureError(404, "notFound", f"Fine-tuning job '{job_id}' was not found.")
+
+
+def model_not_found(model_id: str) -> AzureError:
+    return AzureError(404, "notFound", f"The model '{model_id}' was not found.", error_type="invalid_request_error",
+                      include_openai_fields=True)
 
 
 def conflict(job_id: str, operation: str, status: str) -> AzureError:
@@ -229,7 +237,20 @@ async def jobs_resume(fine_tuning_job_id: str, request: Request, caller: Caller)
     return await _change(request, caller, fine_tuning_job_id, "resume")
 
 
+async def _refuse_if_deployed(request: Request, caller: Caller, model: str, what: str) -> None:
+    """A 409 naming the deployments that serve `model`, if any do: the model must outlive them."""
+    deployments = await run_in_threadpool(services(request).store.deployments, caller.account.id)
+    using = sorted(d.name for d in deployments if d.model_name.lower() == model.lower())
+    if using:
+        raise AzureError(409, "conflict", f"Cannot delete {what}: the fine-tuned model '{model}' is deployed "
+                         f"({', '.join(using)}). Delete its deployments first.",
+                         error_type="invalid_request_error", include_openai_fields=True)
+
+
 async def jobs_delete(fine_tuning_job_id: str, request: Request, caller: Caller) -> Response:
+    job = await get_job(request, caller, fine_tuning_job_id)
+    if job.fine_tuned_model:  # the model is stored with its job
+        await _refuse_if_deployed(request, caller, job.fine_tuned_model, f"fine-tuning job '{job.id}'")
     try:
         deleted = await run_in_threadpool(services(request).fine_tuning.delete, caller.account.id,
                                           fine_tuning_job_id)
@@ -237,7 +258,33 @@ async def jobs_delete(fine_tuning_job_id: str, request: Request, caller: Caller)
         raise conflict(fine_tuning_job_id, "delete", error.status) from None
     if not deleted:
         raise job_not_found(fine_tuning_job_id)
+    if job.fine_tuned_model:
+        await run_in_threadpool(_forget_model, request, caller, job.fine_tuned_model)
     return Response(status_code=204)
+
+
+def _forget_model(request: Request, caller: Caller, model: str) -> None:
+    """Unload a deleted model's engine (waiting for a load under way: off the event loop), and let no cached
+    lookup find it."""
+    svc = services(request)
+    svc.cache.clear()
+    svc.engines.forget_adapter(adapter_key(caller.account.id, model))
+
+
+async def models_delete(model_id: str, request: Request, caller: Caller) -> Response:
+    """Delete a fine-tuned model (a catalog model is no one's to delete); the job that made it stays."""
+    svc = services(request)
+    if svc.catalog.get(model_id) is not None:
+        raise bad_request(f"The model '{model_id}' is a base model; only fine-tuned models can be deleted.",
+                          "model", "OperationNotSupported")
+    model = await run_in_threadpool(svc.models_of(caller.account.id).get, model_id)
+    if model is None:
+        raise model_not_found(model_id)
+    await _refuse_if_deployed(request, caller, model.name, f"model '{model_id}'")
+    if not await run_in_threadpool(svc.fine_tuning.delete_model, caller.account.id, model.name):
+        raise model_not_found(model_id)
+    await run_in_threadpool(_forget_model, request, caller, model.name)
+    return AzureJSONResponse({"id": model.response_model, "object": "model", "deleted": True})
 
 
 async def jobs_events(fine_tuning_job_id: str, request: Request, caller: Caller, after: str | None = None,
@@ -269,3 +316,4 @@ mount(router, "POST", "/fine_tuning/jobs/{fine_tuning_job_id}/resume", jobs_resu
 mount(router, "GET", "/fine_tuning/jobs/{fine_tuning_job_id}/events", jobs_events, "FineTuning_GetEvents")
 mount(router, "GET", "/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints", jobs_checkpoints,
       "FineTuning_GetCheckpoints")
+mount(router, "DELETE", "/models/{model_id}", models_delete, "Models_Delete")

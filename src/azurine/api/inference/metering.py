@@ -1,9 +1,10 @@
 """The metering stage: what a request really used, settled once its last engine call is over.
 
 Admission charges an estimate and hands the request a `Ticket`. Each engine call made for it runs under the
-scheduler, whose `CallMeter` (`scheduler/metering.py`) reports the call's tokens into the ticket; the ticket settles
-when the last holder lets go (`ticket.py`), on whichever thread that is, and the settlement here records the usage
-in the ledger, counts it, and corrects a provisioned deployment's utilization by the actual cost, as Azure does.
+scheduler, whose `CallMeter` (`scheduler/metering.py`) reports the call's tokens (and seconds of audio) into the
+ticket; the ticket settles when the last holder lets go (`ticket.py`), on whichever thread that is, and the settlement
+here records the usage in the ledger, counts it, and corrects a provisioned deployment's utilization by the actual
+cost, as Azure does.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _settle(svc: Services, loop: asyncio.AbstractEventLoop, key: str, throughput
     """Runs on whichever thread let go of the ticket last."""
     if record_usage:
         svc.ledger.record(usage.account_id, usage.deployment, usage.prompt_tokens, usage.completion_tokens,
-                          usage.estimate.total)
+                          usage.estimate.total, audio_seconds=usage.audio_seconds)
     if seen is not None:
         record_usage_metrics(svc.metrics, seen, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
     SETTLED_TOKENS.labels(usage.deployment, "prompt").inc(usage.prompt_tokens)

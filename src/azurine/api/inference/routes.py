@@ -27,6 +27,7 @@ from azurine.api.mounting import mount
 from azurine.api.sse import AzureJSONResponse
 from azurine.api.surface import DATED
 from azurine.catalog import ModelSpec
+from azurine.fine_tuning.models import fine_tuned
 from azurine.safety.guard import PromptText, chat_prompt_text
 from azurine.storage.state import DeploymentRecord
 
@@ -66,42 +67,46 @@ async def embeddings(request: Request, caller: Caller) -> Response:
 
 # models and deployments ------------------------------------------------------------------------------------
 
-def azure_model(model: ModelSpec, created: int) -> dict[str, Any]:
-    """Azure's model object, with OpenAI's `created` and `owned_by` so either client can read it."""
-    return {
+# the catalog ships with the package: its models exist since the package was built, and are served for ten years
+CATALOG_CREATED = 1764115200
+CATALOG_DEPRECATION = CATALOG_CREATED + 10 * 365 * 24 * 3600
+
+
+def azure_model(model: ModelSpec) -> dict[str, Any]:
+    """Azure's model object, with OpenAI's `created` and `owned_by` so either client can read it. A base model
+    that takes fine-tuning says so; a fine-tuned model names its base (`model`) and its job (`fine_tune`), and is
+    served as long as its base is."""
+    tunable = bool(model.extra.get("fine_tune"))
+    created = int(model.extra.get("created", CATALOG_CREATED))  # type: ignore[call-overload]
+    deprecation: dict[str, int] = {"inference": CATALOG_DEPRECATION}
+    if tunable:
+        deprecation["fine_tune"] = CATALOG_DEPRECATION
+    body: dict[str, Any] = {
         "capabilities": {
             "chat_completion": model.can("chat"), "completion": model.can("completion"),
-            "embeddings": model.can("embeddings"), "fine_tune": False, "inference": True,
+            "embeddings": model.can("embeddings"), "fine_tune": tunable, "inference": True,
             "vision": model.can("vision"),
         },
-        "created": created, "created_at": created,
-        "deprecation": {"inference": created + 10 * 365 * 24 * 3600},
+        "created": created, "created_at": created, "deprecation": deprecation,
         "id": model.response_model, "lifecycle_status": "generally-available", "object": "model",
         "owned_by": model.publisher, "status": "succeeded",
     }
-
-
-# the catalog ships with the package: its models exist since the package was built
-CATALOG_CREATED = 1764115200
-
-
-def _model_list(request: Request) -> dict[str, Any]:
-    return {"data": [azure_model(m, CATALOG_CREATED) for m in services(request).catalog], "object": "list"}
-
-
-def _model_by_id(request: Request, model_id: str) -> dict[str, Any]:
-    for model in services(request).catalog:
-        if model.response_model == model_id.lower():
-            return azure_model(model, CATALOG_CREATED)
-    raise resource_not_found()
+    if fine_tuned(model):
+        body.update(model=str(model.extra["base_model"]).lower(), fine_tune=model.extra["fine_tuning_job"],
+                    owned_by="organization-owner")
+    return body
 
 
 async def list_models(request: Request, caller: Caller) -> Response:
-    return AzureJSONResponse(_model_list(request))
+    models = await run_in_threadpool(services(request).models_of(caller.account.id).all)
+    return AzureJSONResponse({"data": [azure_model(m) for m in models], "object": "list"})
 
 
 async def get_model(model_id: str, request: Request, caller: Caller) -> Response:
-    return AzureJSONResponse(_model_by_id(request, model_id))
+    model = await run_in_threadpool(services(request).models_of(caller.account.id).get, model_id)
+    if model is None:
+        raise resource_not_found()
+    return AzureJSONResponse(azure_model(model))
 
 
 def deployment_object(deployment: DeploymentRecord) -> dict[str, Any]:

@@ -34,6 +34,7 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens read from cells evaluated before
+    audio_seconds: float = 0.0  # heard by a transcription or translation, spoken by speech
 
 
 class Ticket:
@@ -53,6 +54,7 @@ class Ticket:
         self._prompt_tokens: dict[int, int] = {}
         self._cached_tokens: dict[int, int] = {}
         self._completion_tokens = 0
+        self._audio_seconds = 0.0
 
     def order(self, prompt_index: int = 0) -> WorkOrder:
         """A work order for one engine call made on this request's behalf."""
@@ -66,12 +68,14 @@ class Ticket:
         if self._observation is not None and self._observation.engine_started is None:
             self._observation.engine_started = time.monotonic()  # the first engine call began to run
 
-    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> None:
+    def add(self, prompt_index: int, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
+            audio_seconds: float = 0.0) -> None:
         with self._lock:
             # the choices of one prompt share it: counted once, as `usage` counts it
             self._prompt_tokens[prompt_index] = max(self._prompt_tokens.get(prompt_index, 0), prompt_tokens)
             self._cached_tokens[prompt_index] = max(self._cached_tokens.get(prompt_index, 0), cached_tokens)
             self._completion_tokens += completion_tokens
+            self._audio_seconds += audio_seconds
 
     def release(self) -> None:
         with self._lock:
@@ -79,7 +83,7 @@ class Ticket:
             if self._holders:
                 return
             usage = Usage(self.account_id, self.deployment, self.estimate, sum(self._prompt_tokens.values()),
-                          self._completion_tokens, sum(self._cached_tokens.values()))
+                          self._completion_tokens, sum(self._cached_tokens.values()), self._audio_seconds)
         self._settle(usage)
 
     # the request's own hold ------------------------------------------------------------------------

@@ -8,13 +8,13 @@ subscription's quota) is checked here, so no surface can write around one; a ref
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from azurine.api.management.accounts import SkuIn
 from azurine.api.management.arm import arm_error, check_name
-from azurine.catalog import Catalog, ModelSpec
+from azurine.catalog import ModelSpec
 from azurine.quota.capacity import BATCH, SKU_NAMES, check_quota
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
 
@@ -22,6 +22,13 @@ UPGRADE_OPTIONS = ("OnceNewDefaultVersionAvailable", "OnceCurrentVersionExpired"
 BUILT_IN_POLICIES = ("Microsoft.Default", "Microsoft.DefaultV2")
 READ_ONLY = frozenset({"provisioningState", "capabilities", "rateLimits", "callRateLimit", "currentCapacity",
                        "dynamicThrottlingEnabled", "model", "raiPolicyName", "versionUpgradeOption"})
+
+
+class Models(Protocol):
+    """Where a deployment's model is looked up: the catalog (the command line's), or an account's models, its
+    fine-tuned ones among them (ARM's: `fine_tuning/models.AccountModels`)."""
+
+    def get(self, name: str, version: str | None = None) -> ModelSpec | None: ...
 
 
 class ModelIn(BaseModel):
@@ -71,7 +78,7 @@ class Written:
     created: bool
 
 
-def model_for(catalog: Catalog, fields: ModelIn | None, account: AccountRecord) -> ModelSpec:
+def model_for(catalog: Models, fields: ModelIn | None, account: AccountRecord) -> ModelSpec:
     if fields is None or not fields.name:
         raise arm_error(400, "InvalidResourceProperties", "The deployment's properties.model.name is required.")
     model = catalog.get(fields.name, fields.version)
@@ -140,7 +147,7 @@ def require_weights(model: ModelSpec, upstream: Upstream | None, local: LocalWei
                     "or `--model-path`).")
 
 
-def put_deployment(store: StateStore, catalog: Catalog, owner: AccountRecord, name: str, body: DeploymentIn,
+def put_deployment(store: StateStore, catalog: Models, owner: AccountRecord, name: str, body: DeploymentIn,
                    principal: str, upstream: Upstream | None = None, local: LocalWeights | None = None) -> Written:
     """Create or replace `owner`'s deployment `name` (ARM's PUT)."""
     check_name(name, "deployments")
@@ -171,7 +178,7 @@ def put_deployment(store: StateStore, catalog: Catalog, owner: AccountRecord, na
     return Written(deployment, model, created)
 
 
-def update_deployment(store: StateStore, catalog: Catalog, owner: AccountRecord, existing: DeploymentRecord,
+def update_deployment(store: StateStore, catalog: Models, owner: AccountRecord, existing: DeploymentRecord,
                       body: DeploymentIn, principal: str) -> Written:
     """Resize or retag an existing deployment (ARM's PATCH); its model and policy stay."""
     model = catalog.get(existing.model_name, existing.model_version)

@@ -98,8 +98,8 @@ async def create_deployment(subscription: str, group: str, account: str, name: s
     owner = await find_account(request, subscription, group, account)
     body = await parse_arm_body(request, DeploymentIn)
     svc = services(request)
-    written = await run_in_threadpool(deployment_service.put_deployment, svc.store, svc.catalog, owner, name, body,
-                                      principal.object_id)
+    written = await run_in_threadpool(deployment_service.put_deployment, svc.store, svc.models_of(owner.id), owner,
+                                      name, body, principal.object_id)
     svc.cache.clear()
     resource = f"{account_id(subscription, group, account)}/deployments/{name}"
     operation = await run_in_threadpool(svc.store.add_operation, subscription, owner.location, resource, "Succeeded")
@@ -116,8 +116,8 @@ async def update_deployment(subscription: str, group: str, account: str, name: s
     existing = await _find(request, owner, name)
     body = await parse_arm_body(request, DeploymentIn)
     svc = services(request)
-    written = await run_in_threadpool(deployment_service.update_deployment, svc.store, svc.catalog, owner, existing,
-                                      body, principal.object_id)
+    written = await run_in_threadpool(deployment_service.update_deployment, svc.store, svc.models_of(owner.id),
+                                      owner, existing, body, principal.object_id)
     svc.cache.clear()
     return AzureJSONResponse(render_deployment(owner, written.deployment, written.model))
 
@@ -127,7 +127,8 @@ async def get_deployment(subscription: str, group: str, account: str, name: str,
     await arm_request(request)
     owner = await find_account(request, subscription, group, account)
     deployment = await _find(request, owner, name)
-    model = services(request).catalog.get(deployment.model_name, deployment.model_version)
+    models = services(request).models_of(owner.id)
+    model = await run_in_threadpool(models.get, deployment.model_name, deployment.model_version)
     return AzureJSONResponse(render_deployment(owner, deployment, model))
 
 
@@ -135,10 +136,13 @@ async def get_deployment(subscription: str, group: str, account: str, name: str,
 async def list_deployments(subscription: str, group: str, account: str, request: Request) -> Response:
     await arm_request(request)
     owner = await find_account(request, subscription, group, account)
-    rows = await run_in_threadpool(services(request).store.deployments, owner.id)
-    catalog = services(request).catalog
-    return AzureJSONResponse({"value": [render_deployment(owner, d, catalog.get(d.model_name, d.model_version))
-                                        for d in rows]})
+    models = services(request).models_of(owner.id)
+
+    def rendered() -> list[dict[str, Any]]:  # a fine-tuned model is read from the database
+        return [render_deployment(owner, d, models.get(d.model_name, d.model_version))
+                for d in services(request).store.deployments(owner.id)]
+
+    return AzureJSONResponse({"value": await run_in_threadpool(rendered)})
 
 
 @router.delete(DEPLOYMENTS + "/{name}")

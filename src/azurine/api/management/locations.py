@@ -14,7 +14,9 @@ from azurine.api.management.arm import PROVIDER, arm_error, arm_request, iso
 from azurine.api.management.deployments import capabilities, rate_limits
 from azurine.api.sse import AzureJSONResponse
 from azurine.catalog import ModelSpec
+from azurine.fine_tuning.models import fine_tuned
 from azurine.quota.capacity import default_limit, skus_of, usage_name, usages
+from azurine.storage.state import AccountRecord
 
 router = APIRouter()
 LOCATION = f"/subscriptions/{{subscription}}/providers/{PROVIDER}/locations/{{location}}"
@@ -24,9 +26,16 @@ DEPRECATION = AVAILABLE_SINCE + 10 * 365 * 24 * 3600
 
 
 def account_model(model: ModelSpec, limits: dict[str, int]) -> dict[str, Any]:
-    return {
-        "capabilities": capabilities(model),
-        "deprecation": {"inference": iso(DEPRECATION)},
+    """A model as ARM lists it. One that takes fine-tuning has `fineTune` among its capabilities and a date for
+    it; a fine-tuned model names its `baseModel`."""
+    marks = capabilities(model)
+    deprecation = {"inference": iso(DEPRECATION)}
+    if model.extra.get("fine_tune"):
+        marks["fineTune"] = "true"
+        deprecation["fineTune"] = iso(DEPRECATION)
+    body: dict[str, Any] = {
+        "capabilities": marks,
+        "deprecation": deprecation,
         "format": model.publisher,
         "isDefaultVersion": True,
         "lifecycleStatus": "GenerallyAvailable",
@@ -41,6 +50,10 @@ def account_model(model: ModelSpec, limits: dict[str, int]) -> dict[str, Any]:
         } for sku in skus_of(model)],
         "version": model.version,
     }
+    if fine_tuned(model):
+        body["baseModel"] = {"format": model.publisher, "name": model.extra["base_model"],
+                             "version": model.extra["base_version"]}
+    return body
 
 
 def usage_json(usage: Any) -> dict[str, Any]:
@@ -48,9 +61,15 @@ def usage_json(usage: Any) -> dict[str, Any]:
             "name": {"localizedValue": usage.localized, "value": usage.name}, "unit": "Count"}
 
 
-async def _models(request: Request, subscription: str, location: str) -> list[dict[str, Any]]:
-    limits = await run_in_threadpool(services(request).store.quota_limits, subscription, location)
-    return [account_model(m, limits) for m in services(request).catalog]
+async def _models(request: Request, subscription: str, location: str,
+                  account: AccountRecord | None = None) -> list[dict[str, Any]]:
+    """The catalog's models, and with an `account` its fine-tuned ones after them."""
+    svc = services(request)
+    limits = await run_in_threadpool(svc.store.quota_limits, subscription, location)
+    models = list(svc.catalog)
+    if account is not None:
+        models += await run_in_threadpool(svc.models_of(account.id).fine_tuned)
+    return [account_model(m, limits) for m in models]
 
 
 async def _usages(request: Request, subscription: str, location: str) -> list[dict[str, Any]]:
@@ -76,7 +95,7 @@ async def location_usages(subscription: str, location: str, request: Request) ->
 async def account_models(subscription: str, group: str, account: str, request: Request) -> Response:
     await arm_request(request)
     owner = await find_account(request, subscription, group, account)
-    return AzureJSONResponse({"value": await _models(request, subscription, owner.location)})
+    return AzureJSONResponse({"value": await _models(request, subscription, owner.location, owner)})
 
 
 @router.get(ACCOUNTS + "/{account}/usages")
