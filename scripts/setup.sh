@@ -11,9 +11,7 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 .venv/bin/python -m pip install --quiet --upgrade pip
 
 # the CPU build of torch (sentence-transformers asks for torch; a bare `torch` would be the CUDA build)
-# --no-compile: Python compiles what it imports when it first imports it; compiling every file of every package here
-# took 31 of the 72 seconds these two installs take on two cores
-.venv/bin/python -m pip install --quiet --no-compile "torch==2.13.0"
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
 
 # Azurine Studio (`/studio`): built from studio/ into src/azurine/studio/dist (package data, so before the package
 # is installed), unless the build is newer than every source file
@@ -24,7 +22,10 @@ fi
 
 # llama.cpp's native build crashes on CPUs with AMX at the first decoded token; build it portably
 export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
-.venv/bin/python -m pip install --quiet --no-compile -e '.[test]'
+.venv/bin/python -m pip install --quiet -e '.[test]'
+# pip byte-compiles what it installs, but not an editable package's own source; where PYTHONDONTWRITEBYTECODE is set
+# (as on CI's machines) nothing compiled at import is kept, so every process would compile Azurine anew
+.venv/bin/python -m compileall -q src >/dev/null
 
 .venv/bin/azurine models install
 
