@@ -20,10 +20,10 @@ import httpx
 from azurine.catalog import ModelSpec
 from azurine.engines.base import EngineError, EngineUnavailable, Order
 from azurine.engines.images import PNG_SIGNATURE, GeneratedImages, ImageAsk, image_units
+from azurine.engines.openai_upstream import CALLERS_OWN, error_of, text_field
 from azurine.quota.estimate import text_tokens
 
 log = logging.getLogger("azurine.upstream")
-CALLERS_OWN = frozenset({400, 413, 422})
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=60.0)
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
@@ -57,16 +57,12 @@ class ImageUpstreamEngine:
                                                                                                     ask.quality))
 
     def _raise_for(self, response: httpx.Response) -> None:
-        try:
-            error = response.json().get("error") or {}
-        except (ValueError, AttributeError):
-            error = {}
-        error = error if isinstance(error, dict) else {}
-        message = error.get("message") if isinstance(error.get("message"), str) else None
+        error = error_of(response)
         if response.status_code in CALLERS_OWN:
-            code = error.get("code") if isinstance(error.get("code"), str) else "invalid_request_error"
-            raise EngineError(message or f"The upstream image server refused the request ({response.status_code}).",
-                              code=code, param=error.get("param") if isinstance(error.get("param"), str) else None)
+            raise EngineError(text_field(error, "message")
+                              or f"The upstream image server refused the request ({response.status_code}).",
+                              code=text_field(error, "code") or "invalid_request_error",
+                              param=text_field(error, "param"))
         # the server's own trouble, or the operator's, in words that can name its hosts and keys: the operator's log
         # has them, the caller a status
         log.warning("upstream %s answered %s: %s", self._base_url, response.status_code, response.text[:2000])

@@ -42,6 +42,20 @@ CALLERS_OWN = frozenset({400, 413, 422})
 TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=60.0, pool=60.0)
 
 
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    """The `error` object of an OpenAI-compatible server's answer, or an empty one where its body has none."""
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        error = {}
+    return error if isinstance(error, dict) else {}
+
+
+def text_field(error: dict[str, Any], name: str) -> str | None:
+    value = error.get(name)
+    return value if isinstance(value, str) else None
+
+
 def _sampling_body(sampling: Sampling) -> dict[str, Any]:
     body: dict[str, Any] = {
         "temperature": sampling.temperature, "top_p": sampling.top_p,
@@ -82,17 +96,13 @@ class OpenAIUpstreamEngine:
 
     async def _raise_for(self, response: httpx.Response) -> None:
         await response.aread()
-        try:
-            error = response.json().get("error") or {}
-        except (ValueError, AttributeError):
-            error = {}
-        error = error if isinstance(error, dict) else {}
-        message = error.get("message") if isinstance(error.get("message"), str) else None
+        error = error_of(response)
+        message = text_field(error, "message")
         if error.get("code") == "context_length_exceeded" and message:
             raise ContextLengthExceeded(message, error.get("param") or "messages")
         if response.status_code in CALLERS_OWN:
             raise EngineError(message or f"The upstream model server refused the request ({response.status_code}).",
-                              param=error.get("param") if isinstance(error.get("param"), str) else None)
+                              param=text_field(error, "param"))
         # anything else is the server's own trouble, or the operator's (its key, its model name), in words that
         # can name its hosts, paths and keys: the operator's log has them, the caller a status
         log.warning("upstream %s answered %s: %s", self._base_url, response.status_code, response.text[:2000])

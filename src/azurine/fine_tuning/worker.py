@@ -31,6 +31,7 @@ from azurine.fine_tuning.results import results_csv
 from azurine.fine_tuning.tokens import token_counter
 from azurine.fine_tuning.trainer import ALPHA, Stopped, train
 from azurine.fine_tuning.training_file import Example, read_examples
+from azurine.jobs.leases import renew_leases
 from azurine.storage.files import FileStore
 from azurine.storage.fine_tuning import FineTuningStore, JobRecord, fine_tuned_model_name
 
@@ -82,7 +83,9 @@ class FineTuningWorker:
         """Train jobs one at a time until `stop` is set; a job in training then stops at its next step and is
         handed back."""
         executor = ThreadPoolExecutor(1, thread_name_prefix="fine-tuning")
-        renewing = asyncio.create_task(self._renew(stop))
+        renewing = asyncio.create_task(
+            renew_leases(stop, lambda: self._store.renew(self.worker_id, self._lease_s), self._lease_s,
+                         "this worker's fine-tuning leases"))
         loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
@@ -163,13 +166,6 @@ class FineTuningWorker:
             return None
         return examples
 
-    async def _renew(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await asyncio.sleep(self._lease_s / 3)
-            try:
-                await asyncio.to_thread(self._store.renew, self.worker_id, self._lease_s)
-            except Exception:
-                log.exception("could not renew this worker's fine-tuning leases")
 
 
 def _lowest_priority() -> None:

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 
 from azurine.jobs.batch_runner import LineOutcome, LineRunner
+from azurine.jobs.leases import renew_leases
 from azurine.storage.batches import BatchRecord, BatchStore, ClaimedLine
 from azurine.storage.files import FileStore
 from azurine.storage.key_providers import KeyUnavailable
@@ -60,7 +61,9 @@ class BatchWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set; lines still running then are cancelled and handed back."""
-        renewing = asyncio.create_task(self._renew(stop))
+        renewing = asyncio.create_task(
+            renew_leases(stop, lambda: self._store.renew(self.worker_id, self._lease_s), self._lease_s,
+                         "this worker's leases"))
         log.info("batch worker %s started", self.worker_id)
         try:
             while not stop.is_set():
@@ -208,10 +211,3 @@ class BatchWorker:
                                           b"\n".join(errors) + b"\n").id
         return output_id, error_id
 
-    async def _renew(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await asyncio.sleep(self._lease_s / 3)
-            try:
-                await asyncio.to_thread(self._store.renew, self.worker_id, self._lease_s)
-            except Exception:
-                log.exception("could not renew this worker's leases")
