@@ -74,7 +74,20 @@ class ScheduledUpstream:
         await self._engine.close()
 
 
-class ScheduledEmbedder:
+class NoTextGeneration:
+    """Chat and completions refused, for an engine that serves neither: its deployment's capabilities keep such
+    requests away."""
+
+    def chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder,
+             stream: bool = True) -> AsyncIterator[Event]:
+        raise EngineError("chat is not served by this engine", code="OperationNotSupported")
+
+    def complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder,
+                 stream: bool = True) -> AsyncIterator[Event]:
+        raise EngineError("completions are not served by this engine", code="OperationNotSupported")
+
+
+class ScheduledEmbedder(NoTextGeneration):
     """An embedding model that computes on a compute thread of its own, its calls taken in turn by class."""
 
     def __init__(self, embedder: BlockingEmbedder) -> None:
@@ -84,14 +97,6 @@ class ScheduledEmbedder:
 
     async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Embeddings:
         return await self._compute.call(order or WorkOrder(), lambda: self._embedder.embed_blocking(inputs))
-
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder,
-             stream: bool = True) -> AsyncIterator[Event]:
-        raise EngineError("chat is not served by this engine", code="OperationNotSupported")
-
-    def complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder,
-                 stream: bool = True) -> AsyncIterator[Event]:
-        raise EngineError("completions are not served by this engine", code="OperationNotSupported")
 
     async def close(self) -> None:
         self._compute.close()

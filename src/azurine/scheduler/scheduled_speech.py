@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
-from azurine.engines.base import ChatPrompt, Embeddings, EngineError, Event, Finished, Sampling, TextPrompt
+from azurine.engines.base import Embeddings, EngineError, Finished
 from azurine.engines.speech import (
     BlockingSpeaker,
     BlockingTranscriber,
@@ -21,19 +21,13 @@ from azurine.engines.speech import (
 )
 from azurine.quota.estimate import text_tokens
 from azurine.scheduler.compute import Emit, Scheduler
+from azurine.scheduler.scheduled import NoTextGeneration
 from azurine.scheduler.work import WorkOrder
 
 
-class _NoText:
-    """The text operations a speech model does not serve: its deployment's capabilities keep requests away."""
-
-    def chat(self, prompt: ChatPrompt, sampling: Sampling, order: WorkOrder,
-             stream: bool = True) -> AsyncIterator[Event]:
-        raise EngineError("chat is not served by this engine", code="OperationNotSupported")
-
-    def complete(self, prompt: TextPrompt, sampling: Sampling, order: WorkOrder,
-                 stream: bool = True) -> AsyncIterator[Event]:
-        raise EngineError("completions are not served by this engine", code="OperationNotSupported")
+class _NoText(NoTextGeneration):
+    """The text operations a speech or image model does not serve: its deployment's capabilities keep requests
+    away."""
 
     async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Embeddings:
         raise EngineError("embeddings are not served by this engine", code="OperationNotSupported")
