@@ -6,49 +6,27 @@ what was said; and a setting may name a workspace only where a collector is conf
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from azurine.identity.tokens import issue_token
 from azurine.storage.database import make_engine
 from azurine.storage.state import StateStore
 from azurine.telemetry import otlp_logs
-from conftest import API_KEY, API_VERSION, Server, free_port, start_server, stop
+from conftest import API_KEY, API_VERSION, Server, start_server, stop
+from otlp_receiver import OtlpReceiver
 
 SECRET = "The harbour code of the red project is 5523."
 SETTINGS_API = {"api-version": "2021-05-01-preview"}
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
-
-
-class Receiver(BaseHTTPRequestHandler):
-    records: list[Any] = []  # every log record received
-    raw: list[bytes] = []  # every export as sent
-    paths: list[str] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        Receiver.paths.append(self.path)
-        for resource in ExportLogsServiceRequest.FromString(body).resource_logs:
-            for scope in resource.scope_logs:
-                Receiver.records.extend(scope.log_records)
-        Receiver.raw.append(body)
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def attributes(record: Any) -> dict[str, Any]:
@@ -61,6 +39,7 @@ class Collected:
     store: StateStore
     resource: str
     workspace: str
+    receiver: OtlpReceiver
 
     def admin(self, principal: str | None = None) -> httpx.Client:
         token = issue_token(self.store, object_id=principal, name=principal or "admin")[0]
@@ -72,17 +51,15 @@ class Collected:
             json={"properties": properties})
 
     def received(self, category: str, operation: str) -> list[Any]:
-        return [r for r in Receiver.records if attributes(r).get("azure.category") == category
+        return [r for r in self.receiver.log_records if attributes(r).get("azure.category") == category
                 and attributes(r).get("azure.operation_name", "").lower().endswith(operation.lower())]
 
 
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
-    port = free_port()
-    receiver = ThreadingHTTPServer(("127.0.0.1", port), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    receiver = OtlpReceiver()
     server = start_server(Path(tmp_path_factory.mktemp("otlp-logs")) / "data", env={
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"http://127.0.0.1:{port}/v1/logs", "OTEL_BLRP_SCHEDULE_DELAY": "100"})
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": f"{receiver.url}/v1/logs", "OTEL_BLRP_SCHEDULE_DELAY": "100"})
     try:
         store = StateStore(make_engine(f"sqlite:///{server.data_dir / 'azurine.db'}"))
         account = store.first_account()
@@ -92,7 +69,7 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
                     f"Microsoft.CognitiveServices/accounts/{account.name}")
         workspace = (f"/subscriptions/{subscription}/resourceGroups/logs/providers/"
                      "Microsoft.OperationalInsights/workspaces/azurine-logs")
-        found = Collected(server, store, resource, workspace)
+        found = Collected(server, store, resource, workspace, receiver)
         created = found.setting("to-collector", {"workspaceId": workspace,
                                                  "logs": [{"categoryGroup": "allLogs", "enabled": True}]})
         assert created.status_code == 200, created.text
@@ -113,12 +90,12 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collected]:
         yield found
     finally:
         stop(server.process)
-        receiver.shutdown()
+        receiver.close()
 
 
 def test_each_call_is_a_log_record_with_azures_record_as_its_body(collected: Collected) -> None:
     chat = collected.received("RequestResponse", "ChatCompletions_Create")
-    assert len(chat) == 2, [attributes(r) for r in Receiver.records]
+    assert len(chat) == 2, [attributes(r) for r in collected.receiver.log_records]
     bodies = sorted((json.loads(r.body.string_value) for r in chat), key=lambda b: b["resultSignature"])
     assert [b["resultSignature"] for b in bodies] == ["200", "404"]
     for body in bodies:
@@ -133,7 +110,7 @@ def test_each_call_is_a_log_record_with_azures_record_as_its_body(collected: Col
     served = bodies[0]
     assert served["properties"]["modelDeploymentName"] == "chat-small" and served["correlationId"]
     assert served["properties"]["completionTokens"] == 2
-    assert set(Receiver.paths) == {"/v1/logs"}
+    assert set(collected.receiver.paths) == {"/v1/logs"}
 
 
 def test_management_actions_are_audit_records(collected: Collected) -> None:
@@ -143,7 +120,8 @@ def test_management_actions_are_audit_records(collected: Collected) -> None:
 
 
 def test_no_record_holds_what_was_said(collected: Collected) -> None:
-    assert Receiver.raw and not any(b"harbour code" in raw or b"5523" in raw for raw in Receiver.raw)
+    assert collected.receiver.raw and not any(b"harbour code" in raw or b"5523" in raw
+                                              for raw in collected.receiver.raw)
 
 
 def test_the_setting_reads_back_with_its_workspace(collected: Collected) -> None:

@@ -4,39 +4,18 @@ no prompt or completion anywhere in them."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from conftest import API_KEY, API_VERSION, free_port, start_server, stop
+from conftest import API_KEY, API_VERSION, start_server, stop
+from otlp_receiver import OtlpReceiver
 
 SECRET = "The vault code of the green project is 4410."
-
-
-class Receiver(BaseHTTPRequestHandler):
-    spans: list[Any] = []  # every span received
-    raw: list[bytes] = []  # every export as sent
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        export = ExportTraceServiceRequest.FromString(body)
-        for resource in export.resource_spans:
-            for scope in resource.scope_spans:
-                Receiver.spans.extend(scope.spans)
-        Receiver.raw.append(body)
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def attributes(span: Any) -> dict[str, Any]:
@@ -48,25 +27,28 @@ def attributes(span: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Any]]:
-    port = free_port()
-    receiver = ThreadingHTTPServer(("127.0.0.1", port), Receiver)
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+def receiver() -> Iterator[OtlpReceiver]:
+    running = OtlpReceiver()
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver) -> Iterator[list[Any]]:
     server = start_server(Path(tmp_path_factory.mktemp("traced")) / "data", env={
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_BSP_SCHEDULE_DELAY": "100"})
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"})
     try:
         client = openai.AzureOpenAI(azure_endpoint=server.url, api_key=API_KEY, api_version=API_VERSION,
                                     max_retries=0)
         client.chat.completions.create(model="chat-small", max_tokens=2,
                                        messages=[{"role": "user", "content": SECRET}])
         for _ in range(100):
-            if any(s.name == "chat chat-small" for s in Receiver.spans):
+            if any(s.name == "chat chat-small" for s in receiver.spans):
                 break
             time.sleep(0.1)
-        yield Receiver.spans
+        yield receiver.spans
     finally:
         stop(server.process)
-        receiver.shutdown()
 
 
 def test_a_chat_call_is_a_server_span_by_the_genai_conventions(traced: list[Any]) -> None:
@@ -88,5 +70,5 @@ def test_its_stages_are_child_spans_within_it(traced: list[Any]) -> None:
         assert child.end_time_unix_nano <= root.end_time_unix_nano
 
 
-def test_no_span_holds_what_was_said(traced: list[Any]) -> None:
-    assert traced and not any(b"vault code" in raw or b"4410" in raw for raw in Receiver.raw)
+def test_no_span_holds_what_was_said(traced: list[Any], receiver: OtlpReceiver) -> None:
+    assert traced and not any(b"vault code" in raw or b"4410" in raw for raw in receiver.raw)
