@@ -56,7 +56,8 @@ function refusedAnnotations(error: unknown): Annotations | undefined {
 
 export function Playground() {
   const listed = useLoad(chatDeployments, []);
-  const [deployment, setDeployment] = useState("");
+  // "" until one is picked: the first listed, so that a pick made before the list settles is never overwritten
+  const [picked, setDeployment] = useState("");
   const [system, setSystem] = useState("You are a helpful assistant.");
   const [params, setParams] = useState<Parameters>({ temperature: 0.7, max_tokens: 256, top_p: 1 });
   const [turns, setTurns] = useState<Turn[]>([]);
@@ -66,9 +67,7 @@ export function Playground() {
   const [sent, setSent] = useState<{ deployment: string; request: ChatRequest } | undefined>();
   const end = useRef<HTMLDivElement>(null);
 
-  useEffect(() => {
-    if (!deployment && listed.value?.length) setDeployment(listed.value[0].id);
-  }, [listed.value]);
+  const deployment = picked || listed.value?.[0]?.id || "";
   useEffect(() => end.current?.scrollIntoView({ block: "nearest" }), [turns]);
 
   const body = (text: string): ChatRequest => ({ messages: conversation(system, turns, text), ...params });
