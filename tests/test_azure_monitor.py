@@ -198,7 +198,8 @@ def test_prometheus_has_the_metrics_under_the_names_the_grafana_dashboard_reads(
 
 STORAGE = "/subscriptions/{sub}/resourceGroups/logs/providers/Microsoft.Storage/storageAccounts/azurinelogs"
 SETTINGS_API = {"api-version": "2021-05-01-preview"}
-SECRET_PROMPT = "The launch code of the blue project is 7781."
+# A word, not digits: digits turn up in any record's timestamps and identifiers.
+SECRET_PROMPT = "The launch code of the blue project is periwinkle."
 
 
 @dataclass
@@ -280,7 +281,7 @@ def test_each_call_is_logged_in_azures_shape_without_what_was_said(logged: Logge
     assert record["properties"]["modelDeploymentName"] == "chat-small"
     assert record["properties"]["completionTokens"] == 2
     written = "".join(p.read_text() for p in logged.folder.rglob("PT1H.json"))
-    assert "launch code" not in written and "7781" not in written
+    assert "launch code" not in written and "periwinkle" not in written
 
 
 def test_management_actions_are_audited(logged: Logged) -> None:

@@ -434,18 +434,11 @@ MINILM_NAME = "all-minilm-l6-v2"
 
 
 def minilm_encoder(minilm_dir: Path) -> Callable[[list[str]], np.ndarray]:
-    """Normalised mean-pooled all-MiniLM-L6-v2 vectors, from the local directory only (never the hub)."""
-    from sentence_transformers import SentenceTransformer
+    """Normalised mean-pooled all-MiniLM-L6-v2 vectors, from the local directory only (never the hub), truncated
+    at the directory's `max_seq_length` as sentence-transformers truncates them."""
+    from azurine.engines.bert_encoder import BertEncoder, sentence_max_tokens
 
-    model = SentenceTransformer(str(minilm_dir), device="cpu", local_files_only=True)
-
-    def encode(texts: list[str]) -> np.ndarray:
-        # windows are of similar length, so one padded batch wastes little
-        return model.encode(
-            texts, batch_size=16, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
-        ).astype(np.float32)
-
-    return encode
+    return BertEncoder(minilm_dir, max_tokens=sentence_max_tokens(minilm_dir)).encode
 
 
 E5_NAME = "multilingual-e5-small"
