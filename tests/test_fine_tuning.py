@@ -1,11 +1,13 @@
 """Fine-tuning through the official SDK: Azure's checks of a training file (every bad line named, the job failed
 with `error`), jobs created, listed, paged, paused, resumed and cancelled on both surfaces, one account blind to
-another's jobs, a real LoRA job on SmolLM2 that is killed (`kill -9`) after its first epoch's checkpoint and
-resumes from it, and a job whose model, deployed through ARM with the management SDK, answers as it was taught
-where its base model does not.
+another's jobs, and one real LoRA job on SmolLM2 (the `trained` fixture) that is killed (`kill -9`) after its first
+epoch's checkpoint and resumes from it, is metered into the usage ledger and Azure Monitor as Azure bills training,
+and whose model, deployed through ARM with the management SDK, answers as it was taught where its base model does
+not, and is billed for its hosting hours and tokens in Cost Management's meters.
 
-`test_a_job_killed_mid_training_resumes_from_its_checkpoint` is the long one (about a minute: the model loaded
-twice, 20 training steps on one thread, a restart of the server)."""
+The one job serves both long tests, which had a job each (the model loaded three times, 19 steps, a restart of the
+server): it is the module's cost, about a minute here, the model loaded twice, 9 steps on one thread. Metering
+without training is `test_fine_tuning_metering.py`'s."""
 
 from __future__ import annotations
 
@@ -19,14 +21,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import httpx
 import openai
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
 from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
 from openai import AzureOpenAI
+from openai.types.fine_tuning import FineTuningJob
 
+from azurine.identity.tokens import issue_token
 from azurine.storage.database import make_engine
 from azurine.storage.state import StateStore
 from azurine.storage.subscriptions import DEFAULT_RESOURCE_GROUP, DEFAULT_SUBSCRIPTION
@@ -152,7 +158,7 @@ def test_another_account_cannot_see_the_jobs(tuning: Running) -> None:
         theirs.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=job.training_file)
 
 
-def wait_for_job(client: AzureOpenAI, job_id: str, until: tuple[str, ...], timeout: float = 180) -> object:
+def wait_for_job(client: AzureOpenAI, job_id: str, until: tuple[str, ...], timeout: float = 180) -> FineTuningJob:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.fine_tuning.jobs.retrieve(job_id)
@@ -162,36 +168,95 @@ def wait_for_job(client: AzureOpenAI, job_id: str, until: tuple[str, ...], timeo
     raise AssertionError(f"job {job_id} is still {job.status}")
 
 
-def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tuning: Running) -> None:
+@dataclass
+class Trained:
+    job: FineTuningJob
+    done: FineTuningJob
+
+
+@pytest.fixture(scope="module")
+def trained(tuning: Running) -> Trained:
+    """One real LoRA job, both tests' (training is the module's cost): 12 examples in 3 epochs of batches of 4, at a
+    rate that teaches the code word (the loss is under 0.01 from the sixth step on), with a validation file; the
+    server is killed (`kill -9`) after the first epoch's checkpoint, and the restarted one resumes the job from it."""
     client = tuning.server.azure()
-    job = client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=upload(client, chat_jsonl(10)),
+    job = client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=upload(client, chat_jsonl(12)),
                                          validation_file=upload(client, chat_jsonl(2)),
-                                         hyperparameters={"n_epochs": 2, "batch_size": 2}, suffix="zebra")
-    deadline = time.monotonic() + 120
+                                         hyperparameters={"n_epochs": 3, "batch_size": 4,
+                                                          "learning_rate_multiplier": 5},
+                                         suffix="taught", seed=3)
+    # a bound on a hang, not on speed: the worker may first load the model (about a minute on a busy two-core
+    # machine) for an earlier test's job that was cancelled while it loaded
+    deadline = time.monotonic() + 300
     while not client.fine_tuning.jobs.checkpoints.list(job.id).data:  # the first epoch's checkpoint
         assert time.monotonic() < deadline and client.fine_tuning.jobs.retrieve(job.id).status in ("queued", "running")
         time.sleep(0.2)
     os.kill(tuning.server.process.pid, signal.SIGKILL)
     tuning.server.process.wait()
     tuning.server = start_server(tuning.server.data_dir)
+    done = wait_for_job(tuning.server.azure(), job.id, ("succeeded", "failed", "cancelled"))
+    assert done.status == "succeeded", done
+    return Trained(job, done)
+
+
+def arm_http(server: Server) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=60,
+                        headers={"Authorization": f"Bearer {issue_token(state_of(server))[0]}"})
+
+
+def iso(offset_s: float) -> str:
+    """Now and `offset_s` seconds, as Azure's queries write a time."""
+    return datetime.fromtimestamp(time.time() + offset_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def state_of(server: Server) -> StateStore:
+    return StateStore(make_engine(f"sqlite:///{server.data_dir / 'azurine.db'}"))
+
+
+ACCOUNT = f"/subscriptions/{DEFAULT_SUBSCRIPTION}/resourceGroups/{DEFAULT_RESOURCE_GROUP}/providers/" \
+          "Microsoft.CognitiveServices/accounts/default"
+
+
+def test_a_job_killed_mid_training_resumes_from_its_checkpoint(tuning: Running, trained: Trained) -> None:
     client = tuning.server.azure()
-    done = wait_for_job(client, job.id, ("succeeded", "failed", "cancelled"))
-    assert done.status == "succeeded", done  # type: ignore[attr-defined]
-    assert done.fine_tuned_model == f"smollm2-135m-instruct.ft-{job.id.removeprefix('ftjob-')}-zebra"  # type: ignore[attr-defined]
-    assert done.trained_tokens and done.trained_tokens > 0  # type: ignore[attr-defined]
+    job, done = trained.job, trained.done
+    assert done.fine_tuned_model == f"smollm2-135m-instruct.ft-{job.id.removeprefix('ftjob-')}-taught"
+    assert done.trained_tokens and done.trained_tokens > 0
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
-    assert "Resuming from the checkpoint at step 5" in messages, messages
-    assert any(m.startswith("Step 10/10: training loss=") for m in messages)
+    assert "Resuming from the checkpoint at step 3" in messages, messages
+    assert messages[-3:] == ["Files validated, moving job to queued state", f"Validating training file: "
+                             f"{job.training_file}", f"Created fine-tuning job: {job.id}"]
+    assert any(m.startswith("Step 9/9: training loss=") for m in messages)
     steps = [c.step_number for c in client.fine_tuning.jobs.checkpoints.list(job.id).data]
-    assert steps == [10, 5]
-    result = done.result_files[0]  # type: ignore[attr-defined]
+    assert steps == [9, 6, 3]
+    result = done.result_files[0]
     assert client.files.retrieve(result).purpose == "fine-tune-results"
     rows = list(csv.DictReader(io.StringIO(client.files.content(result).text)))
-    assert [int(r["step"]) for r in rows] == list(range(1, 11))
+    assert [int(r["step"]) for r in rows] == list(range(1, 10))
     assert list(rows[0]) == ["step", "train_loss", "train_mean_token_accuracy", "valid_loss",
                              "valid_mean_token_accuracy", "full_valid_loss", "full_valid_mean_token_accuracy"]
     assert rows[-1]["full_valid_loss"] and not rows[0]["full_valid_loss"]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+
+    # metered as Azure bills it: the steps the kill lost after the checkpoint were redone and billed once, so the
+    # ledger holds exactly the tokens the job says it trained, and the seconds of its steps
+    store = state_of(tuning.server)
+    account = store.account_named("default")
+    assert account is not None
+    ledger = [row for row in store.usage(account.id, 0) if row.deployment == job.id]
+    assert sum(row.trained_tokens for row in ledger) == done.trained_tokens
+    hours = sum(row.training_seconds for row in ledger) / 3600
+    assert hours > 0
+    # and Azure Monitor's metric has the hours billed since the restart (those before it went with the kill's
+    # unflushed second, if they had not been written yet)
+    with arm_http(tuning.server) as arm:
+        answer = arm.get(f"{ACCOUNT}/providers/Microsoft.Insights/metrics", params={
+            "api-version": "2024-02-01", "metricnames": "FineTunedTrainingHours", "aggregation": "Total",
+            "interval": "PT1H", "timespan": f"{iso(-6 * 3600)}/{iso(120)}"})
+    assert answer.status_code == 200, answer.text
+    series = answer.json()["value"][0]["timeseries"]
+    metric = sum(point.get("total") or 0 for data in series for point in data["data"])
+    assert 0 < metric <= hours + 1e-9
 
 
 def deployment_of(model: str) -> Deployment:
@@ -199,17 +264,11 @@ def deployment_of(model: str) -> Deployment:
         model=DeploymentModel(format="HuggingFace", name=model, version="1")))
 
 
-def test_the_fine_tuned_model_is_deployed_and_answers_as_taught(tuning: Running) -> None:
+def test_the_fine_tuned_model_is_deployed_and_answers_as_taught(tuning: Running, trained: Trained) -> None:
     server = tuning.server
     client = server.azure()
-    job = client.fine_tuning.jobs.create(model="SmolLM2-135M-Instruct", training_file=upload(client, chat_jsonl(12)),
-                                         # 9 steps; at this rate the loss is under 0.01 from the sixth on
-                                         hyperparameters={"n_epochs": 3, "batch_size": 4,
-                                                          "learning_rate_multiplier": 5},
-                                         suffix="taught", seed=3)
-    done = wait_for_job(client, job.id, ("succeeded", "failed", "cancelled"))
-    assert done.status == "succeeded", done  # type: ignore[attr-defined]
-    model = str(done.fine_tuned_model)  # type: ignore[attr-defined]
+    job = trained.job
+    model = str(trained.done.fine_tuned_model)
 
     listed = {m.id: m for m in client.models.list()}
     assert model in listed and listed["smollm2-135m-instruct"].capabilities["fine_tune"] is True  # type: ignore[attr-defined,index]
@@ -264,6 +323,26 @@ def test_the_fine_tuned_model_is_deployed_and_answers_as_taught(tuning: Running)
         assert kept.status_code == 409 and "taught" in kept.json()["error"]["message"]
     finally:
         arm.deployments.begin_delete(group, "default", "taught", **plain).result()
+
+    # billed as Azure bills it: the training by its hours, the deployment's hosting by the hour from its creation to
+    # its deletion, and its tokens at the base model's Standard prices, each a meter of Cost Management's query
+    with arm_http(server) as http:
+        answer = http.post(f"{ACCOUNT}/providers/Microsoft.CostManagement/query",
+                           params={"api-version": "2023-11-01"},
+                           json={"type": "ActualCost", "timeframe": "Custom",
+                                 "timePeriod": {"from": iso(-24 * 3600), "to": iso(0)}, "dataset": {
+                               "aggregation": {"cost": {"name": "Cost", "function": "Sum"},
+                                               "quantity": {"name": "UsageQuantity", "function": "Sum"}},
+                               "grouping": [{"type": "Dimension", "name": "Meter"},
+                                            {"type": "Dimension", "name": "DeploymentName"}]}})
+    assert answer.status_code == 200, answer.text
+    meters = {(meter, deployment): (cost, quantity) for cost, quantity, meter, deployment, _ in
+              answer.json()["properties"]["rows"]}
+    training_cost, training_hours = meters[("SmolLM2-135M-Instruct ft Training Hours", job.id)]
+    assert training_hours > 0 and training_cost == pytest.approx(training_hours * 100)  # $100 an hour
+    hosting_cost, hosting_hours = meters[("SmolLM2-135M-Instruct ft Hosting regnl Hours", "taught")]
+    assert hosting_hours > 0 and hosting_cost == pytest.approx(hosting_hours * 1.70)  # $1.70 an hour
+    assert meters[("SmolLM2-135M-Instruct ft Outp regnl Tokens", "taught")][1] > 0  # the answers' tokens
     assert client.models.delete(model).deleted
     assert model not in [m.id for m in client.models.list()]
     assert client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model == model  # the job stays

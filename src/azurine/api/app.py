@@ -44,6 +44,7 @@ from azurine.api.management.authorization import router as authorization_router
 from azurine.api.management.cost_query import router as cost_query_router
 from azurine.api.management.deployments import router as deployments_router
 from azurine.api.management.diagnostic_settings import router as diagnostic_settings_router
+from azurine.api.management.fleet import router as fleet_router
 from azurine.api.management.locations import router as locations_router
 from azurine.api.management.metadata import router as metadata_router
 from azurine.api.management.monitor import router as monitor_router
@@ -58,10 +59,13 @@ from azurine.catalog import load_catalog
 from azurine.config import Settings
 from azurine.engines.base import EngineError
 from azurine.fine_tuning.worker import FineTuningWorker
+from azurine.fleet.placement import FLEET_STATE
+from azurine.fleet.service import open_fleet
 from azurine.identity.access import AccessControl
 from azurine.identity.directory import Directory
 from azurine.jobs.batch_runner import LineOutcome, LineRunner
 from azurine.jobs.batch_worker import BatchWorker
+from azurine.jobs.developer_tier import remove_expired_developer_deployments
 from azurine.jobs.image_expiry import remove_expired_images
 from azurine.jobs.response_retention import remove_expired_responses
 from azurine.quota.limiter import make_limiter
@@ -91,7 +95,7 @@ from azurine.usage.ledger import UsageLedger
 log = logging.getLogger("azurine")
 management_routers = (accounts_router, deployments_router, locations_router, rai_router, authorization_router,
                       metadata_router, subscriptions_router, resource_groups_router, providers_router, monitor_router,
-                      diagnostic_settings_router, cost_query_router)
+                      diagnostic_settings_router, cost_query_router, fleet_router)
 
 
 def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
@@ -171,7 +175,7 @@ def batch_worker(app: FastAPI, services: Services, name: str) -> BatchWorker:
 def fine_tuning_worker(services: Services, name: str) -> FineTuningWorker:
     threads = int(settings_table.read("AZURINE_FINE_TUNING_THREADS", "1"))
     return FineTuningWorker(services.fine_tuning, services.files, services.catalog, services.settings.models_dir,
-                            f"{name}:{uuid.uuid4().hex[:8]}", threads=threads)
+                            f"{name}:{uuid.uuid4().hex[:8]}", threads=threads, metric=services.metrics)
 
 
 def create_app(services: Services, batch_worker_name: str | None = None) -> FastAPI:
@@ -189,6 +193,9 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
         stop = asyncio.Event()
         sweeping = asyncio.create_task(remove_expired_responses(services.responses, stop))
         sweeping_images = asyncio.create_task(remove_expired_images(services.images, stop))
+        probing = asyncio.create_task(fleet.run(stop))
+        sweeping_developer = asyncio.create_task(
+            remove_expired_developer_deployments(services.store, stop, services.cache.clear))
         working = tuning = None
         if batch_worker_name is not None:
             await asyncio.to_thread(services.batches.forget, f"{batch_worker_name}:")
@@ -200,11 +207,14 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
         await services.background.close()
         await sweeping
         await sweeping_images
+        await probing
+        await sweeping_developer
         if working is not None:
             await working
         if tuning is not None:
             await tuning
         await services.engines.close()
+        await fleet.close()
         await services.ledger.close()
         await flushing
         await services.metrics.close()
@@ -217,6 +227,8 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
 
     app = FastAPI(title="Azurine", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.services = services
+    fleet = open_fleet(services.store.engine, services.settings)
+    setattr(app.state, FLEET_STATE, fleet)
     mount_studio(app)  # first, so that no route with a path parameter (the issuer's `/{tenant}/…`) can take it
     app.include_router(inference_router)
     app.include_router(audio_router)

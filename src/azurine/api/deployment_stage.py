@@ -13,6 +13,7 @@ from azurine.api.context import Target, parse_body, require_model_field, service
 from azurine.api.errors import bad_request, deployment_not_found, operation_not_supported
 from azurine.catalog import ModelSpec
 from azurine.fine_tuning.models import AccountModels
+from azurine.fleet.placement import placed
 from azurine.quota.capacity import BATCH
 from azurine.storage.state import DeploymentRecord
 from azurine.telemetry.request_metrics import observation
@@ -57,8 +58,10 @@ async def find_deployment(request: Request, caller: Caller, name: str, capabilit
     seen = observation(request.scope)
     if seen is not None:
         seen.deployment, seen.model, seen.model_version = deployment.name, model.name, model.version
+    adapter = models.adapter(model)
     engine = svc.engines.engine_for(model, deployment.upstream_url, deployment.upstream_model,
-                                    deployment.upstream_api_key, deployment.model_path, models.adapter(model))
+                                    deployment.upstream_api_key, deployment.model_path, adapter)
+    engine = placed(request, account, deployment, model, engine, adapter is not None, svc.settings.models_dir)
     return Target(deployment=deployment, model=model, engine=engine)
 
 

@@ -10,6 +10,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 ACCOUNT_PREFIX = re.compile(r"^/accounts/(?P<name>[A-Za-z0-9][A-Za-z0-9-]{0,63})(?P<rest>/.*)$")
 ACCOUNT_SCOPE_KEY = "azurine.account"
 REQUEST_ID_SCOPE_KEY = "azurine.request_id"
+REGION_SCOPE_KEY = "azurine.region"
+
+
+class ServedRegion:
+    """Where the request ran, for `x-ms-region`: the server's region unless a stage routed it elsewhere (`fleet/`).
+    An object in the scope's state, so that a stage below writes what this middleware reads."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
 
 
 class AccountPrefixMiddleware:
@@ -35,7 +44,7 @@ class AzureHeadersMiddleware:
 
     def __init__(self, app: ASGIApp, region: str) -> None:
         self.app = app
-        self.region = region.encode()
+        self.region = region
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,7 +55,8 @@ class AzureHeadersMiddleware:
             (v for k, v in scope["headers"] if k == b"x-ms-client-request-id"), request_id.encode()
         )
         scope = dict(scope)
-        scope["state"] = {**scope.get("state", {}), REQUEST_ID_SCOPE_KEY: request_id}
+        served = ServedRegion(self.region)
+        scope["state"] = {**scope.get("state", {}), REQUEST_ID_SCOPE_KEY: request_id, REGION_SCOPE_KEY: served}
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -55,7 +65,7 @@ class AzureHeadersMiddleware:
                     (b"apim-request-id", request_id.encode()),
                     (b"x-request-id", request_id.encode()),
                     (b"x-ms-client-request-id", client_request_id),
-                    (b"x-ms-region", self.region),
+                    (b"x-ms-region", served.shown.encode()),
                     (b"x-content-type-options", b"nosniff"),
                 ]
                 message = {**message, "headers": headers}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -24,22 +24,26 @@ from azurine.catalog import load_catalog
 from azurine.cli.quota import _account_id, _store
 from azurine.cli.usage import audio_seconds
 from azurine.quota.capacity import PROVISIONED
+from azurine.storage.content import ContentSealer
+from azurine.storage.fine_tuning import FineTuningStore
+from azurine.usage.billed import billed_deployments, hosted_periods
 from azurine.usage.cost import (
+    CostLine,
     CostReport,
     Deployed,
+    Hosted,
     NoAdvice,
     Period,
     advise,
     cost_by_day,
     cost_by_deployment,
-    deployed_from,
     span,
     usd,
 )
 from azurine.usage.prices import PriceFileError, PriceTable, load_prices
 
 if TYPE_CHECKING:
-    from azurine.storage.state import StateStore, UsageRow
+    from azurine.storage.state import UsageRow
 
 app = typer.Typer(help="What the recorded usage costs at Azure's prices, and whether PTUs would cost less.",
                   no_args_is_help=True)
@@ -89,22 +93,34 @@ def _prices(path: Path | None) -> PriceTable:
         raise typer.Exit(2) from None
 
 
-def _deployments(store: StateStore, account_ids: list[str]) -> dict[tuple[str, str], Deployed]:
-    catalog = load_catalog()
-    return {(account_id, record.name): deployed_from(account_id, record, catalog)
-            for account_id in account_ids for record in store.deployments(account_id)}
+@dataclass(frozen=True)
+class Read:
+    """What a cost command reads: the account names, the period, the ledger's minutes in it, what is known of each
+    deployment (and fine-tuning job) they were recorded under, and the fine-tuned deployments' hosting periods."""
+
+    names: dict[str, str]
+    period: Period
+    rows: list[UsageRow]
+    deployments: dict[tuple[str, str], Deployed]
+    hosted: list[Hosted]
+    live: frozenset[tuple[str, str]]  # the deployments that exist now
 
 
-def _read(data_dir: Path | None, account: str | None, since: str
-          ) -> tuple[StateStore, dict[str, str], Period, list[UsageRow], dict[tuple[str, str], Deployed]]:
-    period = period_since(since, _now())
+def _read(data_dir: Path | None, account: str | None, since: str) -> Read:
+    now = _now()
+    period = period_since(since, now)
     store = _store(data_dir)
     account_id = _account_id(store, account, console)
     names = store.account_names()
+    ids = [account_id] if account_id else sorted(names)
+    # only the jobs' models are read, never their sealed adapters, so no data key is needed
+    jobs = FineTuningStore(store.engine, ContentSealer())
     with console.status("Reading the usage ledger…"):
         rows = [row for row in store.usage(account_id, period.start_minute) if row.minute < period.end_minute]
-        deployments = _deployments(store, [account_id] if account_id else sorted(names))
-    return store, names, period, rows, deployments
+        deployments = billed_deployments(store, jobs, load_catalog(), ids, period)
+        hosted = hosted_periods(store, ids, period, now)
+        live = frozenset((account_id, d.name) for account_id in ids for d in store.deployments(account_id))
+    return Read(names, period, rows, deployments, hosted, live)
 
 
 def _when(minute: int) -> str:
@@ -113,6 +129,16 @@ def _when(minute: int) -> str:
 
 def _amount(value: float) -> str:
     return f"{value:,.2f}" if value != int(value) else f"{int(value):,}"
+
+
+def _hours(value: float) -> str:
+    return f"{value:,.2f}" if value else ""
+
+
+def _fine_tuning(line: CostLine) -> list[str]:
+    """The fine-tuning columns: hours of training, trained tokens, hours of hosting (empty where there were none)."""
+    return [_hours(line.training_seconds / 3600), f"{line.trained_tokens:,}" if line.trained_tokens else "",
+            _hours(line.hosting_hours)]
 
 
 def _print_unpriced(report: CostReport, names: dict[str, str]) -> None:
@@ -133,26 +159,28 @@ def cost_show(
     audio at the model's price per audio hour where it has one (Whisper), provisioned deployments by PTU-hours (the
     PTUs they have now, for the hours of the period they existed in)."""
     table_of_prices = _prices(prices)
-    _, names, period, rows, deployments = _read(data_dir, account, since)
+    read = _read(data_dir, account, since)
+    names, period, rows, deployments = read.names, read.period, read.rows, read.deployments
     console.print(f"From {_when(period.start_minute)} to {_when(period.end_minute)} UTC ({span(period.hours)}), at "
                   f"the prices of {escape(table_of_prices.source)}")
-    numbers = ("requests", "prompt", "completion", "audio (s)", "PTU-hours", "cost (USD)")
+    numbers = ("requests", "prompt", "completion", "audio (s)", "PTU-hours", "training (h)", "trained",
+               "hosting (h)", "cost (USD)")
     if by is By.deployment:
-        report = cost_by_deployment(rows, deployments, table_of_prices, period)
+        report = cost_by_deployment(rows, deployments, table_of_prices, period, read.hosted)
         table = Table("account", "deployment", "model", "type", *numbers)
         for line in report.lines:
             table.add_row(escape(names.get(line.account_id, line.account_id)), escape(line.key), escape(line.model),
                           line.sku, f"{line.requests:,}", f"{line.prompt_tokens:,}", f"{line.completion_tokens:,}",
                           audio_seconds(line.audio_seconds), _amount(line.ptu_hours) if line.sku in PROVISIONED else "",
-                          usd(line.cost) if line.priced else "—")
+                          *_fine_tuning(line), usd(line.cost) if line.priced else "—")
         lead = 4
     else:
-        report = cost_by_day(rows, deployments, table_of_prices, period)
+        report = cost_by_day(rows, deployments, table_of_prices, period, read.hosted)
         table = Table("day (UTC)", *numbers)
         for line in report.lines:
             table.add_row(line.key, f"{line.requests:,}", f"{line.prompt_tokens:,}", f"{line.completion_tokens:,}",
                           audio_seconds(line.audio_seconds), _amount(line.ptu_hours) if line.ptu_hours else "",
-                          usd(line.cost))
+                          *_fine_tuning(line), usd(line.cost))
         lead = 1
     for column in table.columns[lead:]:
         column.justify = "right"
@@ -162,7 +190,11 @@ def cost_show(
                   f"{sum(line.completion_tokens for line in report.lines):,}",
                   audio_seconds(sum(line.audio_seconds for line in report.lines)),
                   _amount(sum(line.ptu_hours for line in report.lines)) if any(
-                      line.ptu_hours for line in report.lines) else "", usd(report.total))
+                      line.ptu_hours for line in report.lines) else "",
+                  *_fine_tuning(CostLine(key="total", training_seconds=sum(li.training_seconds for li in report.lines),
+                                         trained_tokens=sum(li.trained_tokens for li in report.lines),
+                                         hosting_hours=sum(li.hosting_hours for li in report.lines))),
+                  usd(report.total))
     console.print(table)
     _print_unpriced(report, names)
 
@@ -180,7 +212,10 @@ def cost_advise(
     up to what can be bought) and their hourly price over the same hours, the break-even volume with its arithmetic,
     the utilization the busiest hour would give those PTUs, and the cheaper of the two."""
     table_of_prices = _prices(prices)
-    _, names, period, rows, deployments = _read(data_dir, account, since)
+    read = _read(data_dir, account, since)
+    names, period, rows = read.names, read.period, read.rows
+    # the advisor weighs what is deployed now: not fine-tuning jobs, nor deployments since deleted
+    deployments = {key: d for key, d in read.deployments.items() if key in read.live}
     with_traffic = {(row.account_id, row.deployment) for row in rows}
     chosen = [d for key, d in sorted(deployments.items())
               if (deployment is None and (key in with_traffic or d.sku in PROVISIONED))
@@ -199,7 +234,7 @@ def cost_advise(
         first_minute[key] = min(first_minute.get(key, row.minute), row.minute)
     advice, skipped = [], []
     for deployed in chosen:
-        model = table_of_prices.model(deployed.model)
+        model = table_of_prices.model(deployed.priced_as)
         key = (deployed.account_id, deployed.name)
         # a deployment re-created under its old name keeps the usage recorded before, so its traffic is weighed
         # from whichever came first

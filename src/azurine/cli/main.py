@@ -20,6 +20,7 @@ from azurine import settings_table
 from azurine.catalog import load_catalog
 from azurine.cli.access import audit_app, role_app
 from azurine.cli.cost import app as cost_app
+from azurine.cli.fleet import app as fleet_app
 from azurine.cli.groups import app as group_app
 from azurine.cli.key_store import app as key_store_app
 from azurine.cli.manage import register_management
@@ -48,6 +49,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(quota_app, name="quota")
 app.add_typer(billing_app, name="billing")  # `usage` is the az-shaped quota command below
 app.add_typer(cost_app, name="cost")
+app.add_typer(fleet_app, name="fleet")
 app.add_typer(safety_app, name="safety")
 app.add_typer(role_app, name="role")
 app.add_typer(audit_app, name="audit")
@@ -236,7 +238,8 @@ app.add_typer(deployments_app, name="deployments")
 @deployments_app.command("create")
 def deployments_create(
     name: str = typer.Argument(..., help="The deployment's name, as clients call it."),
-    model: str = typer.Option(..., help="A model from `azurine models list`."),
+    model: str = typer.Option(..., help="A model from `azurine models list`, or a fine-tuned model of the account "
+                              "(<base>.ft-<job id>[-suffix], version 1)."),
     version: str | None = typer.Option(None, help="The model's version [default: the newest]."),
     sku: str | None = typer.Option(None, help="The deployment type (sku.name) [default: GlobalStandard, or the "
                                    "model's only type]."),
@@ -259,23 +262,31 @@ def deployments_create(
     account: str | None = typer.Option(None, help="The account [default: the first one created]."),
 ) -> None:
     """Add a deployment; a running server answers on it at once. The management plane's rules apply (model,
-    deployment type, capacity, quota) and the change goes to the audit log, as an ARM PUT would."""
+    deployment type, capacity, quota) and the change goes to the audit log, as an ARM PUT would. A fine-tuned model
+    of the account deploys as Standard, GlobalStandard or DeveloperTier (removed after 24 hours, as on Azure)."""
     from datetime import UTC, datetime
 
     from azurine.api.errors import AzureError
     from azurine.api.management.arm import account_id
     from azurine.api.management.deployment_service import DeploymentIn, Upstream, put_deployment
+    from azurine.fine_tuning.models import AccountModels
     from azurine.identity.access import arm_operation
     from azurine.identity.directory import OPERATOR
     from azurine.storage.access import AccessStore, AuditRecord
+    from azurine.storage.content import ContentSealer
+    from azurine.storage.fine_tuning import FineTuningStore
 
     store, record = _open_account(data_dir, account)
+    # the catalog and the account's own fine-tuned models; only their names are read here, never their sealed
+    # adapters, so no data key is needed
+    models = AccountModels(load_catalog(), FineTuningStore(store.engine, ContentSealer()), record.id,
+                           Settings.load(data_dir).data_dir / "adapters")
     if store.deployment(record.id, name) is not None:
         console.print(f"[red]{record.name} already has a deployment named {name}.[/]")
         raise typer.Exit(1)
     local = _local_weights(model_path, image_steps, image_resolution, upstream_url)
     if sku is None:
-        spec = load_catalog().get(model, version)
+        spec = models.get(model, version)
         sku = spec.skus[0] if spec is not None and spec.skus and "GlobalStandard" not in spec.skus \
             else "GlobalStandard"
     body = DeploymentIn.model_validate({"sku": {"name": sku, "capacity": capacity},
@@ -285,7 +296,7 @@ def deployments_create(
     AccessStore(store.engine).audit([AuditRecord(datetime.now(UTC), OPERATOR, operation.action, operation.scope,
                                                  "allowed", "azurine deployments create")])
     try:
-        written = put_deployment(store, load_catalog(), record, name, body, OPERATOR,
+        written = put_deployment(store, models, record, name, body, OPERATOR,
                                  Upstream(upstream_url, upstream_model, upstream_api_key) if upstream_url else None,
                                  local)
     except AzureError as error:  # shown as the az-shaped commands show ARM's refusals

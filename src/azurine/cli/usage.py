@@ -1,5 +1,5 @@
 """`azurine billing show`: the tokens (and seconds of audio) requests actually used, per minute, account and
-deployment.
+deployment, and the training fine-tuning jobs did (under the job's id: its hours and trained tokens).
 
 The rate limits charge an estimate when a request arrives; these are the settled counts the server's usage
 ledger writes (at most a second behind), read straight from the server's database as `quota show` does.
@@ -27,6 +27,11 @@ def audio_seconds(seconds: float) -> str:
     return f"{seconds:,.2f}" if seconds else ""
 
 
+def training_hours(seconds: float) -> str:
+    """Hours of training to the ten-thousandth (a step of a small model takes under a second), or nothing."""
+    return f"{seconds / 3600:,.4f}" if seconds else ""
+
+
 @app.command("show")
 def usage_show(
     account: str | None = typer.Option(None, help="One account's usage, by name (default: every account)."),
@@ -35,13 +40,15 @@ def usage_show(
 ) -> None:
     """The requests and tokens of each minute (UTC); total is prompt + completion, estimated what the rate limit
     charged, billed the total at the deployment's price (batch deployments: half), audio the seconds of audio
-    transcriptions and translations heard or speech spoke (empty where there was none)."""
+    transcriptions and translations heard or speech spoke, training (h) and trained the hours of training steps and
+    the tokens a fine-tuning job (named in place of a deployment) was billed for (each empty where there was
+    none)."""
     store = _store(data_dir)
     account_id = _account_id(store, account, console)
     since = int(time.time() // 60) - minutes + 1
     names = store.account_names()
     table = Table("minute (UTC)", "account", "deployment", "requests", "prompt", "completion", "total", "estimated",
-                  "billed", "audio (s)")
+                  "billed", "audio (s)", "training (h)", "trained")
     for column in table.columns[3:]:
         column.justify = "right"
     for row in store.usage(account_id, since):
@@ -49,5 +56,6 @@ def usage_show(
                       names.get(row.account_id, row.account_id), row.deployment, str(row.requests),
                       str(row.prompt_tokens), str(row.completion_tokens),
                       str(row.prompt_tokens + row.completion_tokens), str(row.estimated_tokens),
-                      str(row.billed_tokens), audio_seconds(row.audio_seconds))
+                      str(row.billed_tokens), audio_seconds(row.audio_seconds), training_hours(row.training_seconds),
+                      f"{row.trained_tokens:,}" if row.trained_tokens else "")
     console.print(table)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from azurine.catalog import Catalog, ModelSpec
 from azurine.engines.base import EngineUnavailable
-from azurine.storage.fine_tuning import FineTuningStore, JobRecord
+from azurine.storage.fine_tuning import FINE_TUNED_MARK, FineTuningStore, JobRecord
 from azurine.storage.key_providers import KeyUnavailable
 
 FINE_TUNED_VERSION = "1"
 FINE_TUNED_SKUS = ("Standard", "GlobalStandard", "DeveloperTier")
-MARK = ".ft-"  # in every fine-tuned model's name, and in no catalog model's
+MARK = FINE_TUNED_MARK  # in every fine-tuned model's name, and in no catalog model's
 
 
 def fine_tuned_spec(base: ModelSpec, job: JobRecord) -> ModelSpec:

@@ -28,8 +28,16 @@ ALPHA = 16
 IGNORE = -100
 
 
+@dataclass(frozen=True)
+class Work:
+    """What one step trained: its tokens, and the seconds it took (what Azure bills as training time)."""
+
+    tokens: int
+    seconds: float
+
+
 class Hooks(Protocol):
-    def step(self, step: int, total: int, metrics: dict[str, Any]) -> None: ...
+    def step(self, step: int, total: int, metrics: dict[str, Any], work: Work) -> None: ...
     def checkpoint(self, step: int, metrics: dict[str, Any], state: bytes) -> None: ...
     def should_stop(self, step: int) -> str | None:
         """None to go on; `pause` (a checkpoint is written first) or any other reason to stop at once."""
@@ -154,16 +162,18 @@ def train(model_path: Path, examples: list[Example], validation: list[Example], 
         epoch, offset = divmod(step, per_epoch)
         order = _order(len(rows), seed, epoch)
         batch = [rows[i] for i in order[offset * size:(offset + 1) * size]]
+        began = time.monotonic()
         loss, accuracy, _ = _measure(torch, model, *_batch(torch, batch, pad))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        tokens += sum(len(r.ids) for r in batch)
+        learned = sum(len(r.ids) for r in batch)
+        tokens += learned
         step += 1
         metrics = {"step": step, "train_loss": loss.item(), "train_mean_token_accuracy": accuracy}
         if held_out:
             metrics.update(_validate(torch, model, [held_out[(step - 1) % len(held_out)]], pad, "valid"))
-        hooks.step(step, total, metrics)
+        hooks.step(step, total, metrics, Work(learned, time.monotonic() - began))
         if step % per_epoch == 0:
             hooks.checkpoint(step, metrics, _state(torch, model, optimizer, step, tokens))
     full = _validate(torch, model, held_out, pad, "full_valid") if held_out else {}

@@ -11,6 +11,11 @@ same rules (docs/batch-and-files.md):
 
 Training runs on one thread of its own, at the lowest CPU priority (nice 19 for that thread) and with
 `AZURINE_FINE_TUNING_THREADS` torch threads (1), so online serving keeps the rest of the machine.
+
+Training is metered as Azure bills it: the seconds and tokens of the steps since the last checkpoint are billed with
+the next checkpoint, the job's success or its cancellation (`storage/fine_tuning.py`), and the hours go to Azure
+Monitor's `FineTunedTrainingHours` metric when they are billed. Steps a crash or a shutdown loses are redone after
+the resume, and billed then, once.
 """
 
 from __future__ import annotations
@@ -20,33 +25,54 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from azurine.catalog import Catalog
 from azurine.fine_tuning.hyperparameters import BASE_LEARNING_RATE
 from azurine.fine_tuning.lora_gguf import adapter_gguf
 from azurine.fine_tuning.results import results_csv
 from azurine.fine_tuning.tokens import token_counter
-from azurine.fine_tuning.trainer import ALPHA, Stopped, train
+from azurine.fine_tuning.trainer import ALPHA, Stopped, Work, train
 from azurine.fine_tuning.training_file import Example, read_examples
 from azurine.jobs.leases import renew_leases
 from azurine.storage.files import FileStore
 from azurine.storage.fine_tuning import FineTuningStore, JobRecord, fine_tuned_model_name
 
 log = logging.getLogger("azurine.fine_tuning")
+TRAINING_HOURS_METRIC = "FineTunedTrainingHours"  # Azure Monitor's REST name ("Processed FineTuned Training Hours")
+SECONDS_PER_HOUR = 3600
+
+
+class TrainingMetric(Protocol):
+    """Where billed training hours are observed (the Azure Monitor metrics' recorder)."""
+
+    def record(self, account_id: str, metric: str, value: float, dimensions: Mapping[str, str | None],
+               at: float | None = None) -> None: ...
 
 
 class _JobHooks:
     """What the trainer reports, written to the job's rows while this worker holds it."""
 
-    def __init__(self, store: FineTuningStore, job: JobRecord, worker: str, stop: asyncio.Event) -> None:
+    def __init__(self, store: FineTuningStore, job: JobRecord, worker: str, stop: asyncio.Event,
+                 metric: TrainingMetric | None) -> None:
         self._store, self._job, self._worker, self._stop = store, job, worker, stop
+        self._metric = metric
         self._started = time.monotonic()
         self._first_step: int | None = None
+        self.seconds, self.tokens = 0.0, 0  # trained since the last checkpoint, not billed yet
 
-    def step(self, step: int, total: int, metrics: dict[str, Any]) -> None:
+    def billed(self) -> None:
+        """The pending training was billed: observe its hours, and start counting again."""
+        if self._metric is not None and self.seconds > 0:
+            self._metric.record(self._job.account_id, TRAINING_HOURS_METRIC, self.seconds / SECONDS_PER_HOUR, {})
+        self.seconds, self.tokens = 0.0, 0
+
+    def step(self, step: int, total: int, metrics: dict[str, Any], work: Work) -> None:
+        self.seconds += work.seconds
+        self.tokens += work.tokens
         if self._first_step is None:
             self._first_step = step - 1
         done = step - self._first_step
@@ -58,7 +84,9 @@ class _JobHooks:
                               estimated_finish=finish)
 
     def checkpoint(self, step: int, metrics: dict[str, Any], state: bytes) -> None:
-        self._store.add_checkpoint(self._job.account_id, self._job.id, self._worker, step, metrics, state)
+        if self._store.add_checkpoint(self._job.account_id, self._job.id, self._worker, step, metrics, state,
+                                      self.seconds, self.tokens):
+            self.billed()
 
     def should_stop(self, step: int) -> str | None:
         if self._stop.is_set():
@@ -73,8 +101,10 @@ class _JobHooks:
 
 class FineTuningWorker:
     def __init__(self, store: FineTuningStore, files: FileStore, catalog: Catalog, models_dir: Path,
-                 worker_id: str, *, lease_s: float = 30.0, poll_s: float = 1.0, threads: int = 1) -> None:
+                 worker_id: str, *, lease_s: float = 30.0, poll_s: float = 1.0, threads: int = 1,
+                 metric: TrainingMetric | None = None) -> None:
         self._store, self._files, self._catalog = store, files, catalog
+        self._metric = metric
         self._models_dir = models_dir
         self.worker_id = worker_id
         self._lease_s, self._poll_s, self._threads = lease_s, poll_s, threads
@@ -132,13 +162,16 @@ class FineTuningWorker:
         resume = self._store.latest_state(job.account_id, job.id)
         self._store.add_event(job.id, self.worker_id, f"Resuming from the checkpoint at step {resume[0]}"
                               if resume else "Fine-tuning job started")
-        outcome = train(path, examples, validation, job.hyperparameters, job.seed,
-                        _JobHooks(self._store, job, self.worker_id, stop), resume, self._threads,
+        hooks = _JobHooks(self._store, job, self.worker_id, stop, self._metric)
+        outcome = train(path, examples, validation, job.hyperparameters, job.seed, hooks, resume, self._threads,
                         BASE_LEARNING_RATE)
         if isinstance(outcome, Stopped):
             log.info("fine-tuning job %s stopped at step %d: %s", job.id, outcome.step, outcome.reason)
             if outcome.reason in ("shutdown", "pause"):
                 self._store.release(self.worker_id)
+            elif outcome.reason == "cancelled" and self._store.bill_cancelled(
+                    job.account_id, job.id, self.worker_id, hooks.seconds, hooks.tokens):
+                hooks.billed()
             return
         if outcome.seconds > 0:
             log.info("fine-tuning job %s: %d steps, %.2f steps/s", job.id, outcome.steps,
@@ -149,7 +182,8 @@ class FineTuningWorker:
                                     results_csv(steps, outcome.full_valid))
         name = fine_tuned_model_name(spec.name, job.id, job.suffix)
         if self._store.succeed(job.account_id, job.id, self.worker_id, name, adapter, result.id,
-                               outcome.trained_tokens):
+                               outcome.trained_tokens, hooks.seconds, hooks.tokens):
+            hooks.billed()
             log.info("fine-tuning job %s succeeded: %s", job.id, name)
         else:  # cancelled at the last moment, or the lease was lost: the results file goes with it
             self._files.delete(job.account_id, result.id)

@@ -35,6 +35,11 @@ class _BatchCaller:
         await self.app(scope, receive, send)
 
 
+class LineDeferred(Exception):
+    """No place could run the line now (a 503 with `retry-after`: every model server its deployment type allows is
+    down): it stays pending and runs again once its lease runs out, as a line whose run failed does."""
+
+
 @dataclass(frozen=True)
 class LineOutcome:
     result: LineResult
@@ -53,6 +58,8 @@ class LineRunner:
         path = (f"/accounts/{account_name}/openai/deployments/{batch.deployment}{batch.endpoint}"
                 f"?api-version={LINE_API_VERSION}")
         response = await self._client.post(path, json=line.body, headers={"x-azurine-batch-id": batch.id})
+        if response.status_code == 503 and "retry-after" in response.headers:
+            raise LineDeferred(f"batch {batch.id} line {line.line}: no server can run it now")
         try:
             body: Any = response.json()
         except json.JSONDecodeError:

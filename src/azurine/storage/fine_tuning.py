@@ -1,9 +1,15 @@
 """Fine-tuning jobs, their events and checkpoints, per account.
 
+A job is stored `validating_files` while its files are checked, then `queued` (or `failed`, naming the bad lines).
 A worker trains a job while it holds the job's lease (`claim`, `renew`), as batch lines are held: a worker that
 dies leaves the lease to run out and the job is taken again, from its last checkpoint. Only the lease's holder
 may write checkpoints, metrics or the ending (`… worker=`), so a worker that lost its job cannot overwrite what
 its successor writes. Cancel and pause change the status; the worker sees it between steps and stops.
+
+Training is metered as Azure bills it: the seconds of the steps and their tokens go into the usage ledger (under
+the job's id) in the same transaction as the checkpoint that keeps that work, or as the job's success, so work a
+crash lost is never billed and work redone after a resume is billed once. A job cancelled while training is billed
+for the steps it finished, as Azure bills a cancelled run.
 """
 
 from __future__ import annotations
@@ -19,11 +25,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from azurine.storage.content import ContentSealer
 from azurine.storage.database import session_factory
+from azurine.storage.state import UsageRow, add_usage_in
 from azurine.storage.tables import FineTuningCheckpointRow, FineTuningEventRow, FineTuningJobRow
 
 FINAL = ("succeeded", "failed", "cancelled")
+VALIDATING = "validating_files"
+# in every fine-tuned model's name (`fine_tuned_model_name`), and in no catalog model's
+FINE_TUNED_MARK = ".ft-"
 # a worker trains only these; `paused` waits for a resume, which queues the job again
 TRAINABLE = ("queued", "running")
+MAX_RACES = 5  # reads of a job's status a change makes while workers keep moving it
 
 
 class JobConflict(Exception):
@@ -82,7 +93,7 @@ def _time_ordered(prefix: str) -> str:
 def fine_tuned_model_name(base: str, job_id: str, suffix: str | None) -> str:
     """`<base>.ft-<job id without ftjob->[-suffix]`, as Azure names a fine-tuned model; in lower case, as the
     model's id is listed and as its answers name it."""
-    name = f"{base}.ft-{job_id.removeprefix('ftjob-')}"
+    name = f"{base}{FINE_TUNED_MARK}{job_id.removeprefix('ftjob-')}"
     return (f"{name}-{suffix}" if suffix else name).lower()
 
 
@@ -95,25 +106,39 @@ class FineTuningStore:
     # -- the API's side ---------------------------------------------------------------------------------
 
     def create(self, account_id: str, model: str, training_file: str, validation_file: str | None,
-               hyperparameters: dict[str, Any], suffix: str | None, seed: int,
-               error: dict[str, Any] | None = None) -> JobRecord:
-        """A job queued for training, or failed at once with `error` (its files did not validate)."""
-        now = int(time.time())
+               hyperparameters: dict[str, Any], suffix: str | None, seed: int) -> JobRecord:
+        """A job whose files are being validated (`validating_files`), its hyperparameters as given (`auto` until
+        `validated` resolves them)."""
         row = FineTuningJobRow(
             id=_time_ordered("ftjob-"), account_id=account_id, model=model, training_file=training_file,
             validation_file=validation_file, hyperparameters=hyperparameters, suffix=suffix, seed=seed,
-            status="failed" if error else "queued", created_at=now, finished_at=now if error else None,
-            error=error, result_files=[])
+            status=VALIDATING, created_at=int(time.time()), result_files=[])
         with self._sessions.begin() as session:
             session.add(row)
             session.flush()
             self._event(session, row.id, "info", f"Created fine-tuning job: {row.id}")
             self._event(session, row.id, "info", f"Validating training file: {training_file}")
-            if error:
-                self._event(session, row.id, "error", error["message"])
-            else:
-                self._event(session, row.id, "info", "Files validated, moving job to queued state")
             return self._record(row)
+
+    def validated(self, account_id: str, job_id: str, hyperparameters: dict[str, Any],
+                  error: dict[str, Any] | None) -> JobRecord | None:
+        """Queue the job with its hyperparameters resolved, or fail it with `error` (its files did not validate).
+        A job cancelled while it was validated stays cancelled."""
+        now = int(time.time())
+        values: dict[str, Any] = {"hyperparameters": hyperparameters, "status": "queued"}
+        if error:
+            values.update(status="failed", finished_at=now, error=error)
+        with self._sessions.begin() as session:
+            moved = session.execute(update(FineTuningJobRow)
+                                    .where(FineTuningJobRow.id == job_id, FineTuningJobRow.account_id == account_id,
+                                           FineTuningJobRow.status == VALIDATING)
+                                    .values(**values).execution_options(synchronize_session=False))
+            if moved.rowcount == 1:
+                if error:
+                    self._event(session, job_id, "error", error["message"])
+                else:
+                    self._event(session, job_id, "info", "Files validated, moving job to queued state")
+        return self.get(account_id, job_id)
 
     def get(self, account_id: str, job_id: str) -> JobRecord | None:
         with self._sessions() as session:
@@ -132,26 +157,31 @@ class FineTuningStore:
     def change(self, account_id: str, job_id: str, operation: str) -> JobRecord | None:
         """cancel, pause or resume; None if the account has no such job. Raises JobConflict where the status
         does not allow it."""
-        allowed = {"cancel": ("validating_files", "queued", "running", "paused"), "pause": ("queued", "running"),
+        allowed = {"cancel": (VALIDATING, "queued", "running", "paused"), "pause": ("queued", "running"),
                    "resume": ("paused",)}[operation]
         to = {"cancel": "cancelled", "pause": "paused", "resume": "queued"}[operation]
-        with self._sessions.begin() as session:
-            row = session.get(FineTuningJobRow, job_id, with_for_update=True)
-            if row is None or row.account_id != account_id:
-                return None
-            if row.status not in allowed:
-                raise JobConflict(job_id, row.status)
-            values: dict[str, Any] = {"status": to}
-            if to == "cancelled":
-                values.update(finished_at=int(time.time()), estimated_finish=None)
-            # guarded by the status read, so that a worker's ending that raced this one is kept
-            moved = session.execute(update(FineTuningJobRow)
-                                    .where(FineTuningJobRow.id == job_id, FineTuningJobRow.status == row.status)
-                                    .values(**values).execution_options(synchronize_session=False))
-            if moved.rowcount != 1:
-                raise JobConflict(job_id, row.status)
-            words = {"cancelled": "Job cancelled", "paused": "Job paused", "queued": "Job resumed"}[to]
-            self._event(session, job_id, "info", words)
+        # a worker may move the job between the read and the write (queued to running, as it claims it): the write is
+        # guarded by the status read, and read again when that moved, so a cancel racing a claim still cancels
+        for _ in range(MAX_RACES):
+            with self._sessions.begin() as session:
+                row = session.get(FineTuningJobRow, job_id, with_for_update=True)
+                if row is None or row.account_id != account_id:
+                    return None
+                if row.status not in allowed:
+                    raise JobConflict(job_id, row.status)
+                values: dict[str, Any] = {"status": to}
+                if to == "cancelled":
+                    values.update(finished_at=int(time.time()), estimated_finish=None)
+                moved = session.execute(update(FineTuningJobRow)
+                                        .where(FineTuningJobRow.id == job_id, FineTuningJobRow.status == row.status)
+                                        .values(**values).execution_options(synchronize_session=False))
+                if moved.rowcount == 1:
+                    words = {"cancelled": "Job cancelled", "paused": "Job paused", "queued": "Job resumed"}[to]
+                    self._event(session, job_id, "info", words)
+                    break
+                status = row.status
+        else:
+            raise JobConflict(job_id, status)
         return self.get(account_id, job_id)
 
     def delete(self, account_id: str, job_id: str) -> bool:
@@ -190,6 +220,15 @@ class FineTuningStore:
             rows = session.scalars(query.order_by(FineTuningCheckpointRow.step.desc()).limit(limit)).all()
             return [CheckpointRecord(r.id, r.job_id, int(r.step), int(r.created_at), dict(r.metrics or {}))
                     for r in rows]
+
+    def job_models(self, account_ids: list[str]) -> dict[tuple[str, str], str]:
+        """The base model of each of the accounts' jobs, by (account id, job id): what its training is priced as."""
+        if not account_ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.execute(select(FineTuningJobRow.account_id, FineTuningJobRow.id, FineTuningJobRow.model)
+                                   .where(FineTuningJobRow.account_id.in_(account_ids)))
+            return {(account_id, job_id): model for account_id, job_id, model in rows}
 
     def fine_tuned_models(self, account_id: str | None = None) -> list[JobRecord]:
         """The succeeded jobs whose model was not deleted (of one account, or of all), each the model it made."""
@@ -307,12 +346,14 @@ class FineTuningStore:
         return [steps[step] for step in sorted(steps)]
 
     def add_checkpoint(self, account_id: str, job_id: str, worker: str, step: int, metrics: dict[str, Any],
-                       state: bytes) -> bool:
-        """A checkpoint at `step` with the training state; older checkpoints keep their metrics only."""
+                       state: bytes, seconds: float = 0.0, tokens: int = 0) -> bool:
+        """A checkpoint at `step` with the training state; older checkpoints keep their metrics only. `seconds` and
+        `tokens` are the training since the previous checkpoint (or this run's start), billed with it."""
         sealed = self._sealer.seal(account_id, state)  # outside the write: a first seal writes the data key
         with self._sessions.begin() as session:
             if not self._holds(session, job_id, worker):
                 return False
+            _meter(session, account_id, job_id, seconds, tokens)
             session.execute(update(FineTuningCheckpointRow).where(FineTuningCheckpointRow.job_id == job_id)
                             .values(state=None))
             session.execute(delete(FineTuningCheckpointRow).where(FineTuningCheckpointRow.job_id == job_id,
@@ -332,7 +373,9 @@ class FineTuningStore:
         return int(row.step), self._sealer.unseal(account_id, row.state)
 
     def succeed(self, account_id: str, job_id: str, worker: str, fine_tuned_model: str, adapter: bytes,
-                result_file: str, trained_tokens: int) -> bool:
+                result_file: str, trained_tokens: int, seconds: float = 0.0, tokens: int = 0) -> bool:
+        """The job's end: its model, adapter and results; `seconds` and `tokens` are the training since the last
+        checkpoint, billed with it."""
         sealed = self._sealer.seal(account_id, adapter)
         with self._sessions.begin() as session:
             done = session.execute(
@@ -345,8 +388,23 @@ class FineTuningStore:
                 .execution_options(synchronize_session=False))
             if done.rowcount != 1:
                 return False
+            _meter(session, account_id, job_id, seconds, tokens)
             self._event(session, job_id, "info", f"Fine-tuned model created: {fine_tuned_model}")
             self._event(session, job_id, "info", "The job has successfully completed")
+            return True
+
+    def bill_cancelled(self, account_id: str, job_id: str, worker: str, seconds: float, tokens: int) -> bool:
+        """Bill the training a job did between its last checkpoint and its cancellation, if `worker` still holds it;
+        its lease is let go."""
+        with self._sessions.begin() as session:
+            held = session.execute(
+                update(FineTuningJobRow)
+                .where(FineTuningJobRow.id == job_id, FineTuningJobRow.lease_owner == worker,
+                       FineTuningJobRow.status == "cancelled")
+                .values(lease_owner=None, lease_until=None).execution_options(synchronize_session=False))
+            if held.rowcount != 1:
+                return False
+            _meter(session, account_id, job_id, seconds, tokens)
             return True
 
     def fail(self, job_id: str, worker: str, code: str, message: str) -> bool:
@@ -388,3 +446,12 @@ class FineTuningStore:
             finished_at=row.finished_at, estimated_finish=row.estimated_finish, error=row.error,
             fine_tuned_model=row.fine_tuned_model, result_files=tuple(row.result_files or ()),
             trained_tokens=row.trained_tokens)
+
+
+def _meter(session: Session, account_id: str, job_id: str, seconds: float, tokens: int) -> None:
+    """The training's seconds and tokens into the usage ledger under the job's id, in the minute they are billed."""
+    if seconds <= 0 and tokens <= 0:
+        return
+    add_usage_in(session, [UsageRow(account_id=account_id, deployment=job_id, minute=int(time.time() // 60),
+                                    requests=0, prompt_tokens=0, completion_tokens=0, estimated_tokens=0,
+                                    training_seconds=max(0.0, seconds), trained_tokens=max(0, tokens))])

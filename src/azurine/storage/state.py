@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,6 +18,7 @@ from azurine.storage.tables import (
     Account,
     AccountChild,
     Deployment,
+    DeploymentPeriod,
     EndpointName,
     FilterEvent,
     Operation,
@@ -147,15 +148,84 @@ class UsageRow:
     estimated_tokens: int
     billed_tokens: int = 0  # prompt + completion at the deployment's price: half for batch deployments
     audio_seconds: float = 0.0  # of audio heard (transcriptions, translations) or spoken (speech)
+    # a fine-tuning job's training (`deployment` is then the job's id): the seconds of its steps, and its tokens
+    training_seconds: float = 0.0
+    trained_tokens: int = 0
 
 
 # what a usage row counts: added up per minute, summed per bucket
-_COUNTED = ("requests", "prompt_tokens", "completion_tokens", "estimated_tokens", "billed_tokens", "audio_seconds")
+_COUNTED = ("requests", "prompt_tokens", "completion_tokens", "estimated_tokens", "billed_tokens", "audio_seconds",
+            "training_seconds", "trained_tokens")
+_FRACTIONAL = ("audio_seconds", "training_seconds")
 
 
 def _count(name: str, value: Any) -> int | float:
-    """A database's sum as the row holds it: seconds of audio are fractional, everything else a whole count."""
-    return float(value or 0) if name == "audio_seconds" else int(value or 0)
+    """A database's sum as the row holds it: seconds are fractional, everything else a whole count."""
+    return float(value or 0) if name in _FRACTIONAL else int(value or 0)
+
+
+@dataclass(frozen=True)
+class PeriodRecord:
+    """A deployment's model and type from `started_at` until `ended_at` (None: it still exists), unix seconds."""
+
+    account_id: str
+    deployment: str
+    model: str
+    sku: str
+    started_at: float
+    ended_at: float | None
+
+
+def add_usage_in(session: Session, rows: list[UsageRow]) -> None:
+    """Add the counts to the stored minutes, creating those not there yet, in `session`'s transaction.
+
+    Rows of the same key are summed first; keys are written in sorted order so that replicas adding to the same
+    minutes at once take their row locks in the same order and cannot deadlock."""
+    totals: dict[tuple[str, str, int], dict[str, float]] = {}
+    for row in rows:
+        counts = totals.setdefault((row.account_id, row.deployment, row.minute), dict.fromkeys(_COUNTED, 0))
+        for name in _COUNTED:
+            counts[name] += getattr(row, name)
+    if not totals:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise NotImplementedError(f"usage is stored on SQLite and PostgreSQL, not {dialect}")
+    statement = insert(UsageMinute)
+    statement = statement.on_conflict_do_update(
+        index_elements=[UsageMinute.account_id, UsageMinute.deployment, UsageMinute.minute],
+        set_={name: getattr(UsageMinute, name) + getattr(statement.excluded, name) for name in _COUNTED},
+    )
+    parameters = [{"account_id": account_id, "deployment": deployment, "minute": minute, **counts}
+                  for (account_id, deployment, minute), counts in sorted(totals.items())]
+    session.execute(statement, parameters)
+
+
+def _open_period(session: Session, account_id: str, name: str, model: str, sku: str, now: float) -> None:
+    """Start the deployment's period at `now` unless the open one has this model and type; the open one, if any
+    other, ends then."""
+    current = session.scalar(select(DeploymentPeriod).where(
+        DeploymentPeriod.account_id == account_id, DeploymentPeriod.deployment == name,
+        DeploymentPeriod.ended_at.is_(None)))
+    if current is not None and (current.model, current.sku) == (model, sku):
+        return
+    if current is not None:
+        current.ended_at = now
+    session.add(DeploymentPeriod(id=str(uuid.uuid4()), account_id=account_id, deployment=name, model=model,
+                                 sku=sku, started_at=now, ended_at=None))
+
+
+def _end_periods(session: Session, account_id: str, name: str | None, now: float) -> None:
+    """End the open period of the account's deployment `name` (None: of all its deployments) at `now`."""
+    query = update(DeploymentPeriod).where(DeploymentPeriod.account_id == account_id,
+                                           DeploymentPeriod.ended_at.is_(None))
+    if name is not None:
+        query = query.where(DeploymentPeriod.deployment == name)
+    session.execute(query.values(ended_at=now).execution_options(synchronize_session=False))
 
 
 def _ts(value: datetime | None) -> float:
@@ -307,6 +377,7 @@ class StateStore:
             )
             session.add(row)
             session.flush()
+            _open_period(session, account_id, name, model_name, sku_name, _ts(row.created_at))
             return _deployment(row)
 
     # the management plane -----------------------------------------------------------------------------
@@ -358,6 +429,7 @@ class StateStore:
         with self._sessions.begin() as session:
             session.execute(delete(AccountChild).where(AccountChild.account_id == account_id))
             session.execute(delete(Deployment).where(Deployment.account_id == account_id))
+            _end_periods(session, account_id, None, datetime.now(UTC).timestamp())
             session.execute(delete(EndpointName).where(EndpointName.account_id == account_id))
             session.execute(delete(Account).where(Account.id == account_id))
 
@@ -396,13 +468,48 @@ class StateStore:
             if local is not None:
                 row.model_path, row.engine_options = local
             session.flush()
+            _open_period(session, account_id, name, model_name, sku_name,
+                         _ts(row.created_at) if created else datetime.now(UTC).timestamp())
             return _deployment(row), created
 
     def delete_deployment(self, account_id: str, name: str) -> bool:
         with self._sessions.begin() as session:
             result = session.execute(delete(Deployment).where(Deployment.account_id == account_id,
                                                               Deployment.name == name))
+            if result.rowcount:
+                _end_periods(session, account_id, name, datetime.now(UTC).timestamp())
             return bool(result.rowcount)
+
+    def deployment_periods(self, account_ids: list[str], start: float, end: float) -> list[PeriodRecord]:
+        """The periods of the accounts' deployments that overlap `start` to `end` (unix seconds), ended or not."""
+        if not account_ids:
+            return []
+        with self._sessions() as session:
+            rows = session.scalars(select(DeploymentPeriod).where(
+                DeploymentPeriod.account_id.in_(account_ids), DeploymentPeriod.started_at < end,
+                (DeploymentPeriod.ended_at.is_(None)) | (DeploymentPeriod.ended_at > start))
+                .order_by(DeploymentPeriod.started_at))
+            return [PeriodRecord(r.account_id, r.deployment, r.model, r.sku, r.started_at, r.ended_at)
+                    for r in rows]
+
+    def remove_deployments_older_than(self, sku: str, model_mark: str, started_before: float,
+                                      now: float) -> list[tuple[str, str]]:
+        """Delete the deployments of type `sku` whose model's name holds `model_mark` and whose current period
+        (their model and type) started before `started_before`; their periods end at `now`. Returns the
+        (account id, name) of each one removed."""
+        removed: list[tuple[str, str]] = []
+        with self._sessions.begin() as session:
+            due = session.execute(select(DeploymentPeriod.account_id, DeploymentPeriod.deployment).where(
+                DeploymentPeriod.ended_at.is_(None), DeploymentPeriod.sku == sku,
+                DeploymentPeriod.model.contains(model_mark, autoescape=True),
+                DeploymentPeriod.started_at < started_before)).all()
+            for account_id, name in due:
+                gone = session.execute(delete(Deployment).where(
+                    Deployment.account_id == account_id, Deployment.name == name, Deployment.sku_name == sku))
+                _end_periods(session, account_id, name, now)
+                if gone.rowcount:
+                    removed.append((account_id, name))
+        return removed
 
     def deployments_in(self, subscription_id: str, location: str) -> list[DeploymentRecord]:
         """Every deployment of a subscription's accounts in one location: what its quota pays for."""
@@ -548,33 +655,11 @@ class StateStore:
     # settled usage ------------------------------------------------------------------------------------
 
     def add_usage(self, rows: list[UsageRow]) -> None:
-        """Add the counts to the stored minutes, creating those not there yet, in one transaction.
-
-        Rows of the same key are summed first; keys are written in sorted order so that replicas adding
-        to the same minutes at once take their row locks in the same order and cannot deadlock.
-        """
-        totals: dict[tuple[str, str, int], dict[str, float]] = {}
-        for row in rows:
-            counts = totals.setdefault((row.account_id, row.deployment, row.minute), dict.fromkeys(_COUNTED, 0))
-            for name in _COUNTED:
-                counts[name] += getattr(row, name)
-        if not totals:
+        """Add the counts to the stored minutes, creating those not there yet, in one transaction (`add_usage_in`)."""
+        if not rows:
             return
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        elif self.engine.dialect.name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            raise NotImplementedError(f"usage is stored on SQLite and PostgreSQL, not {self.engine.dialect.name}")
-        statement = insert(UsageMinute)
-        statement = statement.on_conflict_do_update(
-            index_elements=[UsageMinute.account_id, UsageMinute.deployment, UsageMinute.minute],
-            set_={name: getattr(UsageMinute, name) + getattr(statement.excluded, name) for name in _COUNTED},
-        )
-        parameters = [{"account_id": account_id, "deployment": deployment, "minute": minute, **counts}
-                      for (account_id, deployment, minute), counts in sorted(totals.items())]
         with self._sessions.begin() as session:
-            session.execute(statement, parameters)
+            add_usage_in(session, rows)
 
     def account_names(self) -> dict[str, str]:
         """Every account's name by its id."""
@@ -592,7 +677,8 @@ class StateStore:
             return [UsageRow(account_id=r.account_id, deployment=r.deployment, minute=r.minute,
                              requests=r.requests, prompt_tokens=r.prompt_tokens,
                              completion_tokens=r.completion_tokens, estimated_tokens=r.estimated_tokens,
-                             billed_tokens=r.billed_tokens, audio_seconds=r.audio_seconds)
+                             billed_tokens=r.billed_tokens, audio_seconds=r.audio_seconds,
+                             training_seconds=r.training_seconds, trained_tokens=r.trained_tokens)
                     for r in rows]
 
     def usage_sums(self, account_ids: list[str], start_minute: int, end_minute: int, unit: int) -> list[UsageRow]:

@@ -191,6 +191,25 @@ class UsageMinute(Base):
     billed_tokens: Mapped[int] = mapped_column(Integer, default=0)  # at the deployment's price: batch is half
     # heard by transcriptions and translations, spoken by speech: Azure bills Whisper by the hour of audio
     audio_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    # a fine-tuning job's (`deployment` is then the job's id): Azure bills training by its hours or its tokens
+    training_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    trained_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DeploymentPeriod(Base):
+    """A deployment's model and type from when it was written until it was deleted or changed (`ended_at` None while
+    it lasts): the hours a fine-tuned deployment is billed for hosting, deleted or not."""
+
+    __tablename__ = "deployment_periods"
+    __table_args__ = (Index("ix_deployment_periods_account", "account_id", "deployment"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(36))
+    deployment: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    sku: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[float] = mapped_column(Float)  # unix seconds
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class FilterEvent(Base):

@@ -15,9 +15,10 @@ Aggregation = Literal["Total", "Count", "Average", "Minimum", "Maximum"]
 NAMESPACE = "microsoft.cognitiveservices/accounts"
 TIME_GRAINS = ("PT1M", "PT5M", "PT15M", "PT30M", "PT1H", "PT6H", "PT12H", "P1D")
 RETENTION = "P93D"
-# the dimensions Azurine fills in; Azure's others (OperationName, FeatureName, IsSpillover, ServiceTier…) stay empty
+# the dimensions Azurine fills in (IsSpillover only on requests that spilled over); Azure's others (OperationName,
+# FeatureName, ServiceTier…) stay empty
 RECORDED = frozenset({"ApiName", "ModelDeploymentName", "ModelName", "ModelVersion", "Region", "StatusCode",
-                      "StreamType", "TextType", "Category", "Severity"})
+                      "StreamType", "TextType", "Category", "Severity", "IsSpillover"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ METRICS: tuple[MetricSpec, ...] = (
                _USAGE_DIMENSIONS,
                "Number of tokens generated (output) from an OpenAI model. Applies to PTU, PTU-Managed and "
                "Pay-as-you-go deployments. " + _BREAKDOWN),
+    # the generated page's REST name; Azure OpenAI's monitoring reference heads it ProcessedFineTunedTrainingHours.
+    # Its hours are a job's billed training (`fine_tuning/worker.py`); a job is on no deployment, so it has no values
+    # for its dimensions
+    MetricSpec("FineTunedTrainingHours", "Processed FineTuned Training Hours", "Azure OpenAI - Usage", "Count",
+               ("Total",), ("ApiName", "ModelDeploymentName", "FeatureName", "UsageChannel", "Region"),
+               "Number of Training Hours Processed on an OpenAI FineTuned Model"),
     MetricSpec("TokenTransaction", "Processed Inference Tokens", "Azure OpenAI - Usage", "Count", ("Total",),
                _USAGE_DIMENSIONS,
                "Number of inference tokens processed on an OpenAI model. Calculated as prompt tokens (input) plus "

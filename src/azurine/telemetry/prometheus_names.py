@@ -20,6 +20,7 @@ NAMES = {
     "ProcessedPromptTokens": "azure_openai_processed_prompt_tokens",
     "GeneratedTokens": "azure_openai_generated_tokens",
     "TokenTransaction": "azure_openai_token_transaction",
+    "FineTunedTrainingHours": "azure_openai_fine_tuned_training_hours",
     "ActiveTokens": "azure_openai_active_tokens",
     "AzureOpenAITimeToResponse": "azure_openai_time_to_response_milliseconds",
     "AzureOpenAITTLTInMS": "azure_openai_time_to_last_byte_milliseconds",

@@ -30,6 +30,8 @@ class Observation:
     api_name: str | None = None
     account_id: str | None = None  # set once the account is known, for requests from outside the process
     region: str = ""
+    processing_region: str = ""  # where the request ran, where the fleet routed it elsewhere than here
+    spillover: bool = False  # a provisioned deployment's request served by its spillover deployment
     deployment: str | None = None
     model: str | None = None
     model_version: str | None = None
@@ -61,7 +63,9 @@ class Observation:
     def request_dimensions(self) -> dict[str, str | None]:
         return {**self.model_dimensions(), "ApiName": self.api_name,
                 "StreamType": "Streaming" if self.streamed else "Non-Streaming",
-                "StatusCode": str(self.status) if self.status is not None else None}
+                "StatusCode": str(self.status) if self.status is not None else None,
+                # Azure's split of a spillover deployment's requests: those that came by spillover are "True"
+                "IsSpillover": "True" if self.spillover else None}
 
 
 def observation(scope: MutableMapping[str, Any]) -> Observation | None:
@@ -83,7 +87,8 @@ def request_log(seen: Observation, at: datetime) -> dict[str, Any]:
                        "modelDeploymentName": seen.deployment, "modelName": seen.model,
                        "modelVersion": seen.model_version,
                        "timeToResponseMs": int((seen.first_byte - seen.started) * 1000) if seen.first_byte else None,
-                       "promptTokens": seen.prompt_tokens, "completionTokens": seen.completion_tokens},
+                       "promptTokens": seen.prompt_tokens, "completionTokens": seen.completion_tokens,
+                       "processingRegion": seen.processing_region or seen.region},
     }
 
 

@@ -10,6 +10,10 @@ database, no clock, so every figure can be checked by hand. The rules are Azure'
 - Provisioned types pay per PTU-hour for as long as they exist, used or not: their tokens cost nothing more.
 - A model the table prices per hour of audio (Whisper, `audio_hour`) pays for the seconds of audio its transcriptions
   and translations heard, at that price (batch at half, provisioned nothing more), besides any token price it has.
+- Fine-tuning: a job's training pays its base model's `fine_tuning` prices, by the hour of training steps and/or per
+  million trained tokens (the ledger records both under the job's id); a fine-tuned deployment's tokens pay the base
+  model's token prices, and while it exists it pays `hosting_hour` by the hour (Standard, GlobalStandard,
+  DataZoneStandard; DeveloperTier has no hosting fee), from its creation to its deletion (`Hosted`).
 
 The advisor sizes PTUs as the server's admission does (`api/inference/admission.py`): a minute's tokens weigh
 prompt + `ptu_output_weight` × completion, and one PTU processes the catalog's `ptu_input_tpm` of them a minute.
@@ -26,6 +30,7 @@ from typing import Literal
 
 from azurine.catalog import Catalog
 from azurine.quota.capacity import BATCH, PROVISIONED
+from azurine.storage.fine_tuning import FINE_TUNED_MARK
 from azurine.storage.state import DeploymentRecord, UsageRow
 from azurine.usage.prices import ModelPrices, PriceTable, PtuPurchase
 
@@ -49,6 +54,15 @@ PROVISIONED_OF = {
 }
 
 Recommendation = Literal["PTU", "pay-as-you-go"]
+TRAINING = "FineTuning"  # the type a fine-tuning job's usage is costed as (the ledger records it under the job's id)
+# the types a fine-tuned deployment pays hosting on, by the hour; DeveloperTier has no hosting fee
+HOSTED = frozenset({"Standard", "GlobalStandard", "DataZoneStandard"})
+
+
+def base_of(model: str) -> str | None:
+    """The base model's name in a fine-tuned model's (`<base>.ft-<job>[-suffix]`); None for any other model."""
+    at = model.lower().find(FINE_TUNED_MARK)
+    return model[:at] if at > 0 else None
 
 
 @dataclass(frozen=True)
@@ -63,16 +77,49 @@ class Deployed:
     since_minute: int  # the first minute (unix seconds // 60) it is costed from
     ptu_input_tpm: int = 0  # the catalog's: weighted tokens one PTU processes per minute
     ptu_output_weight: float = 1.0  # the catalog's: what one completion token weighs against a prompt token
+    base_model: str | None = None  # a fine-tuned model's (or a fine-tuning job's) base, whose prices it pays
+
+    @property
+    def priced_as(self) -> str:
+        """The model whose prices apply: the base of a fine-tuned model, else the model itself."""
+        return self.base_model or self.model
+
+
+@dataclass(frozen=True)
+class Hosted:
+    """A period in which a deployment of a fine-tuned model existed, with its type: it pays hosting by the hour."""
+
+    account_id: str
+    deployment: str
+    model: str  # the fine-tuned model
+    base_model: str  # whose `fine_tuning.hosting_hour` it pays
+    sku: str
+    start: float  # unix seconds
+    end: float  # unix seconds: its deletion or change, or now
+
+    def hours(self, period: Period) -> float:
+        """The hours of `period` it existed in."""
+        start, end = max(self.start, period.start_minute * 60.0), min(self.end, period.end_minute * 60.0)
+        return max(0.0, end - start) / SECONDS_PER_HOUR
 
 
 def deployed_from(account_id: str, record: DeploymentRecord, catalog: Catalog) -> Deployed:
-    """A stored deployment as the arithmetic sees it: its catalog model's name and PTU figures, and its creation's
-    minute, from which a provisioned deployment is costed."""
-    spec = catalog.get(record.model_name, record.model_version) or catalog.get(record.model_name)
-    return Deployed(account_id=account_id, name=record.name, model=spec.name if spec else record.model_name,
-                    sku=record.sku_name, capacity=record.sku_capacity, since_minute=int(record.created_at // 60),
-                    ptu_input_tpm=spec.ptu_input_tpm if spec else 0,
-                    ptu_output_weight=spec.ptu_output_weight if spec else 1.0)
+    """A stored deployment as the arithmetic sees it: its catalog model's name and PTU figures (a fine-tuned model's
+    base's), and its creation's minute, from which a provisioned deployment is costed."""
+    return deployed_as(account_id, record.name, record.model_name, record.sku_name, record.sku_capacity,
+                       record.created_at, catalog, record.model_version)
+
+
+def deployed_as(account_id: str, name: str, model: str, sku: str, capacity: int, since: float, catalog: Catalog,
+                version: str | None = None) -> Deployed:
+    """What the arithmetic knows of a deployment (or, with `sku` TRAINING, a fine-tuning job) of `model`."""
+    base = base_of(model)
+    spec = catalog.get(base) if base else catalog.get(model, version) or catalog.get(model)
+    shown = model if base else spec.name if spec else model
+    return Deployed(account_id=account_id, name=name, model=shown, sku=sku, capacity=capacity,
+                    since_minute=int(since // 60), ptu_input_tpm=spec.ptu_input_tpm if spec else 0,
+                    ptu_output_weight=spec.ptu_output_weight if spec else 1.0,
+                    base_model=(spec.name if spec else base) if base else None)
 
 
 @dataclass(frozen=True)
@@ -107,11 +154,16 @@ class CostLine:
     audio_cost: float = 0.0
     ptu_hours: float = 0.0  # PTUs × hours
     ptu_cost: float = 0.0
+    training_seconds: float = 0.0
+    trained_tokens: int = 0
+    training_cost: float = 0.0
+    hosting_hours: float = 0.0
+    hosting_cost: float = 0.0
     priced: bool = True  # False: its usage could not be priced (see CostReport.unpriced)
 
     @property
     def cost(self) -> float:
-        return self.token_cost + self.audio_cost + self.ptu_cost
+        return self.token_cost + self.audio_cost + self.ptu_cost + self.training_cost + self.hosting_cost
 
 
 @dataclass(frozen=True)
@@ -143,6 +195,23 @@ def audio_cost(prices: ModelPrices, sku: str, seconds: float) -> float:
     return seconds / SECONDS_PER_HOUR * prices.audio_hour * share
 
 
+def training_cost(prices: ModelPrices, seconds: float, tokens: int) -> float | None:
+    """What a fine-tuning job's training costs: its hours at `training_hour` and its tokens at `training_tokens` per
+    million, where the model has them; None when it has neither."""
+    tuning = prices.fine_tuning
+    if tuning is None or (tuning.training_hour is None and tuning.training_tokens is None):
+        return None
+    return (seconds / SECONDS_PER_HOUR * (tuning.training_hour or 0.0)
+            + tokens / MILLION * (tuning.training_tokens or 0.0))
+
+
+def hosting_cost(prices: ModelPrices, sku: str, hours: float) -> float | None:
+    """What `hours` of a fine-tuned deployment of `sku` cost to host; None when the model has no hosting price."""
+    if prices.fine_tuning is None or prices.fine_tuning.hosting_hour is None:
+        return None
+    return hours * prices.fine_tuning.hosting_hour if sku in HOSTED else 0.0
+
+
 def ptu_hours(deployed: Deployed, period: Period) -> float:
     """PTUs × the hours of `period` the provisioned deployment existed in (0 for any other type)."""
     if deployed.sku not in PROVISIONED:
@@ -155,37 +224,70 @@ def _day(minute: int) -> str:
 
 
 def _row_cost(row: UsageRow, deployments: Mapping[tuple[str, str], Deployed],
-              prices: PriceTable) -> tuple[float, float] | str:
-    """What the row's tokens and audio cost, or why they cannot be priced."""
+              prices: PriceTable) -> tuple[float, float, float] | str:
+    """What the row's tokens, audio and training cost, or why they cannot be priced."""
     deployed = deployments.get((row.account_id, row.deployment))
     if deployed is None:
         return f"{row.deployment} is no longer deployed, so its type and model are unknown"
-    model = prices.model(deployed.model)
+    model = prices.model(deployed.priced_as)
     if model is None:
-        return f"{deployed.model} is not in the price table"
+        return f"{deployed.priced_as} is not in the price table"
+    if deployed.sku == TRAINING:
+        training = training_cost(model, row.training_seconds, row.trained_tokens)
+        if training is None:
+            return f"{deployed.priced_as} has no fine-tuning training price"
+        return 0.0, 0.0, training
     cost = token_cost(model, deployed.sku, row.prompt_tokens, row.completion_tokens)
     if cost is None:
-        return f"{deployed.model} has no price for {deployed.sku}"
-    return cost, audio_cost(model, deployed.sku, row.audio_seconds)
+        return f"{deployed.priced_as} has no price for {deployed.sku}"
+    return cost, audio_cost(model, deployed.sku, row.audio_seconds), 0.0
+
+
+def _hosting(hosted: Hosted, prices: PriceTable, period: Period) -> tuple[float, float] | str | None:
+    """The hours of `period` a fine-tuned deployment was hosted in, and what they cost; None when it was not hosted
+    then, or its type pays no hosting; or why they cannot be priced."""
+    hours = hosted.hours(period)
+    if hours <= 0 or hosted.sku not in HOSTED:
+        return None
+    model = prices.model(hosted.base_model)
+    cost = hosting_cost(model, hosted.sku, hours) if model is not None else None
+    if cost is None:
+        return f"{hosted.base_model} has no fine-tuned hosting price"
+    return hours, cost
 
 
 def cost_by_deployment(rows: Iterable[UsageRow], deployments: Mapping[tuple[str, str], Deployed],
-                       prices: PriceTable, period: Period) -> CostReport:
+                       prices: PriceTable, period: Period, hosted: Iterable[Hosted] = ()) -> CostReport:
     """Each deployment's usage over the period and its cost: tokens for pay-as-you-go and batch types, PTU-hours for
-    provisioned ones (every provisioned deployment of `deployments` is costed, with traffic or without)."""
+    provisioned ones (every provisioned deployment of `deployments` is costed, with traffic or without), a
+    fine-tuning job's training (a line under the job's id), and a fine-tuned deployment's hosting hours (`hosted`,
+    deleted deployments among them)."""
     lines: dict[tuple[str, str], CostLine] = {}
     unpriced: dict[tuple[str, str], str] = {}
 
-    def line_for(key: tuple[str, str]) -> CostLine:
+    def line_for(key: tuple[str, str], model: str = "?", sku: str = "?") -> CostLine:
         if key not in lines:
             deployed = deployments.get(key)
-            lines[key] = CostLine(key=key[1], account_id=key[0], model=deployed.model if deployed else "?",
-                                  sku=deployed.sku if deployed else "?")
+            lines[key] = CostLine(key=key[1], account_id=key[0], model=deployed.model if deployed else model,
+                                  sku=deployed.sku if deployed else sku)
         return lines[key]
+
+    for item in hosted:
+        key = (item.account_id, item.deployment)
+        cost = _hosting(item, prices, period)
+        if cost is None:
+            continue
+        line = line_for(key, item.model, item.sku)
+        if isinstance(cost, str):
+            unpriced[key] = cost
+            line.priced = False
+        else:
+            line.hosting_hours += cost[0]
+            line.hosting_cost += cost[1]
 
     for key, deployed in deployments.items():
         hours = ptu_hours(deployed, period)
-        model = prices.model(deployed.model)
+        model = prices.model(deployed.priced_as)
         if hours and model is not None:
             line = line_for(key)
             line.ptu_hours = hours
@@ -203,6 +305,8 @@ def cost_by_deployment(rows: Iterable[UsageRow], deployments: Mapping[tuple[str,
         line.prompt_tokens += row.prompt_tokens
         line.completion_tokens += row.completion_tokens
         line.audio_seconds += row.audio_seconds
+        line.training_seconds += row.training_seconds
+        line.trained_tokens += row.trained_tokens
         cost = _row_cost(row, deployments, prices)
         if isinstance(cost, str):
             unpriced[key] = cost
@@ -210,20 +314,35 @@ def cost_by_deployment(rows: Iterable[UsageRow], deployments: Mapping[tuple[str,
         else:
             line.token_cost += cost[0]
             line.audio_cost += cost[1]
+            line.training_cost += cost[2]
 
     ordered = [lines[key] for key in sorted(lines)]
     return CostReport(ordered, tuple(f"{account}/{name}: {why}" for (account, name), why in sorted(unpriced.items())))
 
 
 def cost_by_day(rows: Iterable[UsageRow], deployments: Mapping[tuple[str, str], Deployed], prices: PriceTable,
-                period: Period) -> CostReport:
+                period: Period, hosted: Iterable[Hosted] = ()) -> CostReport:
     """Each UTC day's usage over the period and its cost, every deployment together; a provisioned deployment's
-    PTU-hours fall in the days it existed in, with traffic or without."""
+    PTU-hours, and a fine-tuned deployment's hosting hours, fall in the days it existed in, with traffic or
+    without."""
     days: dict[str, CostLine] = {}
     unpriced: dict[tuple[str, str], str] = {}
 
     def line_for(day: str) -> CostLine:
         return days.setdefault(day, CostLine(key=day))
+
+    for item in hosted:
+        first_day = max(period.start_minute, int(item.start // 60)) // MINUTES_PER_DAY
+        last_day = (min(period.end_minute, math.ceil(item.end / 60)) - 1) // MINUTES_PER_DAY
+        for day in range(first_day, last_day + 1):
+            cost = _hosting(item, prices, Period(max(period.start_minute, day * MINUTES_PER_DAY),
+                                                 min(period.end_minute, (day + 1) * MINUTES_PER_DAY)))
+            if isinstance(cost, str):
+                unpriced[(item.account_id, item.deployment)] = cost
+            elif cost is not None:
+                line = line_for(_day(day * MINUTES_PER_DAY))
+                line.hosting_hours += cost[0]
+                line.hosting_cost += cost[1]
 
     for key, deployed in deployments.items():
         if deployed.sku not in PROVISIONED:
@@ -231,7 +350,7 @@ def cost_by_day(rows: Iterable[UsageRow], deployments: Mapping[tuple[str, str], 
         existing = period.of(deployed)
         if existing.hours == 0:
             continue
-        model = prices.model(deployed.model)
+        model = prices.model(deployed.priced_as)
         if model is None:
             unpriced[key] = f"{deployed.model} is not in the price table"
             continue
@@ -252,12 +371,15 @@ def cost_by_day(rows: Iterable[UsageRow], deployments: Mapping[tuple[str, str], 
         line.prompt_tokens += row.prompt_tokens
         line.completion_tokens += row.completion_tokens
         line.audio_seconds += row.audio_seconds
+        line.training_seconds += row.training_seconds
+        line.trained_tokens += row.trained_tokens
         cost = _row_cost(row, deployments, prices)
         if isinstance(cost, str):
             unpriced[(row.account_id, row.deployment)] = cost
         else:
             line.token_cost += cost[0]
             line.audio_cost += cost[1]
+            line.training_cost += cost[2]
 
     ordered = [days[day] for day in sorted(days)]
     return CostReport(ordered, tuple(f"{account}/{name}: {why}" for (account, name), why in sorted(unpriced.items())))

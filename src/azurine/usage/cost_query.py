@@ -3,7 +3,8 @@ the charges of the accounts in its scope (`charges`), and the answer's columns a
 
 Costs are `azurine cost show`'s arithmetic (`usage/cost.py`) at the price table's prices: tokens at the deployment
 type's price per million (batch at half), audio at a model's price per audio hour where it has one (Whisper),
-provisioned deployments by the PTU-hour for the hours they existed in. Azure's cost records name a resource, the
+provisioned deployments by the PTU-hour for the hours they existed in, a fine-tuning job's training by its hours
+(and/or its tokens) and a fine-tuned deployment's hosting by the hour. Azure's cost records name a resource, the
 account, and a meter; Azure OpenAI's meters are per model, token direction (or audio) and deployment type, so a charge
 here is one account's deployment's meter in one bucket of time (an hour, or a UTC day). The deployment's name is no
 Azure dimension: Azurine offers it as `DeploymentName`, its own.
@@ -24,7 +25,19 @@ from typing import Any
 
 from azurine.quota.capacity import PROVISIONED
 from azurine.storage.state import AccountRecord, UsageRow
-from azurine.usage.cost import SECONDS_PER_HOUR, Deployed, Period, audio_cost, ptu_hours, token_cost
+from azurine.usage.cost import (
+    HOSTED,
+    MILLION,
+    SECONDS_PER_HOUR,
+    TRAINING,
+    Deployed,
+    Hosted,
+    Period,
+    audio_cost,
+    hosting_cost,
+    ptu_hours,
+    token_cost,
+)
 from azurine.usage.prices import PriceTable
 
 CURRENCY = "USD"  # the price table's
@@ -53,6 +66,12 @@ PTU_METER = {"GlobalProvisionedManaged": "Provisioned Managed Global Unit",
              "DataZoneProvisionedManaged": "Provisioned Managed Data Zone Unit",
              "ProvisionedManaged": "Provisioned Managed Regional Unit"}
 PROVIDER = "Microsoft.CognitiveServices"
+FINE_TUNED = "ft"  # in the meters of a fine-tuned model's usage, after its base model's name
+
+
+def meter_model(deployed: Deployed) -> str:
+    """The model a meter names: a fine-tuned model's base, marked as fine-tuned, else the model."""
+    return f"{deployed.base_model} {FINE_TUNED}" if deployed.base_model else deployed.model
 
 
 class CostQueryError(ValueError):
@@ -350,37 +369,83 @@ def parse_query(body: Any, now: datetime) -> CostQuery:
 
 # the charges --------------------------------------------------------------------------------------------------------
 
+def _training(account: AccountRecord, row: UsageRow, deployed: Deployed, prices: PriceTable) -> list[Charge]:
+    """A fine-tuning job's training: a meter of hours and one of tokens, each where the base model has its price."""
+    model = prices.model(deployed.priced_as)
+    tuning = model.fine_tuning if model is not None else None
+    if tuning is None:
+        return []
+    found = []
+    if row.training_seconds and tuning.training_hour is not None:
+        hours = row.training_seconds / SECONDS_PER_HOUR
+        found.append(Charge(account, row.deployment, f"{deployed.priced_as} {FINE_TUNED} Training Hours", row.minute,
+                            hours, hours * tuning.training_hour))
+    if row.trained_tokens and tuning.training_tokens is not None:
+        found.append(Charge(account, row.deployment, f"{deployed.priced_as} {FINE_TUNED} Training Tokens",
+                            row.minute, row.trained_tokens, row.trained_tokens / MILLION * tuning.training_tokens))
+    return found
+
+
+def _hosting(query: CostQuery, accounts: Mapping[str, AccountRecord], hosted: Iterable[Hosted],
+             prices: PriceTable) -> list[Charge]:
+    """Each fine-tuned deployment's hosting hours in every bucket of the period it existed in."""
+    found = []
+    for item in hosted:
+        account = accounts.get(item.account_id)
+        model = prices.model(item.base_model)
+        if account is None or model is None or item.sku not in HOSTED:
+            continue
+        meter = f"{model.name} {FINE_TUNED} Hosting {TOKEN_REACH.get(item.sku, item.sku)} Hours"
+        first = max(query.period.start_minute, int(item.start // 60))
+        bucket = first - first % query.unit
+        while bucket < query.period.end_minute and bucket * 60 < item.end:
+            hours = item.hours(Period(max(query.period.start_minute, bucket),
+                                      min(query.period.end_minute, bucket + query.unit)))
+            cost = hosting_cost(model, item.sku, hours)
+            if hours and cost is not None:
+                found.append(Charge(account, item.deployment, meter, bucket, hours, cost))
+            bucket += query.unit
+    return found
+
+
 def charges(query: CostQuery, sums: Iterable[UsageRow], accounts: Mapping[str, AccountRecord],
-            deployments: Mapping[tuple[str, str], Deployed], prices: PriceTable) -> list[Charge]:
+            deployments: Mapping[tuple[str, str], Deployed], prices: PriceTable,
+            hosted: Iterable[Hosted] = ()) -> list[Charge]:
     """The priced charges of the period: each deployment's tokens, and hours of audio where its model is priced by
-    them, per meter and bucket (`sums`, the ledger's minutes summed per `query.unit`), and each provisioned
-    deployment's PTU-hours in every bucket it existed in.
-    Usage that cannot be priced (a deployment deleted since, a model the price table lacks) is left out, as
-    `azurine cost show` leaves it out of its costs."""
+    them, per meter and bucket (`sums`, the ledger's minutes summed per `query.unit`), each fine-tuning job's
+    training, each provisioned deployment's PTU-hours in every bucket it existed in, and each fine-tuned deployment's
+    hosting hours (`hosted`).
+    Usage that cannot be priced (a deployment deleted before its periods were recorded, a model the price table
+    lacks) is left out, as `azurine cost show` leaves it out of its costs."""
     found: list[Charge] = []
     for row in sums:
         account = accounts.get(row.account_id)
         deployed = deployments.get((row.account_id, row.deployment))
-        model = prices.model(deployed.model) if deployed else None
+        model = prices.model(deployed.priced_as) if deployed else None
         if account is None or deployed is None or model is None or deployed.sku in PROVISIONED:
             continue
+        if deployed.sku == TRAINING:
+            found += _training(account, row, deployed, prices)
+            continue
         reach = TOKEN_REACH.get(deployed.sku, deployed.sku)
+        named = meter_model(deployed)
         for direction, tokens, cost in (
                 ("Inp", row.prompt_tokens, token_cost(model, deployed.sku, row.prompt_tokens, 0)),
                 ("Outp", row.completion_tokens, token_cost(model, deployed.sku, 0, row.completion_tokens))):
             if tokens and cost is not None:
-                found.append(Charge(account, row.deployment, f"{deployed.model} {direction} {reach} Tokens",
+                found.append(Charge(account, row.deployment, f"{named} {direction} {reach} Tokens",
                                     row.minute, tokens, cost))
         # audio is priced where the model has an audio price and the type a token price (else `cost show` leaves
         # the whole row unpriced)
         if row.audio_seconds and model.audio_hour is not None and token_cost(model, deployed.sku, 0, 0) is not None:
-            found.append(Charge(account, row.deployment, f"{deployed.model} Audio {reach} Hours", row.minute,
+            found.append(Charge(account, row.deployment, f"{named} Audio {reach} Hours", row.minute,
                                 row.audio_seconds / SECONDS_PER_HOUR,
                                 audio_cost(model, deployed.sku, row.audio_seconds)))
+    found += _hosting(query, accounts, hosted, prices)
     period, unit = query.period, query.unit
     for (account_id, name), deployed in deployments.items():
         account = accounts.get(account_id)
-        model = prices.model(deployed.model)
+        model = prices.model(deployed.priced_as)
         if account is None or model is None or deployed.sku not in PROVISIONED:
             continue
         hourly = model.provisioned[deployed.sku].hourly

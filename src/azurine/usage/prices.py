@@ -1,5 +1,6 @@
-"""The price table: US dollars per million tokens by model and deployment type, per PTU-hour for provisioned, and
-per hour of audio for the models Azure bills so (Whisper).
+"""The price table: US dollars per million tokens by model and deployment type, per PTU-hour for provisioned, per
+hour of audio for the models Azure bills so (Whisper), and for a tunable model what fine-tuning it costs: training
+per hour (or per million trained tokens) and hosting a fine-tuned deployment per hour.
 
 The table is data (`catalog/prices.toml`, beside the model catalog it prices), so operators change prices by editing
 a copy and pointing `AZURINE_PRICES` at it, not by changing code. A file is checked whole when it is read: a wrong
@@ -52,12 +53,23 @@ class PtuPurchase:
 
 
 @dataclass(frozen=True)
+class FineTuningPrices:
+    """What fine-tuning a model costs, and hosting what it made. Each is optional (None: not charged): Azure bills
+    some models' training by the hour and others' by the token."""
+
+    training_hour: float | None = None  # USD per hour of training
+    training_tokens: float | None = None  # USD per 1M trained tokens
+    hosting_hour: float | None = None  # USD per hour a fine-tuned deployment exists (not on DeveloperTier)
+
+
+@dataclass(frozen=True)
 class ModelPrices:
     name: str
     like: str  # the Azure model the prices come from
     tokens: Mapping[str, TokenPrice]  # by Standard SKU name
     provisioned: Mapping[str, PtuPurchase]  # by provisioned SKU name, the model's own sizes merged in
     audio_hour: float | None = None  # USD per hour of audio heard, on every Standard type; None: audio costs nothing
+    fine_tuning: FineTuningPrices | None = None  # None: its fine-tuning and fine-tuned deployments are not priced
 
     def token_price(self, sku: str) -> TokenPrice | None:
         if sku in self.tokens:
@@ -140,7 +152,7 @@ def _model(entry: Any, defaults: Mapping[str, PtuPurchase], where: str) -> Model
     like = table.get("like", "")
     if not isinstance(like, str):
         raise PriceFileError(f"{where}: `like` must be text, the Azure model the prices come from")
-    unknown = set(table) - {"name", "like", "tokens", "provisioned", "audio_hour"}
+    unknown = set(table) - {"name", "like", "tokens", "provisioned", "audio_hour", "fine_tuning"}
     if unknown:
         raise PriceFileError(f"{where}: unknown key {', '.join(sorted(unknown))}")
 
@@ -177,7 +189,20 @@ def _model(entry: Any, defaults: Mapping[str, PtuPurchase], where: str) -> Model
             minimum=_count(sizes, "minimum", here) if "minimum" in sizes else base.minimum,
             increment=_count(sizes, "increment", here) if "increment" in sizes else base.increment)
     audio_hour = _price(table, "audio_hour", where) if "audio_hour" in table else None
-    return ModelPrices(name=name, like=like, tokens=tokens, provisioned=provisioned, audio_hour=audio_hour)
+    fine_tuning = _fine_tuning(table["fine_tuning"], where) if "fine_tuning" in table else None
+    return ModelPrices(name=name, like=like, tokens=tokens, provisioned=provisioned, audio_hour=audio_hour,
+                       fine_tuning=fine_tuning)
+
+
+def _fine_tuning(value: Any, where: str) -> FineTuningPrices:
+    here = f"{where}: fine_tuning"
+    table = _table(value, here)
+    keys = {"training_hour", "training_tokens", "hosting_hour"}
+    _only(table, keys, where, "fine_tuning")
+    if not table:
+        raise PriceFileError(f"{here} prices nothing: give training_hour, training_tokens or hosting_hour")
+    found = {key: _price(table, key, here) for key in keys if key in table}
+    return FineTuningPrices(**found)
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:

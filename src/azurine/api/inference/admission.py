@@ -6,7 +6,9 @@ headers the official SDK paces its retries by; an admitted answer carries what r
 
 Provisioned deployments have no such counters: each is a leaky bucket of weighted tokens (PTUs × what
 the catalog says one PTU processes), refused while above 100% and corrected by the actual cost once the
-request is over. Their answers carry `azure-openai-deployment-utilization` instead.
+request is over. Their answers carry `azure-openai-deployment-utilization` instead. One that names a spillover
+deployment (`quota/spillover.py`) sends a request it would refuse there instead: the rest of the request is that
+deployment's (its limits, content filter, placement and usage), and the answer says so in Azure's headers.
 """
 
 from __future__ import annotations
@@ -15,20 +17,23 @@ import logging
 import math
 import time
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from azurine.api.caller import Caller
 from azurine.api.context import Services, Target, services
-from azurine.api.errors import AzureError
+from azurine.api.deployment_stage import find_deployment
+from azurine.api.errors import AzureError, bad_request
 from azurine.api.inference.metering import settlement, weighted
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from azurine.api.inference.ticket import Ticket
 from azurine.catalog import ModelSpec
+from azurine.quota import spillover
 from azurine.quota.capacity import BATCH, PROVISIONED, STANDARD
 from azurine.quota.estimate import Estimate, chat_estimate, completion_estimate, embeddings_estimate
 from azurine.quota.limiter import Admission, LimiterUnavailable, Limits, Throughput, ceil_seconds
 from azurine.scheduler.priority import Priority
-from azurine.storage.state import AccountRecord
+from azurine.storage.state import AccountRecord, DeploymentRecord
 from azurine.telemetry.metrics import RATE_LIMITED
 from azurine.telemetry.request_metrics import Observation, observation, record_utilization
 
@@ -39,6 +44,7 @@ OPERATIONS = {"chat": "ChatCompletions_Create", "completion": "Completions_Creat
               "responses": "Responses_Create", "transcription": "Transcriptions_Create",
               "translation": "Translations_Create", "speech": "GenerateSpeechFromText",
               "image_generation": "ImageGenerations_Create"}
+CAPABILITIES = {"responses": "chat"}  # an operation's capability, where the two are named apart
 # a model whose capacity is requests a minute (Whisper, TTS, DALL-E) has no token limit; this many tokens never runs out
 UNLIMITED_TOKENS = 2**31 - 1
 
@@ -108,6 +114,67 @@ async def admit(request: Request, caller: Caller, target: Target, estimate: Esti
                   settle=settlement(svc, caller, target, throughput, seen), observation=seen)
 
 
+class AtThroughput(AzureError):
+    """A provisioned deployment's 429: its utilization is above 100%."""
+
+
+async def admit_or_spill(request: Request, caller: Caller, target: Target, estimate: Estimate,
+                         operation: str) -> tuple[Target, Ticket]:
+    """`admit`, where a provisioned deployment at its throughput hands the request to its spillover deployment: the
+    target the rest of the request runs on, and its ticket."""
+    try:
+        return target, await admit(request, caller, target, estimate, operation)
+    except AtThroughput:
+        spill_to = await _spillover_target(request, caller, target, operation)
+        if spill_to is None:
+            raise
+    told = {spillover.FROM_HEADER: target.deployment.name, spillover.DEPLOYMENT_HEADER: spill_to.deployment.name,
+            spillover.ERROR_HEADER: "429"}
+    seen = observation(request.scope)
+    if seen is not None:
+        seen.spillover = True  # counted on the spillover deployment, as Azure counts it (IsSpillover)
+    try:
+        ticket = await admit(request, caller, spill_to, estimate, operation)
+    except AzureError as error:  # the spillover deployment's own refusal, still saying where it came from
+        error.headers = {**error.headers, **told}
+        raise
+    ticket.headers.update(told)
+    return spill_to, ticket
+
+
+async def _spillover_target(request: Request, caller: Caller, target: Target, operation: str) -> Target | None:
+    """The deployment a refused provisioned request spills to: the deployment's `spilloverDeploymentName`, else the
+    request's `x-ms-spillover-deployment` header (Azure's order). A header naming a deployment that cannot take it
+    is the caller's mistake, a 400; a property whose deployment has changed since ARM checked it spills nowhere."""
+    deployment = target.deployment
+    named = deployment.properties.get(spillover.PROPERTY)
+    by_header = named is None
+    if by_header:
+        named = request.headers.get(spillover.REQUEST_HEADER)
+    if named is None:
+        return None
+    wrong = spillover.check_name(named)
+    if wrong is None:
+        found = await _deployment(request, caller, named)
+        wrong = spillover.problem(spillover.Source.of(deployment), named, found)
+    if wrong is not None:
+        if by_header:
+            raise bad_request(f"The {spillover.REQUEST_HEADER} header: {wrong}", None, "InvalidSpilloverDeployment")
+        log.warning("deployment %s: no spillover: %s", deployment.name, wrong)
+        return None
+    return await find_deployment(request, caller, named, CAPABILITIES.get(operation, operation))
+
+
+async def _deployment(request: Request, caller: Caller, name: str) -> DeploymentRecord | None:
+    svc = services(request)
+    key = ("deployment", caller.account.id, name)
+    found = svc.cache.peek(key)
+    if found is None:
+        found = await run_in_threadpool(svc.store.deployment, caller.account.id, name)
+        svc.cache.put(key, found)
+    return found if isinstance(found, DeploymentRecord) else None
+
+
 def priority_for(sku: str) -> Priority:
     if sku in PROVISIONED:
         return Priority.PROVISIONED
@@ -158,7 +225,7 @@ async def _admit_provisioned(svc: Services, account: AccountRecord, target: Targ
         f"{account.kind} S0 pricing tier (utilization {check.utilization:.1f}%). Please retry after {wait} "
         "seconds, or add throughput units to the deployment."
     )
-    raise AzureError(429, "429", message, headers={
+    raise AtThroughput(429, "429", message, headers={
         **utilization_header(check.utilization), "retry-after": str(wait),
         "retry-after-ms": str(wait_ms),
     })

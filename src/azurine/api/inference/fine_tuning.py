@@ -2,9 +2,9 @@
 pause, resume, delete, and a job's events and checkpoints; and the deletion of the fine-tuned model a job made
 (`DELETE /openai/models/{model}`), refused, as a job's deletion is, while a deployment serves the model.
 
-Creating a job checks its files at once (`fine_tuning/training_file.py`) and stores it queued, or failed with
-Azure's `error` naming the bad lines; the fine-tuning worker (`fine_tuning/worker.py`) trains it. The model is
-listed, deployed and served through `fine_tuning/models.py`.
+Creating a job stores it `validating_files`, checks its files (`fine_tuning/training_file.py`) and then queues it,
+or fails it with Azure's `error` naming the bad lines; the fine-tuning worker (`fine_tuning/worker.py`) trains it.
+The model is listed, deployed and served through `fine_tuning/models.py`.
 """
 
 from __future__ import annotations
@@ -172,12 +172,17 @@ async def create_job(request: Request, caller: Caller) -> JobRecord:
     validation = None
     if given.validation_file is not None:
         validation = await _file_content(request, caller, given.validation_file, "validation_file")
+    seed = given.seed if given.seed is not None else secrets.randbelow(2**31)
+    as_given = {"n_epochs": hyper.n_epochs or "auto", "batch_size": hyper.batch_size or "auto",
+                "learning_rate_multiplier": hyper.learning_rate_multiplier or "auto"}
+    # stored first, so that the job reads `validating_files` while a large file is checked
+    job = await run_in_threadpool(svc.fine_tuning.create, caller.account.id, model.name, given.training_file,
+                                  given.validation_file, as_given, given.suffix, seed)
     examples, error = await run_in_threadpool(_examine, content, validation, model.path_in(svc.settings.models_dir),
                                               model.context_length)
     resolved = resolve(hyper.n_epochs, hyper.batch_size, hyper.learning_rate_multiplier, examples)
-    seed = given.seed if given.seed is not None else secrets.randbelow(2**31)
-    return await run_in_threadpool(svc.fine_tuning.create, caller.account.id, model.name, given.training_file,
-                                   given.validation_file, resolved, given.suffix, seed, error)
+    checked = await run_in_threadpool(svc.fine_tuning.validated, caller.account.id, job.id, resolved, error)
+    return checked or job
 
 
 async def get_job(request: Request, caller: Caller, job_id: str) -> JobRecord:

@@ -22,7 +22,7 @@ from azurine.api.caller import Caller
 from azurine.api.context import services
 from azurine.api.deployment_stage import target_and_body
 from azurine.api.errors import AzureError, bad_request
-from azurine.api.inference.admission import admit, chat_cost
+from azurine.api.inference.admission import admit_or_spill, chat_cost
 from azurine.api.inference.content_filter import screen_prompts
 from azurine.api.inference.protocol_responses import MAX_ID_CHARS, ResponsesRequest
 from azurine.api.inference.responses_render import deleted_object, item_list, response_error, with_status
@@ -66,7 +66,7 @@ async def create_response(request: Request, caller: Caller) -> Response:
     turn = fitted(new_turn(body, target.model.response_model, earlier), target.model.context_length)
     check_content_types(turn.chat, target)
     images = await read_images(turn.chat, services(request).settings.images, bool(target.deployment.upstream_url))
-    ticket = await admit(request, caller, target, chat_cost(turn.chat, target.model), "responses")
+    target, ticket = await admit_or_spill(request, caller, target, chat_cost(turn.chat, target.model), "responses")
     await ticket.check(images.download())
     images.apply(turn.chat)
     turn = replace(turn, images=images)

@@ -16,7 +16,7 @@ from azurine.api.caller import Caller
 from azurine.api.context import services
 from azurine.api.deployment_stage import target_and_body
 from azurine.api.errors import resource_not_found
-from azurine.api.inference.admission import admit, chat_cost, completion_cost, embeddings_cost
+from azurine.api.inference.admission import admit_or_spill, chat_cost, completion_cost, embeddings_cost
 from azurine.api.inference.content_filter import screen_prompts
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from azurine.api.inference.serving_chat import check_content_types, serve_chat
@@ -43,7 +43,7 @@ async def chat_completions(request: Request, caller: Caller) -> Response:
     target, body = await target_and_body(request, caller, ChatCompletionRequest, "chat")
     check_content_types(body, target)
     images = await read_images(body, services(request).settings.images, bool(target.deployment.upstream_url))
-    ticket = await admit(request, caller, target, chat_cost(body, target.model), "chat")
+    target, ticket = await admit_or_spill(request, caller, target, chat_cost(body, target.model), "chat")
     await ticket.check(images.download())
     images.apply(body)
     guard = await ticket.check(screen_prompts(request, caller, target, [chat_prompt_text(body.messages)]))
@@ -53,7 +53,7 @@ async def chat_completions(request: Request, caller: Caller) -> Response:
 async def completions(request: Request, caller: Caller) -> Response:
     target, body = await target_and_body(request, caller, CompletionRequest, "completion")
     check_combination(body)
-    ticket = await admit(request, caller, target, completion_cost(body), "completion")
+    target, ticket = await admit_or_spill(request, caller, target, completion_cost(body), "completion")
     guard = await ticket.check(screen_prompts(request, caller, target, completion_texts(body)))
     return await ticket.serve(serve_completions(request, target, body, ticket, guard))
 
@@ -61,7 +61,7 @@ async def completions(request: Request, caller: Caller) -> Response:
 async def embeddings(request: Request, caller: Caller) -> Response:
     target, body = await target_and_body(request, caller, EmbeddingsRequest, "embeddings")
     check_dimensions(body, target)
-    ticket = await admit(request, caller, target, embeddings_cost(body), "embeddings")
+    target, ticket = await admit_or_spill(request, caller, target, embeddings_cost(body), "embeddings")
     return await ticket.serve(serve_embeddings(target, body, ticket))
 
 

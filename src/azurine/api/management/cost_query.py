@@ -35,7 +35,8 @@ from azurine.api.sse import AzureJSONResponse
 from azurine.identity.access import Operation
 from azurine.json_depth import text_too_deep
 from azurine.storage.state import AccountRecord
-from azurine.usage.cost import Deployed, deployed_from
+from azurine.usage.billed import billed_deployments, hosted_periods
+from azurine.usage.cost import Deployed, Hosted, Period
 from azurine.usage.cost_query import CostQueryError, answer, charges, page, parse_query
 from azurine.usage.prices import PriceFileError, load_prices
 
@@ -121,8 +122,8 @@ async def _query(request: Request, scope: str, in_scope: Callable[[], Awaitable[
     ids = [account.id for account in accounts]
     period = query.period
     sums = await run_in_threadpool(svc.store.usage_sums, ids, period.start_minute, period.end_minute, query.unit)
-    deployments = await run_in_threadpool(_deployed, request, ids)
-    found = charges(query, sums, {account.id: account for account in accounts}, deployments, prices)
+    deployments, hosted = await run_in_threadpool(_deployed, request, ids, period)
+    found = charges(query, sums, {account.id: account for account in accounts}, deployments, prices, hosted)
     columns, rows = answer(query, found)
     try:
         shown, following = page(rows, request.query_params.get("$skiptoken"))
@@ -139,7 +140,8 @@ async def _query(request: Request, scope: str, in_scope: Callable[[], Awaitable[
     })
 
 
-def _deployed(request: Request, account_ids: list[str]) -> dict[tuple[str, str], Deployed]:
+def _deployed(request: Request, account_ids: list[str], period: Period
+              ) -> tuple[dict[tuple[str, str], Deployed], list[Hosted]]:
     svc = services(request)
-    return {(account_id, record.name): deployed_from(account_id, record, svc.catalog)
-            for account_id in account_ids for record in svc.store.deployments(account_id)}
+    return (billed_deployments(svc.store, svc.fine_tuning, svc.catalog, account_ids, period),
+            hosted_periods(svc.store, account_ids, period))

@@ -1,8 +1,9 @@
 """Deployments written once for every surface that writes them: the ARM routes and `azurine deployments create`.
 
-Every rule Azure applies to a deployment (its name, model, deployment type and capacity, RAI policy, the
-subscription's quota) is checked here, so no surface can write around one; a refusal is ARM's error, raised as an
-`AzureError` that each surface shows as it shows errors.
+Every rule Azure applies to a deployment (its name, model, deployment type and capacity, a provisioned one's PTU
+sizes and spillover deployment, RAI policy, the subscription's quota) is checked here, and so is what the fleet
+can serve where a model server of the subscription lists the model (`fleet/capacity.py`), so no surface can write
+around one; a refusal is ARM's error, raised as an `AzureError` that each surface shows as it shows errors.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from pydantic import BaseModel, ConfigDict
 from azurine.api.management.accounts import SkuIn
 from azurine.api.management.arm import arm_error, check_name
 from azurine.catalog import ModelSpec
-from azurine.quota.capacity import BATCH, SKU_NAMES, check_quota
+from azurine.fine_tuning.models import fine_tuned
+from azurine.fleet.capacity import Gateway, check_deployment, reservations_in
+from azurine.fleet.store import specs_in
+from azurine.quota import spillover
+from azurine.quota.capacity import BATCH, PROVISIONED, SKU_NAMES, check_quota
 from azurine.storage.state import AccountRecord, DeploymentRecord, StateStore
 
 UPGRADE_OPTIONS = ("OnceNewDefaultVersionAvailable", "OnceCurrentVersionExpired", "NoAutoUpgrade")
@@ -129,6 +134,45 @@ def require_quota(store: StateStore, owner: AccountRecord, model: ModelSpec, sku
                         f"{shortfall.label}.")
 
 
+def require_ptu_size(model: ModelSpec, sku: str, capacity: int) -> None:
+    """A provisioned deployment is bought in the catalog's sizes: at least `ptu_minimum` PTUs, in steps of
+    `ptu_increment` above it."""
+    if sku not in PROVISIONED:
+        return
+    minimum, step = model.extra.get("ptu_minimum"), model.extra.get("ptu_increment")
+    if not isinstance(minimum, int) or not isinstance(step, int) or step < 1:
+        return
+    if capacity < minimum or (capacity - minimum) % step:
+        raise arm_error(400, "InvalidCapacity",
+                        f"The specified capacity '{capacity}' of account deployment is not a valid size for a {sku} "
+                        f"deployment of {model.name}: at least {minimum} PTUs, in steps of {step} above it.")
+
+
+def require_spillover(store: StateStore, owner: AccountRecord, source: spillover.Source,
+                      properties: dict[str, Any]) -> None:
+    """A spillover deployment that exists in the same account and may take the provisioned deployment's overflow
+    (`quota/spillover.py`); the property, when set, is kept as given."""
+    if spillover.PROPERTY not in properties:
+        return
+    name = properties[spillover.PROPERTY]
+    wrong = spillover.check_name(name) or spillover.problem(source, name, store.deployment(owner.id, name))
+    if wrong is not None:
+        raise arm_error(400, "InvalidResourceProperties", f"properties.{spillover.PROPERTY}: {wrong}")
+
+
+def require_fleet_capacity(store: StateStore, owner: AccountRecord, model: ModelSpec, sku: str, capacity: int,
+                           name: str, gateway: Gateway | None) -> None:
+    """Refuse what the subscription's model servers cannot serve, where one of them lists the model."""
+    servers = specs_in(store.engine, owner.subscription_id)
+    if not servers or fine_tuned(model):
+        return
+    refusal = check_deployment(servers, reservations_in(store, owner.subscription_id),
+                               gateway or Gateway.from_settings(), owner.location, sku, model, capacity,
+                               f"{owner.id}/{name}")
+    if refusal is not None:
+        raise arm_error(400, "InvalidCapacity", refusal)
+
+
 def _policy_exists(store: StateStore, account: AccountRecord, name: str) -> bool:
     return name in BUILT_IN_POLICIES or store.child(account.id, "raiPolicies", name) is not None
 
@@ -148,8 +192,10 @@ def require_weights(model: ModelSpec, upstream: Upstream | None, local: LocalWei
 
 
 def put_deployment(store: StateStore, catalog: Models, owner: AccountRecord, name: str, body: DeploymentIn,
-                   principal: str, upstream: Upstream | None = None, local: LocalWeights | None = None) -> Written:
-    """Create or replace `owner`'s deployment `name` (ARM's PUT)."""
+                   principal: str, upstream: Upstream | None = None, local: LocalWeights | None = None,
+                   gateway: Gateway | None = None) -> Written:
+    """Create or replace `owner`'s deployment `name` (ARM's PUT). `gateway` is where the answering server runs
+    (the settings' region and models directory where not given)."""
     check_name(name, "deployments")
     existing = store.deployment(owner.id, name)
     props = body.properties or DeploymentPropertiesIn()
@@ -167,8 +213,15 @@ def put_deployment(store: StateStore, catalog: Models, owner: AccountRecord, nam
     if sku in BATCH and not model.can("chat") and not model.can("embeddings"):
         raise arm_error(400, "InvalidResourceProperties", f"{model.name} cannot be deployed as {sku}.")
     require_weights(model, upstream, local, existing)
+    require_ptu_size(model, sku, capacity)
     require_quota(store, owner, model, sku, capacity, name)
     extra = {k: v for k, v in (props.model_extra or {}).items() if k not in READ_ONLY}
+    if extra.get(spillover.PROPERTY, "") is None:  # a null spillover deployment is none
+        del extra[spillover.PROPERTY]
+    require_spillover(store, owner, spillover.Source(name, sku, model.name, model.version), extra)
+    placed_by_operator = upstream or local or (existing is not None and (existing.upstream_url or existing.model_path))
+    if not placed_by_operator:
+        require_fleet_capacity(store, owner, model, sku, capacity, name, gateway)
     deployment, created = store.put_deployment(
         owner.id, name, model_format=model.publisher, model_name=model.name, model_version=model.version,
         sku_name=sku, sku_capacity=capacity, rai_policy_name=policy, version_upgrade_option=upgrade,
@@ -179,15 +232,20 @@ def put_deployment(store: StateStore, catalog: Models, owner: AccountRecord, nam
 
 
 def update_deployment(store: StateStore, catalog: Models, owner: AccountRecord, existing: DeploymentRecord,
-                      body: DeploymentIn, principal: str) -> Written:
-    """Resize or retag an existing deployment (ARM's PATCH); its model and policy stay."""
+                      body: DeploymentIn, principal: str, gateway: Gateway | None = None) -> Written:
+    """Resize or retag an existing deployment (ARM's PATCH); its model, policy and spillover deployment stay."""
     model = catalog.get(existing.model_name, existing.model_version)
     if model is None:
         raise arm_error(400, "DeploymentModelNotSupported",
                         f"The model '{existing.model_name} {existing.model_version}' of account deployment is not "
                         f"supported in this region '{owner.location}'.")
     sku, capacity = sku_of(body, existing, model)
+    require_ptu_size(model, sku, capacity)
     require_quota(store, owner, model, sku, capacity, existing.name)
+    require_spillover(store, owner, spillover.Source(existing.name, sku, model.name, model.version),
+                      existing.properties)
+    if not existing.upstream_url and not existing.model_path:
+        require_fleet_capacity(store, owner, model, sku, capacity, existing.name, gateway)
     deployment, _ = store.put_deployment(
         owner.id, existing.name, model_format=existing.model_format, model_name=existing.model_name,
         model_version=existing.model_version, sku_name=sku, sku_capacity=capacity,

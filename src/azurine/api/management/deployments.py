@@ -25,6 +25,7 @@ from azurine.api.management.arm import (
 from azurine.api.management.deployment_service import DeploymentIn
 from azurine.api.sse import AzureJSONResponse
 from azurine.catalog import ModelSpec
+from azurine.fleet.capacity import Gateway
 from azurine.quota.capacity import STANDARD
 from azurine.storage.state import AccountRecord, DeploymentRecord
 
@@ -85,6 +86,12 @@ def render_deployment(account: AccountRecord, deployment: DeploymentRecord, mode
     return body
 
 
+def _gateway(request: Request) -> Gateway:
+    """This server as a place the fleet's capacity checks count: its region, and the models installed here."""
+    settings = services(request).settings
+    return Gateway(settings.region.lower(), settings.models_dir)
+
+
 async def _find(request: Request, account: AccountRecord, name: str) -> DeploymentRecord:
     deployment = await run_in_threadpool(services(request).store.deployment, account.id, name)
     if deployment is None:
@@ -99,7 +106,7 @@ async def create_deployment(subscription: str, group: str, account: str, name: s
     body = await parse_arm_body(request, DeploymentIn)
     svc = services(request)
     written = await run_in_threadpool(deployment_service.put_deployment, svc.store, svc.models_of(owner.id), owner,
-                                      name, body, principal.object_id)
+                                      name, body, principal.object_id, None, None, _gateway(request))
     svc.cache.clear()
     resource = f"{account_id(subscription, group, account)}/deployments/{name}"
     operation = await run_in_threadpool(svc.store.add_operation, subscription, owner.location, resource, "Succeeded")
@@ -117,7 +124,7 @@ async def update_deployment(subscription: str, group: str, account: str, name: s
     body = await parse_arm_body(request, DeploymentIn)
     svc = services(request)
     written = await run_in_threadpool(deployment_service.update_deployment, svc.store, svc.models_of(owner.id),
-                                      owner, existing, body, principal.object_id)
+                                      owner, existing, body, principal.object_id, _gateway(request))
     svc.cache.clear()
     return AzureJSONResponse(render_deployment(owner, written.deployment, written.model))
 
