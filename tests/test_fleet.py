@@ -276,6 +276,16 @@ def test_a_global_deployment_spreads_its_load_over_regions(
         outcomes = list(pool.map(lambda i: ask(gateway, who, "global", f"Count to {i}."), range(6)))
     assert [o.status for o in outcomes] == [200] * 6
     assert {o.region for o in outcomes} == {"West Europe", "East US"}
+    # the usage ledger counts each request in the region it ran in (written within a second or so)
+    account = _store(gateway).account_named(who.account)
+    assert account is not None
+
+    def by_region() -> dict[str, int]:
+        return {row.region: row.requests for row in _store(gateway).usage_by_region(account.id, 0)}
+
+    wait_until(lambda: sum(by_region().values()) == 6, "the ledger counted the six requests")
+    shown = {"West Europe": "westeurope", "East US": "eastus"}
+    assert by_region() == {shown[region]: sum(o.region == region for o in outcomes) for region in shown}
 
 
 LOAD = 12

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from azurine.cli import usage as usage_cli
 from azurine.cli.main import app
 from azurine.storage.database import MIGRATIONS, make_engine, migrate
-from azurine.storage.state import StateStore, UsageRow
+from azurine.storage.state import RegionUsageRow, StateStore, UsageRow
 from azurine.usage import UsageLedger
 
 MINUTE = 29_000_000  # an arbitrary minute, epoch seconds // 60
@@ -190,11 +190,11 @@ class FailsOnce:
         self.store = store
         self.calls = 0
 
-    def add_usage(self, rows: list[UsageRow]) -> None:
+    def add_usage(self, rows: list[UsageRow], regions: list[RegionUsageRow] | None = None) -> None:
         self.calls += 1
         if self.calls == 1:
             raise ConnectionError("database unreachable")
-        self.store.add_usage(rows)
+        self.store.add_usage(rows, regions)
 
 
 def test_a_failed_flush_keeps_the_counts_for_the_next(tmp_path: Path) -> None:
@@ -208,6 +208,45 @@ def test_a_failed_flush_keeps_the_counts_for_the_next(tmp_path: Path) -> None:
     ledger.flush()
     assert ledger.pending() == []
     assert store.usage("acct-1", 0) == [row("chat", MINUTE, 2, 11, 6, 21)]
+
+
+def test_the_ledger_counts_where_each_request_ran_apart_per_region(tmp_path: Path) -> None:
+    store = sqlite_store(tmp_path)
+    ledger = UsageLedger(FailsOnce(store))  # type: ignore[arg-type]
+    ledger.record("acct-1", "chat", 10, 5, 20, at=MINUTE * 60, region="westeurope")
+    ledger.record("acct-1", "chat", 3, 2, 9, at=MINUTE * 60, region="eastus")
+    with pytest.raises(ConnectionError):  # the regions' counts wait for the next flush with the rest
+        ledger.flush()
+    ledger.record("acct-1", "chat", 1, 1, 1, at=(MINUTE + 1) * 60, region="westeurope")
+    ledger.record("acct-1", "chat", 7, 7, 7, at=MINUTE * 60)  # a batch line: its region is not told
+    ledger.flush()
+    assert store.usage("acct-1", 0) == [row("chat", MINUTE, 3, 20, 14, 36), row("chat", MINUTE + 1, 1, 1, 1, 1)]
+    assert store.usage_by_region("acct-1", 0) == [
+        RegionUsageRow("acct-1", "chat", "eastus", MINUTE, 1, 3, 2),
+        RegionUsageRow("acct-1", "chat", "westeurope", MINUTE, 2, 11, 6)]
+    assert store.usage_by_region("acct-1", MINUTE + 1) == [
+        RegionUsageRow("acct-1", "chat", "westeurope", MINUTE + 1, 1, 1, 1)]
+    assert store.usage_by_region("acct-2", 0) == []
+
+
+def test_billing_regions_prints_where_an_accounts_requests_ran(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AZURINE_DATABASE_URL", raising=False)
+    monkeypatch.setattr(usage_cli, "console", Console(width=200))
+    store = sqlite_store(tmp_path)
+    mine = store.create_account("contoso", location="westeurope", subscription_id="sub", resource_group="rg")
+    other = store.create_account("fabrikam", location="eastus", subscription_id="sub", resource_group="rg")
+    now = int(time.time() // 60)
+    store.add_usage([], [RegionUsageRow(mine.id, "chat", "northeurope", now, 2, 30, 10),
+                         RegionUsageRow(mine.id, "chat", "westeurope", now - 1, 1, 5, 5),
+                         RegionUsageRow(mine.id, "chat", "westeurope", now, 3, 6, 6),
+                         RegionUsageRow(other.id, "chat", "eastus", now, 1, 1, 1)])
+    result = CliRunner().invoke(app, ["billing", "regions", "--account", "contoso", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    lines = [line.replace("│", " ").split() for line in result.output.splitlines() if "contoso" in line]
+    assert lines == [["contoso", "chat", "northeurope", "2", "30", "10"],
+                     ["contoso", "chat", "westeurope", "4", "11", "11"]]
+    assert "fabrikam" not in result.output
 
 
 def test_the_background_loop_flushes_and_close_writes_the_rest(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """`azurine billing show`: the tokens (and seconds of audio) requests actually used, per minute, account and
-deployment, and the training fine-tuning jobs did (under the job's id: its hours and trained tokens).
+deployment, and the training fine-tuning jobs did (under the job's id: its hours and trained tokens); `azurine
+billing regions`: where each deployment's online requests ran.
 
 The rate limits charge an estimate when a request arrives; these are the settled counts the server's usage
 ledger writes (at most a second behind), read straight from the server's database as `quota show` does.
@@ -58,4 +59,25 @@ def usage_show(
                       str(row.prompt_tokens + row.completion_tokens), str(row.estimated_tokens),
                       str(row.billed_tokens), audio_seconds(row.audio_seconds), training_hours(row.training_seconds),
                       f"{row.trained_tokens:,}" if row.trained_tokens else "")
+    console.print(table)
+
+
+@app.command("regions")
+def usage_regions(
+    account: str | None = typer.Option(None, help="One account's requests, by name (default: every account)."),
+    minutes: int = typer.Option(60, min=1, help="How many minutes back, the current one included."),
+    data_dir: Path | None = typer.Option(None, help="The server's data directory (default: ./azurine-data)."),
+) -> None:
+    """Where each deployment's online requests ran (the region `x-ms-region` named: this server's own, or a model
+    server's the fleet routed them to), with their requests and tokens there."""
+    store = _store(data_dir)
+    account_id = _account_id(store, account, console)
+    since = int(time.time() // 60) - minutes + 1
+    names = store.account_names()
+    table = Table("account", "deployment", "region", "requests", "prompt", "completion")
+    for column in table.columns[3:]:
+        column.justify = "right"
+    for row in store.usage_by_region(account_id, since):
+        table.add_row(names.get(row.account_id, row.account_id), row.deployment, row.region, str(row.requests),
+                      str(row.prompt_tokens), str(row.completion_tokens))
     console.print(table)

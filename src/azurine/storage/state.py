@@ -25,6 +25,7 @@ from azurine.storage.tables import (
     QuotaLimit,
     SigningKeyRow,
     UsageMinute,
+    UsageRegionMinute,
 )
 
 
@@ -153,6 +154,19 @@ class UsageRow:
     trained_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class RegionUsageRow:
+    """Where one deployment's online requests of one minute ran, and their tokens there."""
+
+    account_id: str
+    deployment: str
+    region: str
+    minute: int
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
 # what a usage row counts: added up per minute, summed per bucket
 _COUNTED = ("requests", "prompt_tokens", "completion_tokens", "estimated_tokens", "billed_tokens", "audio_seconds",
             "training_seconds", "trained_tokens")
@@ -188,14 +202,7 @@ def add_usage_in(session: Session, rows: list[UsageRow]) -> None:
             counts[name] += getattr(row, name)
     if not totals:
         return
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        raise NotImplementedError(f"usage is stored on SQLite and PostgreSQL, not {dialect}")
-    statement = insert(UsageMinute)
+    statement = _upsert(session)(UsageMinute)
     statement = statement.on_conflict_do_update(
         index_elements=[UsageMinute.account_id, UsageMinute.deployment, UsageMinute.minute],
         set_={name: getattr(UsageMinute, name) + getattr(statement.excluded, name) for name in _COUNTED},
@@ -203,6 +210,42 @@ def add_usage_in(session: Session, rows: list[UsageRow]) -> None:
     parameters = [{"account_id": account_id, "deployment": deployment, "minute": minute, **counts}
                   for (account_id, deployment, minute), counts in sorted(totals.items())]
     session.execute(statement, parameters)
+
+
+def _upsert(session: Session) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT DO UPDATE."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise NotImplementedError(f"usage is stored on SQLite and PostgreSQL, not {dialect}")
+    return insert
+
+
+_REGION_COUNTED = ("requests", "prompt_tokens", "completion_tokens")
+
+
+def add_region_usage_in(session: Session, rows: list[RegionUsageRow]) -> None:
+    """Add the counts to the stored region minutes, as `add_usage_in` does (keys in sorted order)."""
+    totals: dict[tuple[str, str, str, int], dict[str, int]] = {}
+    for row in rows:
+        counts = totals.setdefault((row.account_id, row.deployment, row.region, row.minute),
+                                   dict.fromkeys(_REGION_COUNTED, 0))
+        for name in _REGION_COUNTED:
+            counts[name] += getattr(row, name)
+    if not totals:
+        return
+    statement = _upsert(session)(UsageRegionMinute)
+    statement = statement.on_conflict_do_update(
+        index_elements=[UsageRegionMinute.account_id, UsageRegionMinute.deployment, UsageRegionMinute.region,
+                        UsageRegionMinute.minute],
+        set_={name: getattr(UsageRegionMinute, name) + getattr(statement.excluded, name) for name in _REGION_COUNTED},
+    )
+    session.execute(statement, [{"account_id": account_id, "deployment": deployment, "region": region,
+                                 "minute": minute, **counts}
+                                for (account_id, deployment, region, minute), counts in sorted(totals.items())])
 
 
 def _open_period(session: Session, account_id: str, name: str, model: str, sku: str, now: float) -> None:
@@ -654,12 +697,30 @@ class StateStore:
 
     # settled usage ------------------------------------------------------------------------------------
 
-    def add_usage(self, rows: list[UsageRow]) -> None:
-        """Add the counts to the stored minutes, creating those not there yet, in one transaction (`add_usage_in`)."""
-        if not rows:
+    def add_usage(self, rows: list[UsageRow], regions: list[RegionUsageRow] | None = None) -> None:
+        """Add the counts to the stored minutes, creating those not there yet, and where the requests ran, in one
+        transaction (`add_usage_in`, `add_region_usage_in`)."""
+        if not rows and not regions:
             return
         with self._sessions.begin() as session:
             add_usage_in(session, rows)
+            add_region_usage_in(session, regions or [])
+
+    def usage_by_region(self, account_id: str | None, since_minute: int) -> list[RegionUsageRow]:
+        """Where each deployment's online requests ran from `since_minute` on, summed per account, deployment and
+        region, of one account or (None) of all; `minute` is the first minute counted."""
+        query = (select(UsageRegionMinute.account_id, UsageRegionMinute.deployment, UsageRegionMinute.region,
+                        func.min(UsageRegionMinute.minute),
+                        *(func.sum(getattr(UsageRegionMinute, name)) for name in _REGION_COUNTED))
+                 .where(UsageRegionMinute.minute >= since_minute)
+                 .group_by(UsageRegionMinute.account_id, UsageRegionMinute.deployment, UsageRegionMinute.region)
+                 .order_by(UsageRegionMinute.account_id, UsageRegionMinute.deployment, UsageRegionMinute.region))
+        if account_id is not None:
+            query = query.where(UsageRegionMinute.account_id == account_id)
+        with self._sessions() as session:
+            return [RegionUsageRow(account_id=a, deployment=d, region=r, minute=int(m), requests=int(q or 0),
+                                   prompt_tokens=int(pt or 0), completion_tokens=int(ct or 0))
+                    for a, d, r, m, q, pt, ct in session.execute(query)]
 
     def account_names(self) -> dict[str, str]:
         """Every account's name by its id."""

@@ -196,6 +196,21 @@ class UsageMinute(Base):
     trained_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class UsageRegionMinute(Base):
+    """Where one deployment's online requests of one minute ran (the gateway's own region, or the model server's the
+    fleet routed them to: what `x-ms-region` said), and the tokens they used there."""
+
+    __tablename__ = "usage_regions"
+
+    account_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    deployment: Mapped[str] = mapped_column(String(64), primary_key=True)
+    region: Mapped[str] = mapped_column(String(64), primary_key=True)  # an Azure region name, as `location` is
+    minute: Mapped[int] = mapped_column(Integer, primary_key=True)  # unix epoch seconds // 60
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class DeploymentPeriod(Base):
     """A deployment's model and type from when it was written until it was deleted or changed (`ended_at` None while
     it lasts): the hours a fine-tuned deployment is billed for hosting, deleted or not."""

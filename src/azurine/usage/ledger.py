@@ -1,5 +1,5 @@
-"""The usage ledger: actual tokens (and seconds of audio) per account, deployment and minute, batched into the
-database.
+"""The usage ledger: actual tokens (and seconds of audio) per account, deployment and minute, and the region each
+request ran in, batched into the database.
 
 Rate limits charge an estimate when a request arrives, before anyone knows how many tokens it will use;
 usage and billing need the real counts. Every finished request calls `record` with what it actually used
@@ -24,11 +24,13 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from azurine.storage.flush_loop import flush_until
-from azurine.storage.state import StateStore, UsageRow
+from azurine.storage.state import RegionUsageRow, StateStore, UsageRow
 
 _Key = tuple[str, str, int]  # account id, deployment name, minute (unix epoch seconds // 60)
+_RegionKey = tuple[str, str, str, int]  # account id, deployment name, region, minute
 
 
 @dataclass
@@ -55,19 +57,26 @@ class UsageLedger:
         self._flush_every_s = flush_every_s
         self._lock = threading.Lock()  # guards _pending: record runs on worker threads and the event loop
         self._pending: dict[_Key, _Counts] = {}
+        self._regions: dict[_RegionKey, _Counts] = {}
         self._flushing = threading.Lock()  # one flush at a time, so failed rows go back before the next swap
         self._stopped = asyncio.Event()  # binds to the event loop only when first awaited
 
     def record(self, account_id: str, deployment: str, prompt_tokens: int, completion_tokens: int,
                estimated_tokens: int, at: float | None = None, price: float = 1.0,
-               audio_seconds: float = 0.0) -> None:
+               audio_seconds: float = 0.0, region: str | None = None) -> None:
         """Count one finished request in the minute of `at` (unix seconds, default now). Never blocks on I/O.
 
         `price` is the share of the full token price it is billed at (0.5 for batch deployments); each request's
         billed tokens are rounded half up. `audio_seconds` is the audio a transcription or translation heard, or
-        speech spoke, kept unrounded: Azure bills Whisper by the hour of audio."""
+        speech spoke, kept unrounded: Azure bills Whisper by the hour of audio. `region` is where it ran (what
+        `x-ms-region` said, as a region name), counted apart per region."""
         minute = int((time.time() if at is None else at) // 60)
         with self._lock:
+            if region is not None:
+                there = self._regions.setdefault((account_id, deployment, region, minute), _Counts())
+                there.requests += 1
+                there.prompt_tokens += prompt_tokens
+                there.completion_tokens += completion_tokens
             counts = self._pending.get((account_id, deployment, minute))
             if counts is None:
                 counts = self._pending[(account_id, deployment, minute)] = _Counts()
@@ -88,18 +97,15 @@ class UsageLedger:
         with self._flushing:
             with self._lock:
                 taken, self._pending = self._pending, {}
-            if not taken:
+                regions, self._regions = self._regions, {}
+            if not taken and not regions:
                 return
             try:
-                self._store.add_usage(_rows(taken))
+                self._store.add_usage(_rows(taken), _region_rows(regions))
             except BaseException:
                 with self._lock:
-                    for key, counts in taken.items():
-                        kept = self._pending.get(key)
-                        if kept is None:
-                            self._pending[key] = counts
-                        else:
-                            kept.add(counts)
+                    _put_back(self._pending, taken)
+                    _put_back(self._regions, regions)
                 raise
 
     async def run(self) -> None:
@@ -119,3 +125,19 @@ def _rows(pending: dict[_Key, _Counts]) -> list[UsageRow]:
                      estimated_tokens=c.estimated_tokens, billed_tokens=c.billed_tokens,
                      audio_seconds=c.audio_seconds)
             for (account_id, deployment, minute), c in ordered]
+
+
+def _region_rows(pending: dict[_RegionKey, _Counts]) -> list[RegionUsageRow]:
+    return [RegionUsageRow(account_id=account_id, deployment=deployment, region=region, minute=minute,
+                           requests=c.requests, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens)
+            for (account_id, deployment, region, minute), c in sorted(pending.items())]
+
+
+def _put_back(pending: dict[Any, _Counts], taken: dict[Any, _Counts]) -> None:
+    """Counts whose write failed, back among those recorded since, to go out with the next flush."""
+    for key, counts in taken.items():
+        kept = pending.get(key)
+        if kept is None:
+            pending[key] = counts
+        else:
+            kept.add(counts)

@@ -44,7 +44,9 @@ def _settle(svc: Services, loop: asyncio.AbstractEventLoop, key: str, throughput
     """Runs on whichever thread let go of the ticket last."""
     if record_usage:
         svc.ledger.record(usage.account_id, usage.deployment, usage.prompt_tokens, usage.completion_tokens,
-                          usage.estimate.total, audio_seconds=usage.audio_seconds)
+                          usage.estimate.total, audio_seconds=usage.audio_seconds,
+                          # where it ran, as x-ms-region said: a model server's region, else this gateway's
+                          region=(seen.processing_region if seen is not None else "") or svc.settings.region)
     if seen is not None:
         record_usage_metrics(svc.metrics, seen, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens)
     SETTLED_TOKENS.labels(usage.deployment, "prompt").inc(usage.prompt_tokens)
