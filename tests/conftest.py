@@ -31,6 +31,9 @@ os.environ.setdefault("AZURINE_SERVICE_KEY", "dGVzdHMgc2hhcmUgdGhpcyBzZXJ2aWNlIG
 # as `azurine serve` sets it for the servers: OpenMP threads that busy-wait between steps slow the in-process engine
 # tests several times over on shared cores (read when llama.cpp's library loads)
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+# three test workers share two cores, each driving servers of its own: llama.cpp on one thread a server is the same
+# work in fewer threads (the engine-integrity module took 211 s of CPU so, 233 s on two threads beside the others)
+os.environ.setdefault("AZURINE_THREADS", "1")
 API_VERSION = "2024-10-21"
 ROOT = Path(__file__).resolve().parents[1]
 
