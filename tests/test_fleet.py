@@ -139,10 +139,13 @@ def arm(gateway: Server, method: str, path: str, body: Any = None) -> httpx.Resp
                          timeout=60)
 
 
-def register(gateway: Server, subscription: str, name: str, url: str, region: str, capacity: int = 2) -> None:
+def register(gateway: Server, subscription: str, name: str, url: str, region: str, capacity: int = 2,
+             ptus: int | None = None) -> None:
+    """A model server of SmolLM2 (carrying `ptus` provisioned throughput units of it, if given)."""
+    served: dict[str, Any] = {"name": MODEL, "servedName": "smol", **({"ptus": ptus} if ptus is not None else {})}
     answer = arm(gateway, "PUT", f"/subscriptions/{subscription}/providers/Azurine.Fleet/modelServers/{name}{FLEET}",
                  {"properties": {"baseUrl": url, "kind": "OpenAI-compatible", "region": region, "capacity": capacity,
-                                 "models": [{"name": MODEL, "servedName": "smol"}],
+                                 "models": [served],
                                  "healthProbe": {"intervalSeconds": 1, "timeoutSeconds": 2}}})
     assert answer.status_code in (200, 201), answer.text
 
@@ -286,6 +289,39 @@ def test_a_global_deployment_spreads_its_load_over_regions(
     wait_until(lambda: sum(by_region().values()) == 6, "the ledger counted the six requests")
     shown = {"West Europe": "westeurope", "East US": "eastus"}
     assert by_region() == {shown[region]: sum(o.region == region for o in outcomes) for region in shown}
+
+
+def test_a_provisioned_deployment_at_full_utilization_spills_to_its_standard_deployment_on_a_server(
+        gateway: Server, model_servers: tuple[ModelServer, ModelServer]) -> None:
+    who = tenant(gateway, "westeurope")
+    register(gateway, who.subscription, "weu-spill", model_servers[0].url, "westeurope", ptus=10)
+    account = f"/subscriptions/{who.subscription}/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/" \
+              f"{who.account}/deployments"
+    for name, sku, capacity, extra in (("paygo", "Standard", 5, {}),
+                                       ("ptu", "ProvisionedManaged", 1, {"spilloverDeploymentName": "paygo"})):
+        made = arm(gateway, "PUT", f"{account}/{name}?api-version=2024-10-01",
+                   {"sku": {"name": sku, "capacity": capacity},
+                    "properties": {"model": {"name": MODEL, "version": "1"}, **extra}})
+        assert made.status_code in (200, 201), made.text
+
+    def chat(content: str) -> httpx.Response:
+        return httpx.post(f"{gateway.url}/accounts/{who.account}/openai/deployments/ptu/chat/completions"
+                          f"?api-version={API_VERSION}", headers={"api-key": who.key}, timeout=600,
+                          json={"messages": [{"role": "user", "content": content}], "max_tokens": 2})
+
+    # one PTU of SmolLM2 is 1,000 prompt tokens a minute: two long prompts take the deployment past 100%
+    long_prompt = " ".join(["word"] * 600)
+    for _ in range(2):
+        admitted = chat(long_prompt)
+        assert admitted.status_code == 200 and "x-ms-spillover-from-deployment" not in admitted.headers, admitted.text
+    assert float(admitted.headers["azure-openai-deployment-utilization"].rstrip("%")) > 100
+    spilled = chat("Say hi.")
+    assert spilled.status_code == 200, spilled.text
+    assert spilled.headers["x-ms-spillover-from-deployment"] == "ptu"
+    assert spilled.headers["x-ms-deployment-name"] == "paygo"
+    # answered by the model server the standard deployment's residency allows
+    assert spilled.headers["x-ms-region"] == "West Europe"
+    assert spilled.json()["choices"][0]["message"]["content"] is not None
 
 
 LOAD = 12
