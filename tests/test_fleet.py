@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -244,6 +245,55 @@ class CountingProxy:
         self._http.server_close()
 
 
+class CuttingProxy:
+    """Passes requests on to a model server, but cuts each streamed answer after its first `lines` data lines: the
+    connection closes in the middle of the chunked body, as when the server dies mid-answer."""
+
+    def __init__(self, upstream: str, lines: int) -> None:
+        root = upstream.removesuffix("/v1")
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # the health probe
+                answer = httpx.get(root + self.path, timeout=30)
+                self.send_response(answer.status_code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length", 0) or 0))
+                with httpx.stream("POST", root + self.path, content=raw, timeout=600,
+                                  headers={"content-type": "application/json"}) as answer:
+                    self.send_response(answer.status_code)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("transfer-encoding", "chunked")
+                    self.end_headers()
+                    sent = 0
+                    for line in answer.iter_lines():
+                        piece = (line + "\n").encode()
+                        self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                        sent += line.startswith("data:")
+                        if sent == lines:
+                            break
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)  # no closing chunk: the body is cut short
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
+        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
 def dead_url() -> str:
     return f"http://127.0.0.1:{free_port()}/v1"
 
@@ -322,6 +372,24 @@ def test_a_provisioned_deployment_at_full_utilization_spills_to_its_standard_dep
     # answered by the model server the standard deployment's residency allows
     assert spilled.headers["x-ms-region"] == "West Europe"
     assert spilled.json()["choices"][0]["message"]["content"] is not None
+
+
+def test_a_stream_cut_mid_answer_ends_with_an_error_event_and_its_usage_is_settled(
+        gateway: Server, model_servers: tuple[ModelServer, ModelServer]) -> None:
+    cutting = CuttingProxy(model_servers[1].url, lines=6)
+    try:
+        who = tenant(gateway, "eastus", ("cut", "Standard"))
+        register(gateway, who.subscription, "eus-cut", cutting.url, "eastus")
+        outcome = ask(gateway, who, "cut", "Write about the sea.", stream=True, max_tokens=24)
+    finally:
+        cutting.close()
+    assert outcome.status == 200 and outcome.error is not None and not outcome.done
+    account = _store(gateway).account_named(who.account)
+    assert account is not None
+    wait_until(lambda: bool(_store(gateway).usage(account.id, 0)), "the cut request's usage was settled")
+    [settled] = _store(gateway).usage(account.id, 0)
+    # what the server sent before the cut is billed (a token a delta), nothing more than was asked
+    assert settled.requests == 1 and settled.prompt_tokens > 0 and 1 <= settled.completion_tokens <= 6
 
 
 LOAD = 12
