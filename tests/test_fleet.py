@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from azurine.identity.tokens import MANAGEMENT_AUDIENCES, issue_token
 from azurine.storage.database import make_engine
 from azurine.storage.state import StateStore
 from conftest import API_VERSION, Server, free_port, provision, start_server, stop, wait_for_http
+from loopback_http import LoopbackHttp, QuietHandler
 
 FLEET = "?api-version=2025-06-01"
 MODEL = "SmolLM2-135M-Instruct"
@@ -47,6 +47,7 @@ class ModelServer:
 
     port: int
     log: Path
+    threads: int = 1  # decoding threads
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,7 +60,7 @@ class ModelServer:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "llama_cpp.server", "--model", str(spec.path_in(default_models_dir())),
-                 "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "1024", "--n_threads", "1",
+                 "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "1024", "--n_threads", str(self.threads),
                  "--model_alias", "smol", "--interrupt_requests", "False"],  # a probe must not cut a stream short
                 stdout=out, stderr=subprocess.STDOUT)
 
@@ -92,18 +93,21 @@ def model_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mo
             server.stop()
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def start_gateway(root: Path) -> Server:
     """A gateway in Brazil South whose models directory holds only the content filter's embedding model: it can
     serve no chat itself."""
-    root = tmp_path_factory.mktemp("gateway")
     models = root / "models"
-    models.mkdir()
+    models.mkdir(parents=True)
     for name in ("all-minilm-l6-v2", "all-minilm-l6-v2.verified"):
         if (default_models_dir() / name).exists():
             (models / name).symlink_to(default_models_dir() / name)
-    running = start_server(root / "data", env={"AZURINE_MODELS_DIR": str(models), "AZURINE_REGION": "brazilsouth",
-                                               "AZURINE_REGION_DISPLAY_NAME": "Brazil South"})
+    return start_server(root / "data", env={"AZURINE_MODELS_DIR": str(models), "AZURINE_REGION": "brazilsouth",
+                                            "AZURINE_REGION_DISPLAY_NAME": "Brazil South"})
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_gateway(tmp_path_factory.mktemp("gateway"))
     try:
         yield running
     finally:
@@ -204,7 +208,7 @@ def wait_until(condition: Callable[[], bool], what: str, deadline_s: float = 120
         time.sleep(0.05)
 
 
-class CountingProxy:
+class CountingProxy(LoopbackHttp):
     """Passes requests on to a model server, counting the completions asked of it."""
 
     def __init__(self, upstream: str) -> None:
@@ -213,7 +217,7 @@ class CountingProxy:
         lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _forward(self, method: str) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", 0) or 0))
                 if method == "POST":
@@ -233,26 +237,18 @@ class CountingProxy:
             def do_POST(self) -> None:
                 self._forward("POST")
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
+        super().__init__(Handler)
+        self.url = self.v1_url()
 
 
-class CuttingProxy:
+class CuttingProxy(LoopbackHttp):
     """Passes requests on to a model server, but cuts each streamed answer after its first `lines` data lines: the
     connection closes in the middle of the chunked body, as when the server dies mid-answer."""
 
     def __init__(self, upstream: str, lines: int) -> None:
         root = upstream.removesuffix("/v1")
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # the health probe
@@ -282,16 +278,8 @@ class CuttingProxy:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)  # no closing chunk: the body is cut short
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
+        super().__init__(Handler)
+        self.url = self.v1_url()
 
 
 def dead_url() -> str:

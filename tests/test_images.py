@@ -18,11 +18,9 @@ import io
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from azurine.storage.database import make_engine
 from azurine.storage.image_links import LinkSigner
 from azurine.storage.state import StateStore
 from conftest import API_VERSION, ROOT, Server
+from loopback_http import LoopbackHttp, QuietHandler
 
 ARM = "?api-version=2025-09-01"
 AUTHZ = "?api-version=2022-04-01"
@@ -54,14 +53,14 @@ def fixed_png() -> bytes:
 PNG = fixed_png()
 
 
-class ImageServer:
+class ImageServer(LoopbackHttp):
     """An OpenAI-compatible image server: every request gets `PNG` and a revised prompt."""
 
     def __init__(self) -> None:
         self.asked: list[dict[str, Any]] = []
         asked = self.asked
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 asked.append({"path": self.path, **body})
@@ -73,16 +72,8 @@ class ImageServer:
                 self.end_headers()
                 self.wfile.write(answer.encode())
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
+        super().__init__(Handler)
+        self.url = self.v1_url()
 
 
 def tiny_pipeline(directory: Path) -> Path:

@@ -9,9 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
@@ -23,6 +21,7 @@ from azurine.config import default_models_dir
 from azurine.storage.database import make_engine
 from azurine.storage.state import StateStore
 from conftest import API_VERSION, Server, free_port, start_server, stop, wait_for_http
+from loopback_http import LoopbackHttp, QuietHandler
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +131,7 @@ def test_an_unreachable_upstream_is_503_not_500(server: Server, azure: openai.Az
 
 # scheduling by class at the upstream server ------------------------------------------------------------------------
 
-class RecordingProxy:
+class RecordingProxy(LoopbackHttp):
     """Passes requests on to the upstream server and notes, in the order they reach it, each request's last message
     and the `priority` it carried: what the upstream server was asked, and when."""
 
@@ -142,7 +141,7 @@ class RecordingProxy:
         lock = self.lock = threading.Lock()
         seen = self.seen
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("content-length", 0)))
                 body = json.loads(raw)
@@ -156,20 +155,12 @@ class RecordingProxy:
                 self.end_headers()
                 self.wfile.write(answer.content)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}/v1"
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        super().__init__(Handler)
+        self.url = self.v1_url()
 
     def arrivals(self) -> list[tuple[str, int | None]]:
         with self.lock:
             return list(self.seen)
-
-    def close(self) -> None:
-        self._http.shutdown()
-        self._http.server_close()
 
 
 CAP = 1  # requests in flight to the upstream server
