@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from azurine.engines.base import ToolCall
 from azurine.engines.tool_calls import (
     call_end,
     call_start,
@@ -15,6 +16,7 @@ from azurine.engines.tool_calls import (
     split_tool_calls,
 )
 from azurine.engines.tool_grammar import safe_rest, tool_grammar
+from azurine.engines.tool_repeats import answered_calls, call_key, only_repeats
 
 OFFERED = {"get_weather", "get_stock_price"}
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -159,3 +161,31 @@ def test_a_tool_with_an_odd_name_gets_no_grammar() -> None:
 ])
 def test_only_text_the_grammar_takes_may_follow_a_trigger(rest: bytes, safe: bool) -> None:
     assert safe_rest(rest) is safe
+
+
+def made(call_id: str, city: str) -> dict:
+    return {"role": "assistant", "tool_calls": [{"id": call_id, "type": "function", "function": {
+        "name": "get_weather", "arguments": json.dumps({"city": city})}}]}
+
+
+def result(call_id: str) -> dict:
+    return {"role": "tool", "tool_call_id": call_id, "content": "Drizzle"}
+
+
+def test_the_calls_answered_are_those_since_the_last_user_message_with_a_result() -> None:
+    question = {"role": "user", "content": "Weather in Bergen and Oslo?"}
+    conversation = [question, made("a", "Bergen"), result("a"), made("b", "Oslo")]  # Oslo has no result yet
+    assert answered_calls(conversation) == {("get_weather", '{"city":"Bergen"}')}
+    assert answered_calls([made("z", "Rome"), result("z"), *conversation]) == {("get_weather", '{"city":"Bergen"}')}
+    assert answered_calls([*conversation, {"role": "user", "content": "And again?"}]) == frozenset()
+    assert answered_calls([question, result("a")]) == frozenset()  # a result for no call made
+
+
+def test_a_repeat_is_the_same_name_with_the_same_arguments_in_any_spelling() -> None:
+    answered = frozenset({call_key("get_weather", '{"city": "Bergen", "days": 1}')})
+    assert only_repeats([ToolCall("call_1", "get_weather", '{"days":1,"city":"Bergen"}')], answered)
+    assert not only_repeats([ToolCall("call_1", "get_weather", '{"city": "Oslo", "days": 1}')], answered)
+    assert not only_repeats([ToolCall("call_1", "get_weather", '{"city": "Bergen", "days": 1}'),
+                             ToolCall("call_2", "get_stock_price", '{"ticker": "MSFT"}')], answered)
+    assert not only_repeats([], answered)
+    assert call_key("f", "not json") == ("f", "not json")

@@ -117,3 +117,45 @@ def test_a_streamed_call_at_random_temperature_ends_well(azure: openai.AzureOpen
             for call in choice.delta.tool_calls or []:
                 assert json.loads(call.function.arguments)["city"] in ("paris-fr", "berlin-de")
     assert finish in ("stop", "length", "tool_calls")
+
+
+# an agent loop's second turn: the call made, its result given, the same tools offered again
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The city's name."}},
+                   "required": ["city"]}}}
+BERGEN_WEATHER = "Drizzle, 11 C, wind 30 km/h from the south-east"
+
+
+def after_the_call(*more: dict[str, Any]) -> list[dict[str, Any]]:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Bergen"}'}}
+    return [{"role": "system", "content": "You answer questions about the weather. Use the tools."},
+            {"role": "user", "content": "What is the weather in Bergen right now?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": BERGEN_WEATHER}, *more]
+
+
+def test_a_call_made_again_after_its_result_becomes_an_answer_from_it(azure: openai.AzureOpenAI) -> None:
+    # left to itself the model writes get_weather("Bergen") again (see `engines/tool_repeats.py`)
+    result = azure.chat.completions.create(model="chat", messages=after_the_call(), tools=[WEATHER_TOOL],
+                                           tool_choice="auto", temperature=0, max_tokens=80)
+    choice = result.choices[0]
+    assert choice.finish_reason == "stop" and not choice.message.tool_calls
+    assert "drizzle" in choice.message.content.lower()
+    assert result.usage.completion_tokens <= 80
+    alone = azure.chat.completions.create(model="chat", messages=after_the_call(), tools=[WEATHER_TOOL],
+                                          tool_choice="auto", temperature=0, max_tokens=1)
+    assert result.usage.prompt_tokens == alone.usage.prompt_tokens  # the prompt as sent, tools and all
+
+
+def test_a_streamed_repeat_sends_only_the_answer(azure: openai.AzureOpenAI) -> None:
+    text, calls, finish = [], [], None
+    for chunk in azure.chat.completions.create(model="chat", messages=after_the_call(), tools=[WEATHER_TOOL],
+                                               tool_choice="auto", temperature=0, max_tokens=80, stream=True):
+        for choice in chunk.choices:
+            text.append(choice.delta.content or "")
+            calls.extend(choice.delta.tool_calls or [])
+            finish = choice.finish_reason or finish
+    assert not calls and finish == "stop"
+    assert "drizzle" in "".join(text).lower()
+

@@ -89,6 +89,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AZURINE_SLOT_TOKENS", "2048",
             "a slot's cells: a longer prompt runs alone in a context of the model's full length, and an answer that "
             "fills its slot goes on there"),
+    Setting("AZURINE_TOOL_CALL_REPEATS", "`answer`",
+            "with tools on `auto`, an in-process model's answer that only makes again calls whose results it already "
+            "has since the last user message is decoded anew as prose (`answer`), or returned as those calls "
+            "(`allow`, for tools an application polls with the same arguments)"),
     Setting("AZURINE_UPSTREAM_CONCURRENCY", "16",
             "requests in flight to one upstream model server at most, shared by every deployment on it; the rest "
             "wait in Azurine, provisioned before standard before batch, deployments taking turns"),

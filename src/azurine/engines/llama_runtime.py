@@ -48,6 +48,7 @@ from azurine.engines.llama_sequences import Sequence, SequenceGang, step_rows
 from azurine.engines.llama_slots import SlotGang
 from azurine.engines.tool_calls import held_from, new_call_id, parse_tool_calls, split_tool_calls, tools_system_prompt
 from azurine.engines.tool_grammar import ToolGrammar, tool_grammar
+from azurine.engines.tool_repeats import PROSE_GBNF, CallKey, answered_calls, only_repeats, repeats_allowed
 from azurine.json_depth import text_too_deep
 from azurine.scheduler.compute import Gang, Scheduler
 from azurine.scheduler.priority import Priority
@@ -138,12 +139,21 @@ def _picking_samplers(sampling: Sampling) -> int:
     return 3 if sampling.top_p < 1.0 else 2  # (top-p,) temperature, the seeded draw
 
 
+@dataclass(frozen=True)
+class _RepeatedCalls(HandedOver):
+    """An answer that only made again calls already answered (`tool_repeats`), with nothing of it sent: `_answer`
+    decodes it anew as prose, and that decoding reports the request's usage (`state`: this one's `Finished`). It
+    never leaves the engine."""
+
+
 class _ToolCallFilter:
     """Holds back text from where a tool call may begin (`tool_calls.held_from`) and turns what it holds into calls
     at the end; text before a call is released as it comes, text it holds that is no call at the end."""
 
-    def __init__(self, emit: Emit, names: set[str], mode: str, named: str | None) -> None:
+    def __init__(self, emit: Emit, names: set[str], mode: str, named: str | None,
+                 answered: frozenset[CallKey] = frozenset()) -> None:
         self._emit, self._names, self._mode, self._named = emit, names, mode, named
+        self._answered = answered
         self._held: list[Delta] = []
         self._released = False  # whether any text went out
         self._started = mode in ("forced", "named")  # a call has surely begun: all the rest is held
@@ -183,6 +193,9 @@ class _ToolCallFilter:
             self._emit(finished)
             return
         content = content.rstrip() if self._released else content.strip()
+        if not self._released and only_repeats(calls, self._answered):
+            self._emit(_RepeatedCalls(finished))
+            return
         if content:  # text around the calls that was held with them (see `tool_calls`)
             self._emit(Delta(text=content))
         self._emit(Delta(tool_calls=calls))
@@ -244,14 +257,31 @@ class Prepared:
     echo: str | None = None  # a completion's prompt, said again before its answer
     tool_calls: tuple[set[str], str, str | None] | None = None  # the tools offered, the tool mode, the named tool
     tool_grammar: ToolGrammar | None = None  # switched on once an answer that may call tools starts a call
+    answered: frozenset[CallKey] = frozenset()  # calls the model may not make again (`tool_repeats`)
+    prose: Prepared | None = None  # how an answer that only makes such calls again is decoded anew
+    taken_over: Finished | None = None  # the decoding this one replaces, whose prompt it reports
 
     def open(self, emit: Emit) -> Emit:
         """`emit` for the answer's events: the echoed prompt first, and tool calls parsed where there may be some."""
         if self.echo is not None:
             emit(Delta(text=self.echo))
         if self.tool_calls is not None:
-            return _ToolCallFilter(emit, *self.tool_calls)
+            return _ToolCallFilter(emit, *self.tool_calls, answered=self.answered)
+        if self.taken_over is not None:
+            return partial(_replacing, self.taken_over, emit)
         return emit
+
+
+def _replacing(first: Finished, emit: Emit, event: Event) -> None:
+    """The events of a decoding that replaces `first`, its `Finished` with the prompt `first` read: the caller's
+    prompt, tools and all. Its completion tokens are its own, within `max_tokens` as any answer's: the repeated
+    calls were the server's to turn away, not the caller's to pay for."""
+    if isinstance(event, Finished):
+        event = replace(first, reason=event.reason, completion_tokens=event.completion_tokens)
+    emit(event)
+
+
+PROSE_SCHEMA = "prose"  # `Prepared.schema` for `PROSE_GBNF`
 
 
 class LlamaCppEngine:
@@ -401,6 +431,16 @@ class LlamaCppEngine:
         # the first use loads the model: off the event loop, like the tokenizing
         prepared = await asyncio.to_thread(prepare)
         self._check_length(len(prepared.tokens), sampling.max_tokens, param)
+        async for event in self._decode(prepared, sampling, order, param):
+            if isinstance(event, _RepeatedCalls) and prepared.prose is not None:  # decoded again, as prose
+                async for rest in self._decode(replace(prepared.prose, taken_over=event.state), sampling, order,
+                                               param):
+                    yield rest
+                return
+            yield event
+
+    async def _decode(self, prepared: Prepared, sampling: Sampling, order: WorkOrder,
+                      param: str) -> AsyncIterator[Event]:
         gang = self._gang_for(order, sampling, prepared)
         if gang is not None:
             events = self._compute.stream(
@@ -408,6 +448,9 @@ class LlamaCppEngine:
         else:
             events = self._compute.stream(order, lambda emit: self._generate(prepared, sampling, order, emit, param))
         async for event in events:
+            if isinstance(event, _RepeatedCalls):
+                yield event
+                return
             if isinstance(event, HandedOver):  # its slot is full: the answer goes on alone
                 async for rest in self._compute.stream(order, partial(self._carry_on, event.state)):
                     yield rest
@@ -450,20 +493,30 @@ class LlamaCppEngine:
             raise EngineError(f"{self.spec.name} has no chat template", code="OperationNotSupported")
         messages = template_messages(prompt.messages)
         tools = prompt.tools if prompt.tool_choice != "none" else None
-        if tools and not self._template_has_tools:
-            messages = [{"role": "system", "content": tools_system_prompt(tools)}, *messages]
-        try:
-            text = self._formatter(messages=messages, tools=tools).prompt
-        except Exception as error:  # a template refusing the conversation (e.g. roles out of order)
-            raise EngineError(f"Invalid conversation for this model: {error}", param="messages") from error
-        tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        tokens = self._templated(llm, messages, tools)
         schema, mode = _grammar_for(sampling, prompt)
         if mode == "none":
             return Prepared(tokens, schema)
         names = {t["function"]["name"] for t in tools or []}
         named = prompt.tool_choice["function"]["name"] if mode == "named" else None  # type: ignore[index]
-        lazy = _lazy_grammar(json.dumps(tools), prompt.parallel_tool_calls) if mode == "auto" else None
-        return Prepared(tokens, schema, tool_calls=(names, mode, named), tool_grammar=lazy)
+        if mode != "auto":
+            return Prepared(tokens, schema, tool_calls=(names, mode, named))
+        lazy = _lazy_grammar(json.dumps(tools), prompt.parallel_tool_calls)
+        answered = frozenset[CallKey]() if repeats_allowed() else answered_calls(prompt.messages)
+        # a repeat is answered as with `tool_choice: none`: the tools are not offered, and the prose grammar holds
+        prose = Prepared(self._templated(llm, messages, None), PROSE_SCHEMA) if answered else None
+        return Prepared(tokens, schema, tool_calls=(names, mode, named), tool_grammar=lazy, answered=answered,
+                        prose=prose)
+
+    def _templated(self, llm: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
+        """The conversation's tokens, by the model's chat template, with `tools` offered."""
+        if tools and not self._template_has_tools:
+            messages = [{"role": "system", "content": tools_system_prompt(tools)}, *messages]
+        try:
+            text = self._formatter(messages=messages, tools=tools).prompt  # type: ignore[misc]
+        except Exception as error:  # a template refusing the conversation (e.g. roles out of order)
+            raise EngineError(f"Invalid conversation for this model: {error}", param="messages") from error
+        return llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
     def _complete_tokens(self, llm: Any, prompt: TextPrompt, sampling: Sampling) -> Prepared:
         schema, _ = _grammar_for(sampling, None)
@@ -520,6 +573,7 @@ class LlamaCppEngine:
         if schema is not None:
             try:
                 grammar = (LlamaGrammar.from_string(JSON_GBNF, verbose=False) if schema == "json"
+                           else LlamaGrammar.from_string(PROSE_GBNF, verbose=False) if schema == PROSE_SCHEMA
                            else LlamaGrammar.from_json_schema(schema, verbose=False))
             except Exception as error:
                 raise EngineError(f"Invalid schema for response_format: {error}",
