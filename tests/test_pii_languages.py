@@ -6,7 +6,6 @@ import socket
 import threading
 
 import pytest
-import spacy
 
 from azurine.safety.pii import LANGUAGES, NER_CHUNK_CHARS, OTHER, PiiDetector, _chunks, language_key
 
@@ -84,6 +83,8 @@ def test_email_phone_iban_card_and_person_where_a_model_exists(pii, language) ->
     text, person, expected = SENTENCES[language]
     model = LANGUAGES[language].ner_model
     if model is not None:
+        import spacy  # here, not at collection: every test worker would pay its 2 s import
+
         assert spacy.util.is_package(model), f"{model} is a dependency in pyproject.toml but is not installed"
         expected = expected | {("PERSON", person)}
     assert pii.has_ner(language) is (model is not None)

@@ -10,6 +10,7 @@ from azurine.engines.base import ToolCall
 from azurine.engines.tool_calls import (
     call_end,
     call_start,
+    calls_so_far,
     held_from,
     may_be_tool_call,
     parse_tool_calls,
@@ -189,3 +190,22 @@ def test_a_repeat_is_the_same_name_with_the_same_arguments_in_any_spelling() -> 
                              ToolCall("call_2", "get_stock_price", '{"ticker": "MSFT"}')], answered)
     assert not only_repeats([], answered)
     assert call_key("f", "not json") == ("f", "not json")
+
+
+CALL = '{"name": "get_weather", "arguments": {"city": "Bergen"}}'
+
+
+@pytest.mark.parametrize(("text", "calls", "settled"), [
+    (CALL, 1, False),  # it may end here, or go on with another call
+    (CALL + "\n  ", 1, False),
+    (CALL + '\n{"name": "get_weather", "argu', 1, False),  # another call, perhaps
+    (CALL + "\n<tool_call>", 1, False),
+    (CALL + '\n{"name": "get_weather_args", "type": "object"}', 1, True),  # JSON that is no call
+    (CALL + "\nThe weather", 1, True),
+    ("[" + CALL + ", " + CALL + "] and so", 2, True),
+    ("Let me look.", 0, False),
+])
+def test_an_answer_is_done_with_calls_once_what_follows_them_can_be_no_call(text: str, calls: int,
+                                                                            settled: bool) -> None:
+    found, done = calls_so_far(text, OFFERED)
+    assert (len(found), done) == (calls, settled)

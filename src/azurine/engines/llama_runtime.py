@@ -46,9 +46,23 @@ from azurine.engines.llama_lazy_grammar import LazyToolSampler
 from azurine.engines.llama_memory import kv_cell_bytes
 from azurine.engines.llama_sequences import Sequence, SequenceGang, step_rows
 from azurine.engines.llama_slots import SlotGang
-from azurine.engines.tool_calls import held_from, new_call_id, parse_tool_calls, split_tool_calls, tools_system_prompt
+from azurine.engines.tool_calls import (
+    calls_so_far,
+    held_from,
+    new_call_id,
+    parse_tool_calls,
+    split_tool_calls,
+    tools_system_prompt,
+)
 from azurine.engines.tool_grammar import ToolGrammar, tool_grammar
-from azurine.engines.tool_repeats import PROSE_GBNF, CallKey, answered_calls, only_repeats, repeats_allowed
+from azurine.engines.tool_repeats import (
+    PROSE_GBNF,
+    CallKey,
+    answered_calls,
+    call_key,
+    only_repeats,
+    repeats_allowed,
+)
 from azurine.json_depth import text_too_deep
 from azurine.scheduler.compute import Gang, Scheduler
 from azurine.scheduler.priority import Priority
@@ -174,6 +188,16 @@ class _ToolCallFilter:
         if count:
             out, self._held = self._held[:count], self._held[count:]
             self._send(out)
+
+    def repeats_in_full(self) -> bool:
+        """Whether the answer so far only makes again calls already answered, and has either gone on with something
+        that is no call or made one of them twice: it will be decoded anew whatever it says next (Qwen2.5-Coder-0.5B
+        goes on with made-up JSON, or the same call, until `max_tokens`), so its decoding may end here."""
+        if self._released or not self._held:
+            return False
+        calls, settled = calls_so_far("".join(d.text for d in self._held), self._names)
+        keys = [call_key(call.name, call.arguments) for call in calls]
+        return (settled or len(set(keys)) < len(keys)) and only_repeats(calls, self._answered)
 
     def _send(self, deltas: list[Delta]) -> None:
         text = "".join(d.text for d in deltas)
@@ -473,8 +497,11 @@ class LlamaCppEngine:
     def _sequence(self, prepared: Prepared, sampling: Sampling, order: WorkOrder, emit: Emit, param: str) -> Sequence:
         relay = _Relay(emit)
         llm = self._load()
+        events = prepared.open(relay)
         sequence = Sequence(self, llm, prepared.tokens, sampling, prepared.schema, order,
-                            prepared.open(relay), param, _StopMatcher(sampling.stop))
+                            events, param, _StopMatcher(sampling.stop))
+        if isinstance(events, _ToolCallFilter) and prepared.answered:
+            sequence.enough = events.repeats_in_full
         if prepared.tool_grammar is not None:
             sequence.sampler = LazyToolSampler(sequence.sampler, prepared.tool_grammar, llm._model.vocab,
                                                _picking_samplers(sampling))

@@ -83,6 +83,8 @@ class Sequence:
         self.stops = stops
         self.vocab = llm._model.vocab
         self.relay: Any = None  # where its events go, for an answer that may move to another engine call
+        # whether what the answer has said is all its events' filter needs, so that decoding may end early
+        self.enough: Callable[[], bool] | None = None
 
     @property
     def prefilling(self) -> bool:
@@ -126,6 +128,8 @@ class Sequence:
             self.emit(Delta(text=text, logprobs=logprob))
         if stopped:
             return self.end("stop", stopped=True)
+        if self.enough is not None and self.enough():
+            return self.end("stop")
         if self.produced >= self.budget:
             return self.end("length")
         self.todo = [token]

@@ -19,6 +19,7 @@ import json
 import re
 import secrets
 import string
+from collections.abc import Iterator
 from typing import Any
 
 from azurine.engines.base import ToolCall
@@ -186,27 +187,50 @@ def call_end(text: str) -> int | None:
     return decoded[1] if decoded is not None else None
 
 
-def split_tool_calls(text: str, names: set[str]) -> tuple[list[ToolCall], str]:
-    """The calls in a model's answer, in order, and the text around them (the answer itself when it has none)."""
-    calls: list[ToolCall] = []
-    outside: list[str] = []
-    position = kept = 0
+def _calls_in(text: str, names: set[str]) -> Iterator[tuple[int, int, list[ToolCall]]]:
+    """Each call (or list of calls) in `text`, in order: where it starts and ends, and the calls it makes."""
+    position = 0
     while (opening := _CANDIDATE.search(text, position)) is not None:
         found = _call_at(text, opening, names)
         if found is None:
             position = opening.start() + 1
             continue
         got, end = found
-        if not got:  # JSON that is no call: what is inside it is no call either
-            position = end
-            continue
-        outside.append(text[kept:opening.start()])
+        if got:
+            yield opening.start(), end, got
+        position = end  # JSON that is no call: what is inside it is no call either
+
+
+def split_tool_calls(text: str, names: set[str]) -> tuple[list[ToolCall], str]:
+    """The calls in a model's answer, in order, and the text around them (the answer itself when it has none)."""
+    calls: list[ToolCall] = []
+    outside: list[str] = []
+    kept = 0
+    for start, end, got in _calls_in(text, names):
+        outside.append(text[kept:start])
         calls.extend(got)
-        position = kept = end
+        kept = end
     if not calls:
         return [], text
     outside.append(text[kept:])
     return calls, "".join(outside)
+
+
+def calls_so_far(text: str, names: set[str]) -> tuple[list[ToolCall], bool]:
+    """The whole calls an answer so far has made, and whether what it wrote after the last of them can no longer be
+    another call (prose, or whole JSON that is none)."""
+    found = list(_calls_in(text, names))
+    if not found:
+        return [], False
+    calls = [call for _, _, got in found for call in got]
+    rest = text[found[-1][1]:].lstrip()
+    if not rest:
+        return calls, False
+    start = call_start(rest)
+    if start is not None and start[0] == 0:  # an opening: a call unless it closes as JSON that is none
+        decoded = _json_at(rest, 0)
+        return calls, decoded is not None and not _as_calls(decoded[0], names)
+    return calls, True
 
 
 def parse_tool_calls(text: str, names: set[str]) -> list[ToolCall]:
