@@ -38,23 +38,6 @@ API_VERSION = "2024-10-21"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# The longest modules first (seconds each took in CI, where the run is CPU-bound): pytest-xdist's `loadfile` hands
-# modules out in the order collected, and a worker queues its next module while it runs its last test or two, so a
-# long module collected late kept one worker busy after the others had finished (15 min where 9 would do).
-SLOW_FIRST = ("test_fine_tuning.py",  # one LoRA job at the lowest priority, a kill, a resume: the others starve it
-              "test_engine_integrity.py",  # 190 s
-              "test_batch_recovery.py", "test_rate_limits.py", "test_responses_api.py", "test_spec_conformance.py",
-              "test_speech.py", "test_cli_management.py", "test_safety_classifiers.py", "test_images.py",
-              "test_vision.py", "test_security_bad_input.py", "test_identity_issuer.py", "test_upstream_engine.py",
-              "test_fleet.py", "test_customer_managed_keys.py", "test_replicas_postgresql.py", "test_azure_cli.py",
-              "test_studio.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: place for place, name in enumerate(SLOW_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each module's tests keep their order
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -540,7 +540,7 @@ class LlamaCppEngine:
         if tools and not self._template_has_tools:
             messages = [{"role": "system", "content": tools_system_prompt(tools)}, *messages]
         try:
-            text = self._formatter(messages=messages, tools=tools).prompt  # type: ignore[misc]
+            text = self._formatter(messages=messages, tools=tools).prompt
         except Exception as error:  # a template refusing the conversation (e.g. roles out of order)
             raise EngineError(f"Invalid conversation for this model: {error}", param="messages") from error
         return llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
