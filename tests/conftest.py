@@ -207,4 +207,4 @@ def provider() -> Iterator[Provider]:
     try:
         yield running
     finally:
-        running.server.shutdown()
+        running.close()

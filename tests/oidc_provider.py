@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from azurine.identity.tokens import COGNITIVE_AUDIENCES
+from loopback_http import LoopbackHttp, QuietHandler
 
 AUDIENCE = COGNITIVE_AUDIENCES[0]
 
@@ -25,7 +24,7 @@ class Provider:
         self.jwks_reads = 0
         provider = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path.endswith("/.well-known/openid-configuration"):
                     body = {"issuer": provider.issuer, "jwks_uri": f"{provider.base}/keys"}
@@ -42,13 +41,12 @@ class Provider:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._http = LoopbackHttp(Handler)
+        self.base = f"http://127.0.0.1:{self._http.port}"
         self.issuer = f"{self.base}/tenant-a"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._http.close()
 
     @staticmethod
     def jwk(kid: str, key: rsa.RSAPrivateKey) -> dict[str, str]:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from loopback_http import LoopbackHttp, QuietHandler
 
 
 class OtlpReceiver:
@@ -19,7 +19,7 @@ class OtlpReceiver:
         self.paths: list[str] = []  # where each was sent
         received = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 received.paths.append(self.path)
@@ -36,12 +36,8 @@ class OtlpReceiver:
                 self.send_header("content-type", "application/x-protobuf")
                 self.end_headers()
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._http = LoopbackHttp(Handler)
+        self.url = f"http://127.0.0.1:{self._http.port}"
 
     def close(self) -> None:
-        self._server.shutdown()
+        self._http.close()

@@ -11,11 +11,9 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -52,6 +50,7 @@ from azurine.storage.key_providers.vault_transit import VaultSettings, VaultTran
 from azurine.storage.state import StateStore
 from azurine.storage.tables import DataKeyRow
 from conftest import ROOT, provision, start_server, stop
+from loopback_http import LoopbackHttp, QuietHandler
 from test_management_sdk import GROUP, SUBSCRIPTION, TlsServer, openai_account, smol
 
 CACHE_S = 1.0
@@ -454,7 +453,7 @@ class WireServer:
     def __init__(self, handle: Any) -> None:
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
@@ -470,17 +469,12 @@ class WireServer:
 
             do_GET = do_POST = _answer
 
-            def log_message(self, *_: object) -> None:
-                pass
-
         self.seen: list[tuple[str, str]] = []
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        self.http = LoopbackHttp(Handler)
+        self.url = f"http://127.0.0.1:{self.http.port}"
 
     def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
+        self.http.close()
 
 
 def test_vault_transit_wire_format() -> None:

@@ -135,14 +135,16 @@ def test_the_depth_limit_is_a_setting(tmp_path: Path) -> None:
 @pytest.mark.parametrize("depth", [100_000, 2000])
 def test_tool_call_arguments_nested_too_deep_in_the_history_are_no_500(app_and_services: Any, depth: int) -> None:
     """A caller writes the earlier assistant turns, and their tool calls' arguments are JSON text the engine reads
-    for the chat template: nested too deep they stay the text they are, as arguments that do not parse do."""
+    for the chat template: nested too deep they stay the text they are, as arguments that do not parse do. (On
+    `chat-small`, whose template leaves calls out, so that the model does not read 2,000 brackets: the engine parses
+    the arguments before any template sees them, whatever the model.)"""
     app, _ = app_and_services
     arguments = "[" * depth + "]" * depth
     messages = [{"role": "user", "content": "What is the weather?"},
                 {"role": "assistant", "content": None, "tool_calls": [
                     {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": arguments}}]},
                 {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
-    response = post(app, CHAT, json={"messages": messages, "max_tokens": 1})
+    response = post(app, CHAT.replace("/chat/chat/", "/chat-small/chat/"), json={"messages": messages, "max_tokens": 1})
     assert response.status_code in (200, 400), response.text
     if response.status_code == 400:  # a history too long for the model's context, said as Azure says it
         assert response.json()["error"]["code"] == "context_length_exceeded", response.text

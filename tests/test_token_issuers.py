@@ -51,8 +51,7 @@ def test_a_withdrawn_key_stops_verifying_after_the_key_age_but_an_outage_keeps_t
     with pytest.raises(InvalidToken):
         verify_external(issuers, signed_by_k1, (AUDIENCE,))
     signed_by_k2 = provider.token("k2")
-    provider.server.shutdown()
-    provider.server.server_close()
+    provider.close()
     time.sleep(0.4)
     assert verify_external(issuers, signed_by_k2, (AUDIENCE,)).object_id == "user-1"
 

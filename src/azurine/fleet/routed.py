@@ -12,8 +12,8 @@ first fails before its first byte.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Protocol
 
 from azurine.catalog import ModelSpec
@@ -64,32 +64,15 @@ class RoutedEngine:
 
     async def embed(self, inputs: list[str] | list[list[int]], order: WorkOrder | None = None) -> Embeddings:
         order = order or WorkOrder()
-        tried: list[Place] = []
         failure: EngineUnavailable | None = None
-        while len(tried) < ATTEMPTS:
-            place = self._next(tried, None)
-            if place is None:
-                break
-            tried.append(place)
-            place.outstanding += 1
+        for place in self._places_to_try(None):
             try:
-                async with self._admitted(place, order):
-                    if isinstance(place, Member):
-                        meter = CallMeter(order)
-                        meter.start()
-                        try:
-                            result = await place.engine(self.spec).embed(inputs, order)
-                            meter.observe(result)
-                        finally:
-                            meter.end()
-                    else:
-                        result = await self._local.embed(inputs, order)
+                async with self._holding(place, order):
+                    result = await self._embed_at(place, inputs, order)
             except EngineUnavailable as error:
                 _failed(place)
                 failure = error
                 continue
-            finally:
-                place.outstanding -= 1
             _succeeded(place)
             self._on_route(place)
             return result
@@ -98,67 +81,82 @@ class RoutedEngine:
     async def close(self) -> None:
         """Nothing of its own: the places keep their engines."""
 
-    def _next(self, tried: list[Place], prefix: str | None) -> Place | None:
-        left = [p for p in self._places if p not in tried]
-        return pick(left, self._routing.affinity.hint(prefix))
+    def _places_to_try(self, prefix: str | None) -> Iterator[Place]:
+        """The allowed places a call tries in turn: the one the router picks, and another while attempts are left."""
+        tried: list[Place] = []
+        while len(tried) < ATTEMPTS:
+            place = pick([p for p in self._places if p not in tried], self._routing.affinity.hint(prefix))
+            if place is None:
+                return
+            tried.append(place)
+            yield place
 
-    @staticmethod
-    def _admitted(place: Place, order: WorkOrder) -> AbstractAsyncContextManager[object]:
-        """A server's place at its gate; the in-process engine is scheduled by its own engine."""
-        if isinstance(place, Member) and place.gate is not None:
-            return place.gate.admitted(order)
-        return nullcontext()
+    @asynccontextmanager
+    async def _holding(self, place: Place, order: WorkOrder) -> AsyncIterator[None]:
+        """A call at `place`: counted in its outstanding calls, and at a server's gate (the in-process engine is
+        scheduled by its own engine)."""
+        place.outstanding += 1
+        try:
+            gate = place.gate if isinstance(place, Member) else None
+            admitted: AbstractAsyncContextManager[object] = gate.admitted(order) if gate is not None else nullcontext()
+            async with admitted:
+                yield
+        finally:
+            place.outstanding -= 1
+
+    async def _embed_at(self, place: Place, inputs: list[str] | list[list[int]], order: WorkOrder) -> Embeddings:
+        if not isinstance(place, Member):
+            return await self._local.embed(inputs, order)
+        meter = CallMeter(order)  # the in-process engine meters itself; a server's call is counted here
+        meter.start()
+        try:
+            result = await place.engine(self.spec).embed(inputs, order)
+            meter.observe(result)
+            return result
+        finally:
+            meter.end()
 
     def _engine_at(self, place: Place) -> Engine:
         return place.engine(self.spec) if isinstance(place, Member) else self._local  # type: ignore[return-value]
 
     async def _run(self, prefix: str | None, order: WorkOrder, prompt_estimate: int,
                    call: Callable[[Engine], AsyncIterator[Event]]) -> AsyncIterator[Event]:
-        tried: list[Place] = []
         failure: EngineUnavailable | None = None
-        while len(tried) < ATTEMPTS:
-            place = self._next(tried, prefix)
-            if place is None:
-                break
-            tried.append(place)
-            place.outstanding += 1
-            try:
-                async with self._admitted(place, order):
-                    events = call(self._engine_at(place))
-                    try:
-                        first = await anext(events)
-                    except EngineUnavailable as error:
-                        await events.aclose()  # type: ignore[attr-defined]
-                        _failed(place)
-                        failure = error
-                        continue
-                    except StopAsyncIteration:
-                        return
-                    self._routing.affinity.remember(prefix, place.key)
-                    self._on_route(place)
-                    # the in-process engine meters itself; a server's calls are counted here, from the first event
-                    meter = CallMeter(order, prompt_estimate) if isinstance(place, Member) else None
-                    if meter is not None:
-                        meter.start()
-                    try:
-                        if meter is not None:
-                            meter.observe(first)
-                        yield first
-                        async for event in events:
-                            if meter is not None:
-                                meter.observe(event)
-                            yield event
-                    except EngineUnavailable:
-                        _failed(place)  # cut midway: the caller has part of an answer, so no retry
-                        raise
-                    finally:
-                        await events.aclose()  # type: ignore[attr-defined]
-                        if meter is not None:
-                            meter.end()
-                    _succeeded(place)
+        for place in self._places_to_try(prefix):
+            async with self._holding(place, order):
+                events = call(self._engine_at(place))
+                try:
+                    first = await anext(events)
+                except EngineUnavailable as error:
+                    await events.aclose()  # type: ignore[attr-defined]
+                    _failed(place)
+                    failure = error
+                    continue
+                except StopAsyncIteration:
                     return
-            finally:
-                place.outstanding -= 1
+                self._routing.affinity.remember(prefix, place.key)
+                self._on_route(place)
+                # the in-process engine meters itself; a server's calls are counted here, from the first event
+                meter = CallMeter(order, prompt_estimate) if isinstance(place, Member) else None
+                if meter is not None:
+                    meter.start()
+                try:
+                    if meter is not None:
+                        meter.observe(first)
+                    yield first
+                    async for event in events:
+                        if meter is not None:
+                            meter.observe(event)
+                        yield event
+                except EngineUnavailable:
+                    _failed(place)  # cut midway: the caller has part of an answer, so no retry
+                    raise
+                finally:
+                    await events.aclose()  # type: ignore[attr-defined]
+                    if meter is not None:
+                        meter.end()
+                _succeeded(place)
+                return
         raise self._none_left(failure)
 
     def _none_left(self, failure: EngineUnavailable | None) -> EngineUnavailable:
