@@ -530,10 +530,17 @@ class LlamaCppEngine:
             return Prepared(tokens, schema, tool_calls=(names, mode, named))
         lazy = _lazy_grammar(json.dumps(tools), prompt.parallel_tool_calls)
         answered = frozenset[CallKey]() if repeats_allowed() else answered_calls(prompt.messages)
-        # a repeat is answered as with `tool_choice: none`: the tools are not offered, and the prose grammar holds
-        prose = Prepared(self._templated(llm, messages, None), PROSE_SCHEMA) if answered else None
-        return Prepared(tokens, schema, tool_calls=(names, mode, named), tool_grammar=lazy, answered=answered,
-                        prose=prose)
+        prose = self._prose(llm, messages) if answered else None
+        return Prepared(tokens, schema, tool_calls=(names, mode, named), tool_grammar=lazy,
+                        answered=answered if prose is not None else frozenset(), prose=prose)
+
+    def _prose(self, llm: Any, messages: list[dict[str, Any]]) -> Prepared | None:
+        """How a repeat is answered: as with `tool_choice: none` (the tools not offered), under the prose grammar; None
+        where the template will not render the conversation without tools, and repeats are then returned as calls."""
+        try:
+            return Prepared(self._templated(llm, messages, None), PROSE_SCHEMA)
+        except EngineError:
+            return None
 
     def _templated(self, llm: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
         """The conversation's tokens, by the model's chat template, with `tools` offered."""
