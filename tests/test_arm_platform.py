@@ -14,8 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from alembic import command
-from alembic.config import Config
 from fastapi import FastAPI
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -26,8 +24,9 @@ from azurine.api.management.api_versions import COGNITIVE_SERVICES
 from azurine.cli.main import app as cli_app
 from azurine.identity.roles import ROLES_BY_NAME
 from azurine.identity.tokens import MANAGEMENT_AUDIENCES, TENANT_ID, issue_token
-from azurine.storage.database import MIGRATIONS, make_engine
+from azurine.storage.database import make_engine
 from azurine.storage.subscriptions import DEFAULT_SUBSCRIPTION, SubscriptionStore
+from migrating import migrate_to
 
 TEAM = "5e1f7a2c-0c4d-4b8e-9a55-2d1b6c7e8f90"
 CS = "?api-version=2026-05-15-preview"
@@ -253,11 +252,7 @@ def test_operators_manage_subscriptions(platform: Platform) -> None:
 
 def test_existing_installs_get_the_subscriptions_and_groups_their_accounts_are_in(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0012")
+    migrate_to(engine, "0012")
     with engine.begin() as connection:
         placed = ((DEFAULT_SUBSCRIPTION, "azurine", "local"),
                   ("AAAA0000-0000-0000-0000-000000000001", "RG-A", "eastus"),
@@ -273,9 +268,7 @@ def test_existing_installs_get_the_subscriptions_and_groups_their_accounts_are_i
             "INSERT INTO role_assignments (id, scope, role_definition_id, principal_id, principal_tenant, "
             "principal_type, created_by, created_at) VALUES ('r', '/subscriptions/bbbb/resourceGroups/rg-b', 'x', "
             "'p', 't', 'User', '', '2026-01-01')"))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    migrate_to(engine, "head")
     store = SubscriptionStore(engine)
     assert {s.id for s in store.subscriptions()} == {DEFAULT_SUBSCRIPTION, "aaaa0000-0000-0000-0000-000000000001",
                                                      "bbbb"}

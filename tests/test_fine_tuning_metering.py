@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from rich.console import Console
 from sqlalchemy import text, update
 from typer.testing import CliRunner
@@ -34,9 +32,9 @@ from azurine.usage.billed import billed_deployments, hosted_periods
 from azurine.usage.cost import Hosted, Period, cost_by_day, cost_by_deployment, deployed_as
 from azurine.usage.cost_query import charges, parse_query
 from azurine.usage.prices import PriceFileError, load_prices, packaged_text, read_prices
+from migrating import migrate_to
 
 BASE = "SmolLM2-135M-Instruct"
-MIGRATIONS = Path(__file__).parent.parent / "src" / "azurine" / "storage" / "migrations"
 DAY = 24 * 3600.0
 PACKAGED_FINE_TUNING = "fine_tuning = { training_hour = 100.0, hosting_hour = 1.70 }"
 
@@ -282,15 +280,7 @@ def test_a_bad_fine_tuning_price_is_refused(entry: str, says: str) -> None:
 
 def test_the_metering_migration_backfills_the_deployments_periods(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'azurine.db'}")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-
-    def to(revision: str, downgrade: bool = False) -> None:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            (command.downgrade if downgrade else command.upgrade)(config, revision)
-
-    to("0017")
+    migrate_to(engine, "0017")
     store = StateStore(engine)
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO accounts (id, name, subscription_id, resource_group, kind, location, "
@@ -302,11 +292,11 @@ def test_the_metering_migration_backfills_the_deployments_periods(tmp_path: Path
                                 "properties, tags, etag, created_by, updated_by, created_at, updated_at) VALUES "
                                 "('d-1', 'acct-1', 'chat', 'HuggingFace', 'm.ft-1', '1', 'Standard', 1, 'p', 'o', "
                                 "'{}', '{}', '', '', '', '2026-01-01 12:00:00', '2026-01-01 12:00:00')"))
-    to("head")
+    migrate_to(engine, "head")
     (period,) = store.deployment_periods(["acct-1"], 0, 4e9)
     assert (period.deployment, period.model, period.ended_at) == ("chat", "m.ft-1", None)
     assert period.started_at == datetime(2026, 1, 1, 12, tzinfo=UTC).timestamp()
-    to("0017", downgrade=True)
-    to("head")
+    migrate_to(engine, "0017", down=True)
+    migrate_to(engine, "head")
     with engine.begin() as connection:
         assert connection.execute(text("SELECT training_seconds, trained_tokens FROM usage_minutes")).all() == []

@@ -13,16 +13,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from starlette.testclient import TestClient
 
 from azurine.api.app import build_services, create_app
 from azurine.config import Settings
 from azurine.identity.tokens import issue_token
-from azurine.storage.database import MIGRATIONS, make_engine, migrate
+from azurine.storage.database import make_engine, migrate
 from azurine.storage.state import Conflict, StateStore
 from conftest import provision
+from migrating import migrate_to
 
 ARM = "?api-version=2025-09-01"
 SUBSCRIPTION = "33333333-4444-5555-6666-777777777777"
@@ -142,11 +141,7 @@ def test_the_store_refuses_a_colliding_write_that_skipped_the_checks(plane: Plan
 
 def _at_0009(url: str) -> sa.Engine:
     engine = make_engine(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0009")
+    migrate_to(engine, "0009")
     return engine
 
 

@@ -16,8 +16,6 @@ import httpx
 import jwt
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
@@ -26,9 +24,10 @@ from azurine.api.context import Services
 from azurine.config import Settings, default_models_dir
 from azurine.identity.issuers import OidcIssuers, verify_external
 from azurine.identity.tokens import COGNITIVE_AUDIENCES, MANAGEMENT_AUDIENCES, TENANT_ID, InvalidToken, issue_token
-from azurine.storage.database import MIGRATIONS, make_engine, migrate
+from azurine.storage.database import make_engine, migrate
 from azurine.storage.state import AccountRecord, StateStore
 from conftest import API_VERSION
+from migrating import migrate_to
 from oidc_provider import Provider
 
 AUTHZ = "?api-version=2022-04-01"
@@ -170,11 +169,8 @@ def test_entra_tenants_bind_both_issuer_forms_to_one_directory() -> None:
 def test_an_upgraded_install_gets_a_random_administrator_and_keeps_its_assignments(
         tmp_path: Path, provider: Provider, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'azurine.db'}")
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    migrate_to(engine, "0009")
     with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0009")
         connection.execute(sa.text("INSERT INTO principals (object_id, kind, display_name, app_id, enabled, "
                                    "created_at) VALUES ('11111111-1111-4111-8111-111111111111', 'User', 'u', NULL, "
                                    "1, CURRENT_TIMESTAMP)"))

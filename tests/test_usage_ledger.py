@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from rich.console import Console
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -17,9 +15,10 @@ from typer.testing import CliRunner
 
 from azurine.cli import usage as usage_cli
 from azurine.cli.main import app
-from azurine.storage.database import MIGRATIONS, make_engine, migrate
+from azurine.storage.database import make_engine, migrate
 from azurine.storage.state import RegionUsageRow, StateStore, UsageRow
 from azurine.usage import UsageLedger
+from migrating import migrate_to
 
 MINUTE = 29_000_000  # an arbitrary minute, epoch seconds // 60
 
@@ -73,26 +72,18 @@ def assert_audio_seconds_add_up(store: StateStore) -> None:
 
 def assert_the_migration_gives_stored_minutes_no_audio(engine: Engine) -> None:
     """Minutes written before 0017 read as having heard and spoken nothing; the migration goes down and up again."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-
-    def to(revision: str, downgrade: bool = False) -> None:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            (command.downgrade if downgrade else command.upgrade)(config, revision)
-
-    to("0016")
+    migrate_to(engine, "0016")
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO usage_minutes (account_id, deployment, minute, requests, prompt_tokens, "
                                 "completion_tokens, estimated_tokens, billed_tokens) "
                                 "VALUES ('acct-1', 'whisper', :minute, 2, 0, 30, 0, 30)"), {"minute": MINUTE})
-    to("head")
+    migrate_to(engine, "head")
     store = StateStore(engine)
     assert store.usage("acct-1", 0) == [row("whisper", MINUTE, 2, 0, 30, 0)]
     store.add_usage([row("whisper", MINUTE, 1, 0, 10, 0, audio=2.5)])
     assert store.usage("acct-1", 0) == [row("whisper", MINUTE, 3, 0, 40, 0, audio=2.5)]
-    to("0016", downgrade=True)
-    to("head")
+    migrate_to(engine, "0016", down=True)
+    migrate_to(engine, "head")
     assert store.usage("acct-1", 0) == [row("whisper", MINUTE, 3, 0, 40, 0)]
 
 
