@@ -18,12 +18,11 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from asgi_app import in_process_app
+from asgi_app import admin_token, in_process_app, principal_token
 from azurine.api.context import Services
 from azurine.api.management.api_versions import COGNITIVE_SERVICES
 from azurine.cli.main import app as cli_app
-from azurine.identity.roles import ROLES_BY_NAME
-from azurine.identity.tokens import MANAGEMENT_AUDIENCES, TENANT_ID, issue_token
+from azurine.identity.tokens import TENANT_ID
 from azurine.storage.database import make_engine
 from azurine.storage.subscriptions import DEFAULT_SUBSCRIPTION, SubscriptionStore
 from migrating import migrate_to
@@ -56,17 +55,10 @@ class Platform:
 
     @property
     def admin(self) -> str:
-        return issue_token(self.services.store, MANAGEMENT_AUDIENCES[0])[0]
+        return admin_token(self.services)
 
     def principal(self, role: str | None = None, scope: str | None = None) -> str:
-        """A new service principal's management token; with `role`, that role at `scope`."""
-        sp, _ = self.services.directory.create_service_principal(f"sp-{uuid.uuid4().hex[:8]}")
-        if role is not None and scope is not None:
-            self.services.access.store.put_assignment(str(uuid.uuid4()), scope, ROLES_BY_NAME[role.lower()].id,
-                                                      sp.object_id, "ServicePrincipal", "test", TENANT_ID)
-            self.services.access.forget()
-        return issue_token(self.services.store, MANAGEMENT_AUDIENCES[0], sp.object_id, sp.display_name,
-                           app_id=sp.app_id)[0]
+        return principal_token(self.services, role, scope)
 
 
 @pytest.fixture(scope="module")

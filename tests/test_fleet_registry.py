@@ -15,14 +15,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from asgi_app import in_process_app
+from asgi_app import admin_token, in_process_app, principal_token
 from azurine.api.context import Services
 from azurine.fleet.health import Breaker, Circuit
 from azurine.fleet.member import Place
 from azurine.fleet.regions import allows
 from azurine.fleet.router import Affinity, chat_prefix, pick
-from azurine.identity.roles import ROLES_BY_NAME
-from azurine.identity.tokens import MANAGEMENT_AUDIENCES, TENANT_ID, issue_token
 from azurine.storage.subscriptions import DEFAULT_SUBSCRIPTION, SubscriptionStore
 
 VERSION = "?api-version=2025-06-01"
@@ -146,15 +144,10 @@ class Registry:
 
     @property
     def admin(self) -> str:
-        return issue_token(self.services.store, MANAGEMENT_AUDIENCES[0])[0]
+        return admin_token(self.services)
 
     def principal(self, role: str, scope: str) -> str:
-        sp, _ = self.services.directory.create_service_principal(f"sp-{uuid.uuid4().hex[:8]}")
-        self.services.access.store.put_assignment(str(uuid.uuid4()), scope, ROLES_BY_NAME[role.lower()].id,
-                                                  sp.object_id, "ServicePrincipal", "test", TENANT_ID)
-        self.services.access.forget()
-        return issue_token(self.services.store, MANAGEMENT_AUDIENCES[0], sp.object_id, sp.display_name,
-                           app_id=sp.app_id)[0]
+        return principal_token(self.services, role, scope)
 
 
 @pytest.fixture(scope="module")
