@@ -45,7 +45,17 @@ sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # decoding threads sleep between steps rather than spin
 
 from conftest import API_VERSION, Server, free_port, stop  # noqa: E402
-from test_fleet import NO_END, ModelServer, Tenant, arm, health, register, start_gateway, tenant  # noqa: E402
+from test_fleet import (  # noqa: E402
+    NO_END,
+    ModelServer,
+    Tenant,
+    arm,
+    health,
+    register,
+    running,
+    start_gateway,
+    tenant,
+)
 
 REGIONS = ("eastus", "westeurope", "japaneast")
 REQUEST_TIMEOUT_S = 600.0
@@ -54,15 +64,8 @@ REQUEST_TIMEOUT_S = 600.0
 @contextmanager
 def model_servers(count: int, threads: int, logs: Path) -> Iterator[list[ModelServer]]:
     servers = [ModelServer(free_port(), logs / f"server-{i}.log", threads) for i in range(count)]
-    try:
-        for server in servers:
-            server.start()
-        for server in servers:
-            server.wait()
+    with running(servers):
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 @contextmanager

@@ -17,8 +17,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,19 +79,26 @@ class ModelServer:
             stop(self.process)
 
 
+@contextmanager
+def running(servers: Sequence[ModelServer]) -> Iterator[None]:
+    """Every server started, and each answering, until the block ends; then all stopped."""
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait()
+        yield
+    finally:
+        for server in servers:
+            server.stop()
+
+
 @pytest.fixture(scope="module")
 def model_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModelServer, ModelServer]]:
     logs = tmp_path_factory.mktemp("model-servers")
     servers = (ModelServer(free_port(), logs / "a.log"), ModelServer(free_port(), logs / "b.log"))
-    for server in servers:
-        server.start()
-    try:
-        for server in servers:
-            server.wait()
+    with running(servers):
         yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def start_gateway(root: Path) -> Server:
