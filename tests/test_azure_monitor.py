@@ -211,6 +211,9 @@ class Logged:
         files = sorted(self.folder.glob(f"insights-logs-{category.lower()}/**/PT1H.json"))
         return [json.loads(line) for path in files for line in path.read_text().splitlines()]
 
+    def of(self, category: str, operation: str) -> list[dict[str, Any]]:
+        return [r for r in self.lines(category) if r["operationName"].endswith(operation)]
+
 
 def admin(traffic: Traffic) -> httpx.Client:
     return httpx.Client(base_url=traffic.server.url, verify=traffic.server.trusted(), timeout=60,
@@ -233,8 +236,9 @@ def logged(traffic: Traffic) -> Logged:
     assert keys.status_code == 200
     folder = traffic.server.data_dir / "diagnostics" / "azurinelogs"
     found = Logged(traffic, folder)
-    for _ in range(50):  # written once a second
-        if found.lines("RequestResponse") and found.lines("Audit"):
+    # written once a second; the setting's own creation is audited too, so wait for the records the tests read
+    for _ in range(150):
+        if found.of("Audit", "listKeys/action") and found.of("RequestResponse", "ChatCompletions_Create"):
             break
         time.sleep(0.2)
     return found
@@ -285,5 +289,5 @@ def test_each_call_is_logged_in_azures_shape_without_what_was_said(logged: Logge
 
 
 def test_management_actions_are_audited(logged: Logged) -> None:
-    audited = [r for r in logged.lines("Audit") if r["operationName"].endswith("listKeys/action")]
+    audited = logged.of("Audit", "listKeys/action")
     assert audited and audited[0]["resultSignature"] == "Allowed" and audited[0]["category"] == "Audit"

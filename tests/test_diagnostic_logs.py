@@ -67,6 +67,26 @@ def test_an_hours_file_stops_growing_at_its_limit(tmp_path: Path, monkeypatch) -
     assert len(path.read_text().splitlines()) < 3
 
 
+def test_a_setting_stored_while_its_account_is_read_applies_at_once(tmp_path: Path, monkeypatch) -> None:
+    logs, account = logs_for(tmp_path, [{"category": "Audit", "enabled": False}])
+    store, read = logs._store, logs._store.children
+
+    def overtaken(*args: object, **kwargs: object) -> object:
+        before = read(*args, **kwargs)  # the settings as they were; a new one is stored before this read returns
+        store.put_child(account, "diagnosticSettings", "to-files", tags={}, principal="p", properties={
+            "storageAccountId": STORAGE, "logs": [{"category": "Audit", "enabled": True}]})
+        logs.forget(account)
+        return before
+
+    monkeypatch.setattr(store, "children", overtaken)
+    logs.add(record(account, "Audit"))
+    logs.flush()
+    monkeypatch.setattr(store, "children", read)
+    logs.add(record(account, "Audit"))
+    logs.flush()
+    assert len(list((tmp_path / "diagnostics").rglob("PT1H.json"))) == 1
+
+
 WORKSPACE = "/subscriptions/s/resourceGroups/logs/providers/Microsoft.OperationalInsights/workspaces/azurine-logs"
 
 

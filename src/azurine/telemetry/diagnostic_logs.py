@@ -97,6 +97,7 @@ class DiagnosticLogs:
         self._pending: list[LogRecord] = []
         self._flushing = threading.Lock()
         self._settings: dict[str, tuple[float, list[Destination]]] = {}
+        self._changes = 0  # settings changed so far: a read that a change overtook is not kept
         self._stopped = asyncio.Event()
 
     def add(self, record: LogRecord) -> None:
@@ -108,14 +109,17 @@ class DiagnosticLogs:
 
     def forget(self, account_id: str) -> None:
         """A setting of the account changed: read its settings again before the next write."""
+        self._changes += 1
         self._settings.pop(account_id, None)
 
     def _destinations(self, account_id: str) -> list[Destination]:
         cached = self._settings.get(account_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        changes = self._changes
         settings = [destination(s.properties) for s in self._store.children(account_id, SETTINGS_KIND)]
-        self._settings[account_id] = (time.monotonic() + SETTINGS_TTL_S, settings)
+        if changes == self._changes:
+            self._settings[account_id] = (time.monotonic() + SETTINGS_TTL_S, settings)
         return settings
 
     def flush(self) -> None:
