@@ -385,6 +385,33 @@ def test_cached_keys_outlive_a_revocation_only_for_the_cache_time(tmp_path: Path
     engine.dispose()
 
 
+def test_a_key_read_that_a_revocation_overtook_is_not_kept(tmp_path: Path, monkeypatch) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'azurine.db'}")
+    migrate(engine)
+    service = ServiceKey(os.urandom(32))
+    keys = DataKeys(engine, KeyProviders(service, LocalKeyStore(engine, service)), ttl=60)
+    keys.providers.local.create("k")
+    account = new_account(StateStore(engine), "a", {"encryption": {"keySource": "Microsoft.KeyVault",
+                                                                   "keyVaultProperties": {
+                                                                       "keyName": "k",
+                                                                       "keyVaultUri": LOCAL_KEY_STORE_URI}}})
+    load = keys._load
+
+    def overtaken(account_id: str) -> DataKey:
+        found = load(account_id)  # unwrapped while the key was enabled; revoked before this read returns
+        keys.providers.local.set_enabled("k", False)
+        keys.forget(account_id)
+        return found
+
+    monkeypatch.setattr(keys, "_load", overtaken)
+    assert keys.get(account).key  # the read in flight answers, as it would have a moment earlier
+    monkeypatch.setattr(keys, "_load", load)
+    assert keys.peek(account) is None
+    with pytest.raises(KeyUnavailable):
+        keys.get(account)
+    engine.dispose()
+
+
 def test_filtered_content_is_sealed_and_old_plain_records_still_read() -> None:
     class Reversing(ContentSealer):
         def seal(self, account_id: str, data: bytes) -> bytes:

@@ -262,3 +262,31 @@ def test_a_key_or_token_for_one_account_reaches_nothing_of_another(plane: Plane)
     stolen = httpx.post(f"{base}/batches?api-version={API_VERSION}", headers=theirs, json={
         "input_file_id": a_file.id, "endpoint": "/chat/completions", "completion_window": "24h"})
     assert stolen.status_code == 404
+
+
+def test_an_assignment_read_that_a_removal_overtook_is_not_kept(tmp_path) -> None:
+    from azurine.identity.access import AccessControl
+    from azurine.identity.roles import ROLES_BY_NAME
+    from azurine.identity.tokens import BUILT_IN_DIRECTORY, Principal
+    from azurine.storage.database import migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'azurine.db'}")
+    migrate(engine)
+    store = AccessStore(engine)
+    scope = "/subscriptions/s/resourceGroups/g"
+    store.put_assignment("a1", scope, ROLES_BY_NAME["reader"].id, "oid-1", "User", "test", BUILT_IN_DIRECTORY)
+    access = AccessControl(store, ttl_s=60)
+    principal = Principal("oid-1", BUILT_IN_DIRECTORY, "someone", BUILT_IN_DIRECTORY)
+    read = store.assignments
+
+    def overtaken(principal_id: str | None = None) -> list:
+        found = read(principal_id)  # read while the role was held; removed before this read returns
+        store.delete_assignment("a1")
+        access.forget()
+        return found
+
+    store.assignments = overtaken  # type: ignore[method-assign]
+    assert access.scopes(principal) == [scope]  # the read in flight answers, as it would have a moment earlier
+    store.assignments = read  # type: ignore[method-assign]
+    assert access.scopes(principal) == []
+    engine.dispose()

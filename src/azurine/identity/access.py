@@ -110,6 +110,7 @@ class AccessControl:
         self.store = store
         self._ttl_s = ttl_s
         self._cache: dict[tuple[str, str], tuple[float, list[RoleAssignment]]] = {}
+        self._changes = 0  # times the cache was dropped: a read that a drop overtook is not kept
         self._lock = threading.Lock()
         self._administrator: str | None = None
 
@@ -124,10 +125,12 @@ class AccessControl:
             cached = self._cache.get(key)
             if cached is not None and now - cached[0] < self._ttl_s:
                 return cached[1]
+            changes = self._changes
         found = [RoleAssignment(a.scope, a.role_definition_id, a.principal_id, a.principal_tenant)
                  for a in self.store.assignments(key[1]) if a.principal_tenant == key[0]]
         with self._lock:
-            self._cache[key] = (now, found)
+            if changes == self._changes:
+                self._cache[key] = (now, found)
         return found
 
     def scopes(self, principal: Principal) -> list[str]:
@@ -142,6 +145,7 @@ class AccessControl:
     def forget(self) -> None:
         """Drop the cache (this replica changed an assignment: it applies here at once)."""
         with self._lock:
+            self._changes += 1
             self._cache.clear()
 
     def audit(self, principal: Principal, operation: Operation, outcome: str, detail: str = "") -> None:

@@ -69,6 +69,7 @@ class DataKeys:
         self._sessions: sessionmaker[Session] = session_factory(engine)
         self._clock = clock
         self._cache: dict[str, tuple[float, DataKey | KeyUnavailable]] = {}
+        self._changes = 0  # times `forget` ran: a key read that a change overtook is not kept
         self._lock = threading.Lock()
 
     # -- reading ------------------------------------------------------------------------------------------
@@ -92,20 +93,23 @@ class DataKeys:
             return known
         if isinstance(known, KeyUnavailable):
             raise known
+        changes = self._changes
         try:
             found = self._load(account_id)
         except KeyUnavailable as error:
-            self._remember(account_id, error)
+            self._remember(account_id, error, changes)
             raise
-        self._remember(account_id, found)
+        self._remember(account_id, found, changes)
         return found
 
-    def _remember(self, account_id: str, value: DataKey | KeyUnavailable) -> None:
+    def _remember(self, account_id: str, value: DataKey | KeyUnavailable, changes: int) -> None:
         with self._lock:
-            self._cache[account_id] = (self._clock() + self.ttl, value)
+            if changes == self._changes:
+                self._cache[account_id] = (self._clock() + self.ttl, value)
 
     def forget(self, account_id: str | None = None) -> None:
         with self._lock:
+            self._changes += 1
             if account_id is None:
                 self._cache.clear()
             else:

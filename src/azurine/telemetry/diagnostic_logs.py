@@ -93,7 +93,7 @@ class DiagnosticLogs:
         self.root = root
         self._flush_every_s = flush_every_s
         self.otlp = otlp if otlp is not None else OtlpLogs.from_environment()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pending records, and the settings' cache against `forget`
         self._pending: list[LogRecord] = []
         self._flushing = threading.Lock()
         self._settings: dict[str, tuple[float, list[Destination]]] = {}
@@ -109,8 +109,9 @@ class DiagnosticLogs:
 
     def forget(self, account_id: str) -> None:
         """A setting of the account changed: read its settings again before the next write."""
-        self._changes += 1
-        self._settings.pop(account_id, None)
+        with self._lock:
+            self._changes += 1
+            self._settings.pop(account_id, None)
 
     def _destinations(self, account_id: str) -> list[Destination]:
         cached = self._settings.get(account_id)
@@ -118,8 +119,9 @@ class DiagnosticLogs:
             return cached[1]
         changes = self._changes
         settings = [destination(s.properties) for s in self._store.children(account_id, SETTINGS_KIND)]
-        if changes == self._changes:
-            self._settings[account_id] = (time.monotonic() + SETTINGS_TTL_S, settings)
+        with self._lock:
+            if changes == self._changes:
+                self._settings[account_id] = (time.monotonic() + SETTINGS_TTL_S, settings)
         return settings
 
     def flush(self) -> None:
