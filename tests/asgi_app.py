@@ -19,6 +19,7 @@ from azurine.identity.tokens import MANAGEMENT_AUDIENCES, TENANT_ID, issue_token
 from conftest import API_KEY, API_VERSION
 
 CHAT = f"/openai/deployments/chat/chat/completions?api-version={API_VERSION}"
+CHAT_SMALL = f"/openai/deployments/chat-small/chat/completions?api-version={API_VERSION}"
 
 
 def in_process_app(data_dir: Path, env: dict[str, str] | None = None) -> tuple[FastAPI, Services]:

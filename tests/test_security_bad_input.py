@@ -15,7 +15,7 @@ import pytest
 from starlette.requests import Request
 
 import azurine.api.inference.batches as batches
-from asgi_app import CHAT, client, in_process_app
+from asgi_app import CHAT, CHAT_SMALL, client, in_process_app
 from azurine.api.errors import AzureError
 from azurine.api.management.arm import parse_arm_body
 from azurine.api.management.rai import PolicyIn
@@ -144,7 +144,7 @@ def test_tool_call_arguments_nested_too_deep_in_the_history_are_no_500(app_and_s
                 {"role": "assistant", "content": None, "tool_calls": [
                     {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": arguments}}]},
                 {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
-    response = post(app, CHAT.replace("/chat/chat/", "/chat-small/chat/"), json={"messages": messages, "max_tokens": 1})
+    response = post(app, CHAT_SMALL, json={"messages": messages, "max_tokens": 1})
     assert response.status_code in (200, 400), response.text
     if response.status_code == 400:  # a history too long for the model's context, said as Azure says it
         assert response.json()["error"]["code"] == "context_length_exceeded", response.text
