@@ -183,6 +183,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def fixed(operation: Any) -> dict[str, dict[str, str]]:
     """The api-version under test, and the deployment that serves each inference operation: every case keeps
     them, so that a negative case is invalid in what the spec describes, not merely addressed to a deployment
@@ -222,22 +226,48 @@ def left_out(case: schemathesis.Case, pinned: set[str]) -> bool:
 
 
 def only_unknown_form_fields(case: schemathesis.Case) -> bool:
-    """Whether a negative multipart case is invalid only in form fields its operation does not name. Swagger 2.0
-    cannot say whether a form is closed, and schemathesis takes it to be; Azure ignores form fields it does not
-    know, so such a case is a valid upload (the form's own fields are checked as usual)."""
+    """Whether a negative multipart case is invalid only in form fields its operation does not name. Schemathesis
+    takes a form to be closed (Swagger 2.0 cannot say whether it is; an OpenAPI 3 form schema here does not say);
+    Azure ignores form fields it does not know, so such a case is a valid upload (the form's own fields are
+    checked as usual)."""
     if case.media_type != "multipart/form-data" or not isinstance(case.body, dict):
         return False
-    parameters = case.operation.definition.raw.get("parameters", [])
-    form = [p for p in parameters if p.get("in") == "formData"]
-    return all(_valid_field(case.body.get(p["name"]), p) for p in form)
+    fields, required = form_fields(case.operation)
+    return all(_valid_field(case.body.get(name), schema, name in required) for name, schema in fields.items())
 
 
-def _valid_field(value: Any, parameter: dict[str, Any]) -> bool:
+def form_fields(operation: Any) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """A form's fields, each with its schema, and the required ones: Swagger 2.0's `formData` parameters, or the
+    properties of an OpenAPI 3 multipart body."""
+    raw = operation.definition.raw
+    parameters = [p for p in raw.get("parameters", []) if p.get("in") == "formData"]
+    if parameters:
+        return {p["name"]: p for p in parameters}, {p["name"] for p in parameters if p.get("required")}
+    content = raw.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
+    schema = resolved(operation, content.get("schema", {}))
+    properties = {name: resolved(operation, value) for name, value in schema.get("properties", {}).items()}
+    return properties, set(schema.get("required", []))
+
+
+def resolved(operation: Any, schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema`, or the component its local `$ref` names."""
+    reference = schema.get("$ref")
+    if reference is None:
+        return schema
+    node: Any = operation.schema.raw_schema
+    for part in reference.removeprefix("#/").split("/"):
+        node = node[part]
+    return resolved(operation, node)
+
+
+def _valid_field(value: Any, schema: dict[str, Any], required: bool) -> bool:
     if value is None:
-        return not parameter.get("required")
-    if parameter.get("type") == "file":
+        return not required
+    if schema.get("type") == "file" or schema.get("format") == "binary":
         return isinstance(value, bytes | Binary)
-    return isinstance(value, str) and not isinstance(value, Binary) and value in parameter.get("enum", [value])
+    if schema.get("type") in ("number", "integer"):
+        return _is_number(value) and (schema["type"] == "number" or _is_int(value))
+    return isinstance(value, str) and not isinstance(value, Binary) and value in schema.get("enum", [value])
 
 
 def negative(case: schemathesis.Case) -> bool:
