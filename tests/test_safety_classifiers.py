@@ -64,10 +64,18 @@ def test_artifact_is_small_and_holds_no_pickle():
     assert {p.suffix for p in files} <= {".npz", ".json", ".txt"}
 
 
-@pytest.mark.parametrize("category", HARM_CATEGORIES)
-def test_harm_f1_at_medium_meets_the_ci_threshold(classifiers, category):
+@pytest.fixture(scope="module")
+def harm_rows(classifiers: SafetyClassifiers) -> list[tuple[dict, dict[str, str]]]:
+    """The English harm evaluation set, each row with its predicted severities: scored once for the four
+    categories' tests (the second stage's encoder makes that about 3 s of CPU each time)."""
     rows = _eval_rows("harm_eval.jsonl")
-    predicted = classifiers.harm([r["text"] for r in rows])
+    return list(zip(rows, classifiers.harm([r["text"] for r in rows]), strict=True))
+
+
+@pytest.mark.parametrize("category", HARM_CATEGORIES)
+def test_harm_f1_at_medium_meets_the_ci_threshold(harm_rows, category):
+    rows = [row for row, _ in harm_rows]
+    predicted = [severities for _, severities in harm_rows]
     f1 = _f1(
         [SEVERITIES.index(p[category]) >= MEDIUM for p in predicted],
         [SEVERITIES.index(r["labels"][category]) >= MEDIUM for r in rows],
