@@ -10,8 +10,19 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 
-# the CPU build of torch (sentence-transformers asks for torch; a bare `torch` would be the CUDA build)
-.venv/bin/python -m pip install --quiet "torch==2.13.0"
+# the CPU build of torch (sentence-transformers asks for torch; a bare `torch` would be the CUDA build). Where pip's
+# find-links hold that build's wheel, uv installs it from there: pip unpacks its 700 MB anew on every run (18 s), uv
+# links it from its cache once it has seen it (1 s)
+.venv/bin/python -m pip install --quiet "uv>=0.9"
+FIND_LINKS=${PIP_FIND_LINKS:-$(.venv/bin/python -m pip config get global.find-links 2>/dev/null || true)}
+TORCH_WHEEL=""
+# shellcheck disable=SC2086
+[ -z "$FIND_LINKS" ] || TORCH_WHEEL=$(find $FIND_LINKS -maxdepth 1 -name 'torch-2.13.0+cpu-*.whl' 2>/dev/null | head -n 1 || true)
+if [ -n "$TORCH_WHEEL" ]; then
+    .venv/bin/uv pip install --quiet --python .venv/bin/python "$TORCH_WHEEL"
+else
+    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+fi
 
 # Azurine Studio (`/studio`): built from studio/ into src/azurine/studio/dist (package data, so before the package
 # is installed), unless the build is newer than every source file
@@ -25,7 +36,6 @@ export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON 
 # pip takes about 90 s here to resolve and install the project's 180 packages, even with all of them in its cache;
 # uv takes seconds. uv builds llama-cpp-python from source on every run (five minutes), though, where pip keeps the
 # wheel it built in its cache: so pip makes that wheel and uv installs it with the rest
-.venv/bin/python -m pip install --quiet "uv>=0.9"
 LLAMA_REQUIREMENT=$(grep -o '"llama-cpp-python[^"]*"' pyproject.toml | tr -d '"')
 .venv/bin/python -m pip wheel --quiet --no-deps --wheel-dir .venv/wheels "$LLAMA_REQUIREMENT"
 .venv/bin/uv pip install --quiet --python .venv/bin/python --find-links .venv/wheels --compile-bytecode -e '.[test]'
