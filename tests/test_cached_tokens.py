@@ -40,3 +40,19 @@ def test_a_continued_response_reports_its_start_as_cached(server: Server) -> Non
                                      previous_response_id=first.id, max_output_tokens=8, temperature=0)
     cached = second.usage.input_tokens_details.cached_tokens
     assert first.usage.input_tokens <= cached + ALIGN and cached < second.usage.input_tokens
+
+
+def test_a_conversation_keeps_its_cells_while_prompts_that_share_only_its_opening_come_between(server: Server) -> None:
+    """Requests without a system message all open with the template's default one. One such request between two
+    turns of a long conversation takes another slot, and the conversation's cells stay for its next turn."""
+    client = server.v1()
+    passage = " ".join(f"Item {i} of case {uuid.uuid4().hex[:6]} is filed under shelf {i % 7}." for i in range(12))
+    conversation = [{"role": "user", "content": f"{passage}\nWhich shelf holds item 3? Answer with a number."}]
+    first = client.chat.completions.create(model="chat-small", messages=conversation, max_tokens=4, temperature=0)
+    for question in ("Name a colour.", "Say hello."):  # each shares only the default system message with it
+        client.chat.completions.create(model="chat-small", messages=[{"role": "user", "content": question}],
+                                       max_tokens=4, temperature=0)
+    again = client.chat.completions.create(model="chat-small", messages=conversation, max_tokens=4, temperature=0)
+    cached = again.usage.prompt_tokens_details.cached_tokens
+    assert again.usage.prompt_tokens == first.usage.prompt_tokens > 200
+    assert cached >= first.usage.prompt_tokens - 2 * ALIGN

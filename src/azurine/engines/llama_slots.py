@@ -87,8 +87,16 @@ class _SlotContext:
 
     def admit(self, tokens: list[int], free: set[int]) -> tuple[int, int]:
         """The free slot to answer `tokens` in and how many of their first tokens its cells already hold (a longer
-        start another slot holds is taken by `take_shared`, before each step while the prompt has not started)."""
+        start another slot holds is taken by `take_shared`, before each step while the prompt has not started).
+
+        The slot that shares the longest start is taken when the prompt keeps at least half of what it holds, as a
+        conversation's next turn does; otherwise the least recently used one is, and `take_shared` copies it the
+        shared start. Taking the longest start regardless let a prompt that shares only a chat template's opening
+        wipe out another conversation's cells: Qwen2.5 with one tool re-evaluated 147 of its 163 prompt tokens at
+        every request between two other prompts, 2.1 s each on one thread."""
         slot_id = max(free, key=lambda i: (self.shared(i, tokens), -self.slots[i].used))
+        if 2 * self.shared(slot_id, tokens) < len(self.slots[slot_id].tokens):
+            slot_id = min(free, key=lambda i: self.slots[i].used)
         start = self.shared(slot_id, tokens)
         self.rewind(slot_id, start)
         self.slots[slot_id].used = time.monotonic()
