@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from azurine.fine_tuning.gguf_loading import load_base
 from azurine.fine_tuning.training_file import Example
 
 # the modules LoRA adapts: attention's value and output, and the MLP. Not q and k: llama.cpp stores their weights
@@ -124,15 +125,12 @@ def train(model_path: Path, examples: list[Example], validation: list[Example], 
           base_learning_rate: float = 1e-3) -> Trained | Stopped:
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if hooks.should_stop(0) is not None:  # cancelled or paused while queued: not worth loading the model for
         return Stopped("before loading", 0)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    folder, name = str(model_path.parent), model_path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    base = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    tokenizer, base = load_base(model_path)
     model = get_peft_model(base, LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=0.0,
                                             target_modules=list(TARGET_MODULES), task_type="CAUSAL_LM"))
     rate = base_learning_rate * float(hyperparameters["learning_rate_multiplier"])
