@@ -23,27 +23,13 @@ from rich.table import Table
 from azurine.catalog import load_catalog
 from azurine.cli.quota import _account_id, _store
 from azurine.cli.usage import audio_seconds
-from azurine.quota.capacity import PROVISIONED
-from azurine.storage.content import ContentSealer
-from azurine.storage.fine_tuning import FineTuningStore
-from azurine.usage.billed import billed_deployments, hosted_periods
-from azurine.usage.cost import (
-    CostLine,
-    CostReport,
-    Deployed,
-    Hosted,
-    NoAdvice,
-    Period,
-    advise,
-    cost_by_day,
-    cost_by_deployment,
-    span,
-    usd,
-)
-from azurine.usage.prices import PriceFileError, PriceTable, load_prices
 
+# pricing and reading the usage need the state store, and importing SQLAlchemy and Alembic for it took 0.27 s at the
+# start of every command (0.6 s in all for `azurine account list`): the two commands here import them when they run
 if TYPE_CHECKING:
     from azurine.storage.state import UsageRow
+    from azurine.usage.cost import CostLine, CostReport, Deployed, Hosted, Period
+    from azurine.usage.prices import PriceTable
 
 app = typer.Typer(help="What the recorded usage costs at Azure's prices, and whether PTUs would cost less.",
                   no_args_is_help=True)
@@ -68,6 +54,8 @@ def _now() -> float:
 
 def period_since(since: str, now: float) -> Period:
     """The whole minutes from `since` up to and including the current one."""
+    from azurine.usage.cost import Period
+
     end = int(now // 60) + 1
     duration = _DURATION.fullmatch(since.strip().lower())
     if duration:
@@ -86,6 +74,8 @@ def period_since(since: str, now: float) -> Period:
 
 
 def _prices(path: Path | None) -> PriceTable:
+    from azurine.usage.prices import PriceFileError, load_prices
+
     try:
         return load_prices(path)
     except PriceFileError as error:
@@ -107,6 +97,10 @@ class Read:
 
 
 def _read(data_dir: Path | None, account: str | None, since: str) -> Read:
+    from azurine.storage.content import ContentSealer
+    from azurine.storage.fine_tuning import FineTuningStore
+    from azurine.usage.billed import billed_deployments, hosted_periods
+
     now = _now()
     period = period_since(since, now)
     store = _store(data_dir)
@@ -158,6 +152,9 @@ def cost_show(
     """What the recorded usage cost: tokens at the deployment type's price per million (batch deployments at 50%),
     audio at the model's price per audio hour where it has one (Whisper), provisioned deployments by PTU-hours (the
     PTUs they have now, for the hours of the period they existed in)."""
+    from azurine.quota.capacity import PROVISIONED
+    from azurine.usage.cost import CostLine, cost_by_day, cost_by_deployment, span, usd
+
     table_of_prices = _prices(prices)
     read = _read(data_dir, account, since)
     names, period, rows, deployments = read.names, read.period, read.rows, read.deployments
@@ -211,6 +208,9 @@ def cost_advise(
     """Pay-as-you-go against PTUs for each deployment's recorded traffic: the PTUs its busiest minute needs (rounded
     up to what can be bought) and their hourly price over the same hours, the break-even volume with its arithmetic,
     the utilization the busiest hour would give those PTUs, and the cheaper of the two."""
+    from azurine.quota.capacity import PROVISIONED
+    from azurine.usage.cost import NoAdvice, advise, span, usd
+
     table_of_prices = _prices(prices)
     read = _read(data_dir, account, since)
     names, period, rows = read.names, read.period, read.rows
