@@ -94,10 +94,11 @@ class _SlotContext:
         shared start. Taking the longest start regardless let a prompt that shares only a chat template's opening
         wipe out another conversation's cells: Qwen2.5 with one tool re-evaluated 147 of its 163 prompt tokens at
         every request between two other prompts, 2.1 s each on one thread."""
-        slot_id = max(free, key=lambda i: (self.shared(i, tokens), -self.slots[i].used))
-        if 2 * self.shared(slot_id, tokens) < len(self.slots[slot_id].tokens):
+        shares = {i: self.shared(i, tokens) for i in free}
+        slot_id = max(free, key=lambda i: (shares[i], -self.slots[i].used))
+        if 2 * shares[slot_id] < len(self.slots[slot_id].tokens):
             slot_id = min(free, key=lambda i: self.slots[i].used)
-        start = self.shared(slot_id, tokens)
+        start = shares[slot_id]
         self.rewind(slot_id, start)
         self.slots[slot_id].used = time.monotonic()
         return slot_id, start
