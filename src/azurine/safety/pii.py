@@ -10,11 +10,17 @@ is ever downloaded.
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
 import logging
+import os
 import re
+import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -35,6 +41,41 @@ DEFAULT_ENTITIES: tuple[str, ...] = (
 
 # Beyond English, the language's own entities are added to these language-neutral ones.
 PATTERN_ENTITIES: tuple[str, ...] = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE")
+
+
+class _Unavailable(importlib.abc.MetaPathFinder):
+    """Makes `names` fail to import, as if not installed, for one thread, where they are not imported already."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.thread = threading.get_ident()
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> None:
+        if threading.get_ident() == self.thread and fullname.split(".", 1)[0] in self.names:
+            raise ImportError(f"{fullname} is not imported for Presidio")
+
+
+@contextmanager
+def _without(*names: str) -> Iterator[None]:
+    finder = _Unavailable(names)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def _import_presidio() -> None:
+    """Presidio's imports, without PyTorch and transformers, which Azurine's use of it never needs and which took 6.4 s
+    of the 7.7 s of CPU that importing it took: its transformers NLP engine and Hugging Face recognizer import them
+    where they are installed (and go without them where they are not), thinc asks for PyTorch's version, and the
+    device check (on first use, outside this import) imports PyTorch unless `PRESIDIO_DEVICE` names the device.
+    spaCy's pipelines here run on thinc's NumPy ops, on the CPU."""
+    os.environ.setdefault("PRESIDIO_DEVICE", "cpu")
+    with _without("torch", "transformers"):
+        for module in ("presidio_analyzer", "presidio_analyzer.nlp_engine", "presidio_anonymizer", "spacy"):
+            importlib.import_module(module)
 
 
 @dataclass(frozen=True)
@@ -250,7 +291,7 @@ class PiiDetector:
 
     @classmethod
     def load(cls) -> PiiDetector:
-        """The process-wide detector; the first caller loads it (5-8 s: Presidio imports transformers), others wait."""
+        """The process-wide detector; the first caller loads it (about 2 s), others wait."""
         if cls._shared is None:
             with cls._load_lock:
                 if cls._shared is None:
@@ -259,6 +300,7 @@ class PiiDetector:
 
     @classmethod
     def _build(cls) -> PiiDetector:
+        _import_presidio()
         from presidio_analyzer import AnalyzerEngine
         from presidio_analyzer.nlp_engine import NlpEngineProvider
         from presidio_anonymizer import AnonymizerEngine
