@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from azurine.catalog import load_catalog
 from azurine.storage.bootstrap import ensure_defaults
-from azurine.storage.database import make_engine, migrate
+from azurine.storage.database import MIGRATIONS, head_revision, make_engine, migrate
 from azurine.storage.state import StateStore
+from migrating import migrate_to
 
 
 def store_in(path: Path) -> StateStore:
@@ -41,3 +46,25 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     again = store_in(tmp_path)
     assert ensure_defaults(again, load_catalog(), "local") is None
     assert again.account_named("default") == first
+
+
+def test_the_newest_migration_file_names_alembics_head() -> None:
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def test_a_schema_a_migration_behind_is_brought_to_the_head(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'azurine.db'}")
+    behind = f"{int(head_revision()) - 1:04d}"
+    migrate_to(engine, behind)
+    migrate(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head_revision()
+
+
+def test_a_schema_at_the_head_is_checked_without_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'azurine.db'}"
+    migrate(make_engine(url))
+    check = ("import sys; from azurine.storage.database import make_engine, migrate; "
+             f"migrate(make_engine({url!r})); print('alembic' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
