@@ -21,7 +21,7 @@ from azurine.api.app import build_services, create_app
 from azurine.catalog import load_catalog
 from azurine.cli.main import app as cli_app
 from azurine.config import Settings
-from azurine.identity.directory import OPERATOR
+from azurine.identity.directory import OPERATOR, new_secret
 from azurine.identity.tokens import issue_token
 from azurine.quota.capacity import usage_name
 from azurine.storage.access import AccessStore
@@ -134,3 +134,9 @@ def test_serve_prints_the_key_whole_only_on_the_start_that_created_it(tmp_path: 
     again = serve_output(tmp_path / "data", monkeypatch)
     assert API_KEY not in again and API_KEY[:8] not in again
     assert f"********{API_KEY[-4:]}" in again
+
+
+def test_a_client_secret_never_starts_with_a_dash() -> None:
+    """A command line takes `-Xy…` for an option: `az login --password -Xy…` fails with "expected one argument". One
+    secret in 64 started so; of 2,000, about 31 would."""
+    assert not [secret for secret in (new_secret() for _ in range(2000)) if secret.startswith("-")]

@@ -61,7 +61,11 @@ class GrantedToken:
 
 
 def new_secret() -> str:
-    return secrets.token_urlsafe(30)
+    """40 URL-safe characters, never starting with `-`: command lines take such a value for an option (`az login
+    --password -Xy…` fails with "expected one argument"), as they would for one in 64 secrets otherwise."""
+    while (secret := secrets.token_urlsafe(30)).startswith("-"):
+        pass
+    return secret
 
 
 def is_guid(value: str) -> bool:
