@@ -34,7 +34,7 @@ from azurine.network import (
     parse_rules,
 )
 from azurine.network.rules import RulesCache
-from azurine.storage.cache import ShortLivedCache
+from azurine.storage.cache import StateCache
 from azurine.storage.database import make_engine
 from azurine.storage.state import AccountRecord, StateStore
 from conftest import API_KEY, Server, start_server, stop
@@ -44,7 +44,7 @@ DEPLOYMENTS = "/openai/deployments?api-version=2023-05-15"
 PUBLIC_DISABLED = {"error": {"code": "403", "message": "Public access is disabled. Please configure private endpoint."}}
 FIREWALL = {"error": {"code": "403", "message": "Access denied due to Virtual Network/Firewall rules."}}
 # how long a server may answer from what it read before: the lookup cache's lifetime, and a margin
-SETTLE = ShortLivedCache().ttl + 0.2
+SETTLE = StateCache().ttl + 0.2
 PRIVATE_HOST = "127.0.0.5"
 PROXY = "127.0.0.2"
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from azurine.identity.tokens import issue_token
-from azurine.storage.cache import ShortLivedCache
+from azurine.storage.cache import StateCache
 from azurine.storage.database import make_engine
 from azurine.storage.state import StateStore
 from conftest import API_VERSION, Server, provision, start_server, stop
@@ -18,7 +18,7 @@ SUB = "22222222-0000-0000-0000-000000000000"
 ACCOUNT = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/twin"
 ARM = "?api-version=2025-09-01"
 # how long a replica may answer from what it read before: the lookup cache's lifetime, and a margin
-SETTLE = ShortLivedCache().ttl + 0.2
+SETTLE = StateCache().ttl + 0.2
 
 
 @pytest.fixture()

@@ -182,6 +182,6 @@ def test_a_spillover_deployment_changed_since_spills_nowhere(azurine: Azurine) -
     made(azurine.deploy("moved-paygo", "Standard", 10))
     made(azurine.deploy("moved-ptu", "ProvisionedManaged", 1, spilloverDeploymentName="moved-paygo"))
     azurine.services.store.delete_deployment(azurine.account.id, "moved-paygo")
-    azurine.services.cache.clear()
+    azurine.services.cache.forget()
     assert azurine.chat("moved-ptu", FLOOD).status_code == 200
     assert azurine.chat("moved-ptu").status_code == 429

@@ -1,8 +1,8 @@
-"""Lookups are kept for a moment only, and misses are never kept."""
+"""Lookups are kept for a moment only, misses are never kept, and a change made here applies at once."""
 
 from __future__ import annotations
 
-from azurine.storage.cache import ShortLivedCache
+from azurine.storage.cache import ExpiringCache, StateCache
 
 
 class Clock:
@@ -15,15 +15,43 @@ class Clock:
 
 def test_an_entry_lives_for_the_ttl_only() -> None:
     clock = Clock()
-    cache = ShortLivedCache(ttl=1.0, clock=clock)
+    cache = StateCache(ttl=1.0, clock=clock)
     cache.put(("deployment", "a"), "record")
     clock.now = 0.9
-    assert cache.peek(("deployment", "a")) == "record"
-    clock.now = 1.2
-    assert cache.peek(("deployment", "a")) is None
+    assert cache.get(("deployment", "a")) == "record"
+    clock.now = 1.0
+    assert cache.get(("deployment", "a")) is None
+
+
+def test_a_ttl_of_zero_keeps_nothing() -> None:
+    cache: ExpiringCache[str, str] = ExpiringCache(ttl=0, clock=Clock())
+    cache.put("account", "key")
+    assert cache.get("account") is None
 
 
 def test_misses_are_not_kept() -> None:
-    cache = ShortLivedCache(ttl=1.0, clock=Clock())
+    cache = StateCache(ttl=1.0, clock=Clock())
     cache.put(("deployment", "b"), None)
-    assert cache.peek(("deployment", "b")) is None
+    assert cache.get(("deployment", "b")) is None
+
+
+def test_forget_drops_one_entry_or_all() -> None:
+    cache: ExpiringCache[str, int] = ExpiringCache(ttl=60, clock=Clock())
+    for key in "abc":
+        cache.put(key, 1)
+    cache.forget("a")
+    assert [cache.get(key) for key in "abc"] == [None, 1, 1]
+    cache.forget()
+    assert [cache.get(key) for key in "abc"] == [None, None, None]
+
+
+def test_a_read_that_a_change_overtook_is_not_kept() -> None:
+    """A value read before `forget` and stored after it would bring the old value back for a whole TTL."""
+    cache: ExpiringCache[str, str] = ExpiringCache(ttl=60, clock=Clock())
+    since = cache.changes()
+    cache.forget("assignments")  # another request changed what the first one was reading
+    cache.put("assignments", "read before the change", since)
+    assert cache.get("assignments") is None
+    since = cache.changes()
+    cache.put("assignments", "read after it", since)
+    assert cache.get("assignments") == "read after it"

@@ -74,7 +74,7 @@ from azurine.scheduler.registry import EngineRegistry
 from azurine.storage.access import AccessStore
 from azurine.storage.batches import BatchRecord, BatchStore
 from azurine.storage.bootstrap import ensure_defaults
-from azurine.storage.cache import ShortLivedCache
+from azurine.storage.cache import StateCache
 from azurine.storage.database import make_engine, migrate
 from azurine.storage.envelope import EnvelopeSealer
 from azurine.storage.files import FileStore
@@ -109,7 +109,7 @@ def build_services(settings: Settings) -> tuple[Services, AccountRecord | None]:
     access = AccessStore(engine)
     sealer = EnvelopeSealer.open(engine, settings.data_dir)
     return Services(settings=settings, store=store, catalog=catalog,
-                    engines=EngineRegistry(settings.models_dir), cache=ShortLivedCache(ttl=1.0),
+                    engines=EngineRegistry(settings.models_dir), cache=StateCache(ttl=1.0),
                     limiter=make_limiter(settings.redis_url), ledger=UsageLedger(store),
                     safety=Detectors(), files=FileStore(engine, sealer),
                     batches=BatchStore(engine, sealer), access=AccessControl(access),
@@ -195,7 +195,7 @@ def create_app(services: Services, batch_worker_name: str | None = None) -> Fast
         sweeping_images = asyncio.create_task(remove_expired_images(services.images, stop))
         probing = asyncio.create_task(fleet.run(stop))
         sweeping_developer = asyncio.create_task(
-            remove_expired_developer_deployments(services.store, stop, services.cache.clear))
+            remove_expired_developer_deployments(services.store, stop, services.cache.forget))
         working = tuning = None
         if batch_worker_name is not None:
             await asyncio.to_thread(services.batches.forget, f"{batch_worker_name}:")

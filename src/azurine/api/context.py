@@ -34,7 +34,7 @@ from azurine.safety.compiled_blocklists import CompiledBlocklists
 from azurine.safety.screen import Detectors
 from azurine.scheduler.registry import EngineRegistry
 from azurine.storage.batches import BatchStore
-from azurine.storage.cache import ShortLivedCache
+from azurine.storage.cache import StateCache
 from azurine.storage.files import FileStore
 from azurine.storage.fine_tuning import FineTuningStore
 from azurine.storage.image_links import LinkSigner
@@ -55,7 +55,7 @@ class Services:
     store: StateStore
     catalog: Catalog
     engines: EngineRegistry
-    cache: ShortLivedCache
+    cache: StateCache
     limiter: Limiter
     ledger: UsageLedger
     safety: Detectors
@@ -122,10 +122,11 @@ async def resolve_account(request: Request) -> AccountRecord:
     svc = services(request)
     explicit = request.scope.get("state", {}).get(ACCOUNT_SCOPE_KEY)
     key = ("account", explicit, _host_label(request))
-    account = svc.cache.peek(key)
+    account = svc.cache.get(key)
     if account is None:
+        since = svc.cache.changes()
         account = await run_in_threadpool(_lookup_account, svc.store, explicit, key[2])
-        svc.cache.put(key, account)
+        svc.cache.put(key, account, since)
     if account is None:
         raise resource_not_found()
     return account  # type: ignore[return-value]

@@ -40,10 +40,11 @@ async def target_and_body(request: Request, caller: Caller, model: type[Body], c
 async def find_deployment(request: Request, caller: Caller, name: str, capability: str) -> Target:
     svc, account = services(request), caller.account
     key = ("deployment", account.id, name)
-    deployment = svc.cache.peek(key)
+    deployment = svc.cache.get(key)
     if deployment is None:
+        since = svc.cache.changes()
         deployment = await run_in_threadpool(svc.store.deployment, account.id, name)
-        svc.cache.put(key, deployment)
+        svc.cache.put(key, deployment, since)
     if not isinstance(deployment, DeploymentRecord):
         raise deployment_not_found()
     if deployment.sku_name in BATCH and caller.online:
@@ -73,9 +74,10 @@ async def deployed_model(request: Request, models: AccountModels, deployment: De
         return found
     svc = services(request)
     key = ("model", models.account_id, deployment.model_name.lower(), deployment.model_version)
-    cached = svc.cache.peek(key)
+    cached = svc.cache.get(key)
     if isinstance(cached, ModelSpec):
         return cached
+    since = svc.cache.changes()
     found = await run_in_threadpool(models.get, deployment.model_name, deployment.model_version)
-    svc.cache.put(key, found)
+    svc.cache.put(key, found, since)
     return found

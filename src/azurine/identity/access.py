@@ -14,14 +14,13 @@ database read while a role given or taken away takes effect within that time on 
 from __future__ import annotations
 
 import re
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from azurine.identity.roles import OPENAI, RoleAssignment, is_allowed
 from azurine.identity.tokens import BUILT_IN_DIRECTORY, Principal
 from azurine.storage.access import AccessStore, AuditRecord
+from azurine.storage.cache import ExpiringCache
 
 VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
 
@@ -108,10 +107,7 @@ class AccessControl:
 
     def __init__(self, store: AccessStore, ttl_s: float = 1.0) -> None:
         self.store = store
-        self._ttl_s = ttl_s
-        self._cache: dict[tuple[str, str], tuple[float, list[RoleAssignment]]] = {}
-        self._changes = 0  # times the cache was dropped: a read that a drop overtook is not kept
-        self._lock = threading.Lock()
+        self._cache: ExpiringCache[tuple[str, str], list[RoleAssignment]] = ExpiringCache(ttl_s)
         self._administrator: str | None = None
 
     @staticmethod
@@ -120,17 +116,13 @@ class AccessControl:
 
     def _assignments(self, principal: Principal) -> list[RoleAssignment]:
         key = self._key(principal)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None and now - cached[0] < self._ttl_s:
-                return cached[1]
-            changes = self._changes
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        since = self._cache.changes()
         found = [RoleAssignment(a.scope, a.role_definition_id, a.principal_id, a.principal_tenant)
                  for a in self.store.assignments(key[1]) if a.principal_tenant == key[0]]
-        with self._lock:
-            if changes == self._changes:
-                self._cache[key] = (now, found)
+        self._cache.put(key, found, since)
         return found
 
     def scopes(self, principal: Principal) -> list[str]:
@@ -139,14 +131,11 @@ class AccessControl:
 
     def knows(self, principal: Principal) -> bool:
         """Whether the principal's assignments are cached and fresh (a decision then reads no database)."""
-        cached = self._cache.get(self._key(principal))
-        return self._administrator is not None and cached is not None and time.monotonic() - cached[0] < self._ttl_s
+        return self._administrator is not None and self._cache.get(self._key(principal)) is not None
 
     def forget(self) -> None:
         """Drop the cache (this replica changed an assignment: it applies here at once)."""
-        with self._lock:
-            self._changes += 1
-            self._cache.clear()
+        self._cache.forget()
 
     def audit(self, principal: Principal, operation: Operation, outcome: str, detail: str = "") -> None:
         if principal.directory != BUILT_IN_DIRECTORY:  # the object id alone would not say whose it is

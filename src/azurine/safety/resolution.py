@@ -1,5 +1,5 @@
 """An account's RAI policy and custom blocklists as screening reads them: resolved once and kept for a moment
-(`ShortLivedCache`), each blocklist compiled once per version (`CompiledBlocklists`), never on a request's path
+(`StateCache`), each blocklist compiled once per version (`CompiledBlocklists`), never on a request's path
 when it can be helped."""
 
 from __future__ import annotations
@@ -9,40 +9,43 @@ from starlette.concurrency import run_in_threadpool
 from azurine.safety.blocklists import BlocklistItem, BlocklistMatcher, BlocklistSet
 from azurine.safety.compiled_blocklists import CompiledBlocklists
 from azurine.safety.policy import BUILT_IN_PROPERTIES, Policy, resolve
-from azurine.storage.cache import ShortLivedCache
+from azurine.storage.cache import StateCache
 from azurine.storage.state import AccountRecord, ChildRecord, StateStore
 
 
-async def account_policy(store: StateStore, cache: ShortLivedCache, account: AccountRecord, name: str) -> Policy:
+async def account_policy(store: StateStore, cache: StateCache, account: AccountRecord, name: str) -> Policy:
     key = ("rai-policy", account.id, name)
-    policy = cache.peek(key)
+    policy = cache.get(key)
     if policy is None:
+        since = cache.changes()
         if name in BUILT_IN_PROPERTIES:
             policy = resolve(name)
         else:
             record = await run_in_threadpool(store.child, account.id, "raiPolicies", name)
             # a deployment whose policy was deleted falls back to the default, as Azure's portal shows it
             policy = resolve(name, record.properties) if record is not None else resolve("Microsoft.DefaultV2")
-        cache.put(key, policy)
+        cache.put(key, policy, since)
     return policy  # type: ignore[return-value]
 
 
-async def account_blocklists(store: StateStore, cache: ShortLivedCache, compiled: CompiledBlocklists,
+async def account_blocklists(store: StateStore, cache: StateCache, compiled: CompiledBlocklists,
                              account: AccountRecord, names: tuple[str, ...]) -> BlocklistMatcher | None:
     """The policy's lists as compiled for their current versions: a lookup of each list's etag (kept for a
     moment), and a compile only for a version that was never compiled in this process."""
     if not names:
         return None
     key = ("rai-blocklists", account.id, names)
-    matcher = cache.peek(key)
+    matcher = cache.get(key)
     if matcher is None:
+        since = cache.changes()
+
         def current() -> BlocklistSet:
             return BlocklistSet(compiled_blocklist(store, compiled, account.id, record)
                                 for record in (store.child(account.id, "raiBlocklists", name) for name in names)
                                 if record is not None)
 
         matcher = await run_in_threadpool(current)
-        cache.put(key, matcher)
+        cache.put(key, matcher, since)
     return matcher  # type: ignore[return-value]
 
 

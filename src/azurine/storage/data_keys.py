@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from azurine import settings_table
+from azurine.storage.cache import ExpiringCache
 from azurine.storage.database import session_factory
 from azurine.storage.key_providers import SERVICE, InvalidEncryption, KeyProviders, KeyRef, KeyUnavailable
 from azurine.storage.tables import Account, DataKeyRow
@@ -65,25 +65,15 @@ class DataKeys:
     def __init__(self, engine: Engine, providers: KeyProviders, ttl: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.providers = providers
-        self.ttl = cache_seconds() if ttl is None else ttl
         self._sessions: sessionmaker[Session] = session_factory(engine)
-        self._clock = clock
-        self._cache: dict[str, tuple[float, DataKey | KeyUnavailable]] = {}
-        self._changes = 0  # times `forget` ran: a key read that a change overtook is not kept
-        self._lock = threading.Lock()
+        self._cache: ExpiringCache[str, DataKey | KeyUnavailable] = ExpiringCache(
+            cache_seconds() if ttl is None else ttl, clock)
 
     # -- reading ------------------------------------------------------------------------------------------
 
     def peek(self, account_id: str) -> DataKey | KeyUnavailable | None:
         """What memory holds for the account: its key, why it is unavailable, or nothing (look it up)."""
-        with self._lock:
-            entry = self._cache.get(account_id)
-            if entry is None:
-                return None
-            if self._clock() >= entry[0]:
-                del self._cache[account_id]
-                return None
-            return entry[1]
+        return self._cache.get(account_id)
 
     def get(self, account_id: str) -> DataKey:
         """The account's data key, made on first use under the key its settings name; `KeyUnavailable` when
@@ -93,27 +83,17 @@ class DataKeys:
             return known
         if isinstance(known, KeyUnavailable):
             raise known
-        changes = self._changes
+        since = self._cache.changes()
         try:
             found = self._load(account_id)
         except KeyUnavailable as error:
-            self._remember(account_id, error, changes)
+            self._cache.put(account_id, error, since)
             raise
-        self._remember(account_id, found, changes)
+        self._cache.put(account_id, found, since)
         return found
 
-    def _remember(self, account_id: str, value: DataKey | KeyUnavailable, changes: int) -> None:
-        with self._lock:
-            if changes == self._changes:
-                self._cache[account_id] = (self._clock() + self.ttl, value)
-
     def forget(self, account_id: str | None = None) -> None:
-        with self._lock:
-            self._changes += 1
-            if account_id is None:
-                self._cache.clear()
-            else:
-                self._cache.pop(account_id, None)
+        self._cache.forget(account_id)
 
     def _load(self, account_id: str) -> DataKey:
         with self._sessions() as session:

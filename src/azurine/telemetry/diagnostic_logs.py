@@ -14,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from azurine.storage.cache import ExpiringCache
 from azurine.storage.flush_loop import flush_until
 from azurine.storage.state import StateStore
 from azurine.telemetry.metrics import DIAGNOSTIC_LOGS_DROPPED as DROPPED
@@ -93,11 +93,10 @@ class DiagnosticLogs:
         self.root = root
         self._flush_every_s = flush_every_s
         self.otlp = otlp if otlp is not None else OtlpLogs.from_environment()
-        self._lock = threading.Lock()  # the pending records, and the settings' cache against `forget`
+        self._lock = threading.Lock()  # the pending records
         self._pending: list[LogRecord] = []
         self._flushing = threading.Lock()
-        self._settings: dict[str, tuple[float, list[Destination]]] = {}
-        self._changes = 0  # settings changed so far: a read that a change overtook is not kept
+        self._settings: ExpiringCache[str, list[Destination]] = ExpiringCache(SETTINGS_TTL_S)
         self._stopped = asyncio.Event()
 
     def add(self, record: LogRecord) -> None:
@@ -109,19 +108,15 @@ class DiagnosticLogs:
 
     def forget(self, account_id: str) -> None:
         """A setting of the account changed: read its settings again before the next write."""
-        with self._lock:
-            self._changes += 1
-            self._settings.pop(account_id, None)
+        self._settings.forget(account_id)
 
     def _destinations(self, account_id: str) -> list[Destination]:
         cached = self._settings.get(account_id)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        changes = self._changes
+        if cached is not None:
+            return cached
+        since = self._settings.changes()
         settings = [destination(s.properties) for s in self._store.children(account_id, SETTINGS_KIND)]
-        with self._lock:
-            if changes == self._changes:
-                self._settings[account_id] = (time.monotonic() + SETTINGS_TTL_S, settings)
+        self._settings.put(account_id, settings, since)
         return settings
 
     def flush(self) -> None:

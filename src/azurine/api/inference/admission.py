@@ -168,10 +168,11 @@ async def _spillover_target(request: Request, caller: Caller, target: Target, op
 async def _deployment(request: Request, caller: Caller, name: str) -> DeploymentRecord | None:
     svc = services(request)
     key = ("deployment", caller.account.id, name)
-    found = svc.cache.peek(key)
+    found = svc.cache.get(key)
     if found is None:
+        since = svc.cache.changes()
         found = await run_in_threadpool(svc.store.deployment, caller.account.id, name)
-        svc.cache.put(key, found)
+        svc.cache.put(key, found, since)
     return found if isinstance(found, DeploymentRecord) else None
 
 

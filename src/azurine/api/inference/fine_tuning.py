@@ -272,7 +272,7 @@ def _forget_model(request: Request, caller: Caller, model: str) -> None:
     """Unload a deleted model's engine (waiting for a load under way: off the event loop), and let no cached
     lookup find it."""
     svc = services(request)
-    svc.cache.clear()
+    svc.cache.forget()
     svc.engines.forget_adapter(adapter_key(caller.account.id, model))
 
 

@@ -219,7 +219,7 @@ def _save(request: Request, subscription: str, group: str, name: str, kind: str,
         raise label_in_use(name, subdomain, error.label) from error
     if keys is not None and existing is None and move_to is not None:
         _move_data_key(keys, saved[0].id, move_to)
-    svc.cache.clear()
+    svc.cache.forget()
     return saved
 
 
@@ -277,7 +277,7 @@ async def delete_account(subscription: str, group: str, name: str, request: Requ
     if account is None:
         return Response(status_code=204)
     await run_in_threadpool(services(request).store.delete_account, account.id)
-    services(request).cache.clear()
+    services(request).cache.forget()
     return Response(status_code=200)
 
 
@@ -311,5 +311,5 @@ async def regenerate_key(subscription: str, group: str, name: str, request: Requ
         raise arm_error(400, "InvalidKeyName", f"The key name '{body.keyName}' is invalid; use Key1 or Key2.")
     account = await find_account(request, subscription, group, name)
     account = await run_in_threadpool(services(request).store.regenerate_key, account.id, which)
-    services(request).cache.clear()  # the old key stops working on this replica at once
+    services(request).cache.forget()  # the old key stops working on this replica at once
     return AzureJSONResponse({"key1": account.key1, "key2": account.key2})

@@ -107,7 +107,7 @@ async def create_deployment(subscription: str, group: str, account: str, name: s
     svc = services(request)
     written = await run_in_threadpool(deployment_service.put_deployment, svc.store, svc.models_of(owner.id), owner,
                                       name, body, principal.object_id, None, None, _gateway(request))
-    svc.cache.clear()
+    svc.cache.forget()
     resource = f"{account_id(subscription, group, account)}/deployments/{name}"
     operation = await run_in_threadpool(svc.store.add_operation, subscription, owner.location, resource, "Succeeded")
     return AzureJSONResponse(render_deployment(owner, written.deployment, written.model),
@@ -125,7 +125,7 @@ async def update_deployment(subscription: str, group: str, account: str, name: s
     svc = services(request)
     written = await run_in_threadpool(deployment_service.update_deployment, svc.store, svc.models_of(owner.id),
                                       owner, existing, body, principal.object_id, _gateway(request))
-    svc.cache.clear()
+    svc.cache.forget()
     return AzureJSONResponse(render_deployment(owner, written.deployment, written.model))
 
 
@@ -157,6 +157,6 @@ async def delete_deployment(subscription: str, group: str, account: str, name: s
     await arm_request(request)
     owner = await find_account(request, subscription, group, account)
     deleted = await run_in_threadpool(services(request).store.delete_deployment, owner.id, name)
-    services(request).cache.clear()
+    services(request).cache.forget()
     return Response(status_code=200 if deleted else 204)
 

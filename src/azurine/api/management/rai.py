@@ -331,7 +331,7 @@ def _store(request: Request) -> StateStore:
 async def _deleted(request: Request, subscription: str, owner: AccountRecord, resource: str) -> Response:
     """202 with an operation that has already succeeded: the SDK takes only 202 or 204 from these deletes,
     and 204 means there was nothing to delete."""
-    services(request).cache.clear()
+    services(request).cache.forget()
     operation = await run_in_threadpool(_store(request).add_operation, subscription, owner.location, resource,
                                         "Succeeded")
     url = async_operation_url(request, subscription, owner.location, operation, check_api_version(request))
@@ -382,7 +382,7 @@ def _items_changed(svc: Services, owner_id: str, blocklist: ChildRecord, princip
     record, _ = svc.store.put_child(owner_id, "raiBlocklists", blocklist.name, properties=blocklist.properties,
                                     tags=blocklist.tags, principal=principal)
     compiled_blocklist(svc.store, svc.blocklists, owner_id, record)
-    svc.cache.clear()
+    svc.cache.forget()
     return record
 
 
@@ -441,7 +441,7 @@ async def put_policy(subscription: str, group: str, account: str, name: str, req
     record, created = await run_in_threadpool(
         lambda: store.put_child(owner.id, "raiPolicies", name, properties=properties, tags=tags,
                                 principal=principal.object_id))
-    services(request).cache.clear()
+    services(request).cache.forget()
     return AzureJSONResponse(render_policy(owner, record), status_code=201 if created else 200)
 
 
@@ -498,7 +498,7 @@ async def put_blocklist(subscription: str, group: str, account: str, name: str, 
     record, created = await run_in_threadpool(
         lambda: store.put_child(owner.id, "raiBlocklists", name, tags=tags, principal=principal.object_id,
                                 properties={} if description is None else {"description": description}))
-    services(request).cache.clear()
+    services(request).cache.forget()
     return AzureJSONResponse(render_blocklist(owner, record), status_code=201 if created else 200)
 
 

@@ -123,7 +123,7 @@ async def _delete(subscription: str, name: str, request: Request) -> Response:
     for account in await run_in_threadpool(store.group_accounts, subscription, name):
         await run_in_threadpool(svc.store.delete_account, account)
     await run_in_threadpool(store.remove_group, subscription, name)
-    svc.cache.clear()  # the deleted accounts' keys stop working on this replica at once
+    svc.cache.forget()  # the deleted accounts' keys stop working on this replica at once
     return Response(status_code=200)
 
 
