@@ -37,15 +37,22 @@ async def target_and_body(request: Request, caller: Caller, model: type[Body], c
     return target, body
 
 
+async def cached_deployment(request: Request, account_id: str, name: str) -> DeploymentRecord | None:
+    """The account's deployment of that name, kept for the cache's moment; None where there is none."""
+    svc = services(request)
+    key = ("deployment", account_id, name)
+    found = svc.cache.get(key)
+    if found is None:
+        since = svc.cache.changes()
+        found = await run_in_threadpool(svc.store.deployment, account_id, name)
+        svc.cache.put(key, found, since)
+    return found if isinstance(found, DeploymentRecord) else None
+
+
 async def find_deployment(request: Request, caller: Caller, name: str, capability: str) -> Target:
     svc, account = services(request), caller.account
-    key = ("deployment", account.id, name)
-    deployment = svc.cache.get(key)
+    deployment = await cached_deployment(request, account.id, name)
     if deployment is None:
-        since = svc.cache.changes()
-        deployment = await run_in_threadpool(svc.store.deployment, account.id, name)
-        svc.cache.put(key, deployment, since)
-    if not isinstance(deployment, DeploymentRecord):
         raise deployment_not_found()
     if deployment.sku_name in BATCH and caller.online:
         raise bad_request(f"The deployment '{name}' is a {deployment.sku_name} deployment: it runs batch jobs "

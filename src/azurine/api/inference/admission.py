@@ -17,12 +17,11 @@ import logging
 import math
 import time
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from azurine.api.caller import Caller
 from azurine.api.context import Services, Target, services
-from azurine.api.deployment_stage import find_deployment
+from azurine.api.deployment_stage import cached_deployment, find_deployment
 from azurine.api.errors import AzureError, bad_request
 from azurine.api.inference.metering import settlement, weighted
 from azurine.api.inference.protocol import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
@@ -33,7 +32,7 @@ from azurine.quota.capacity import BATCH, PROVISIONED, STANDARD
 from azurine.quota.estimate import Estimate, chat_estimate, completion_estimate, embeddings_estimate
 from azurine.quota.limiter import Admission, LimiterUnavailable, Limits, Throughput, ceil_seconds
 from azurine.scheduler.priority import Priority
-from azurine.storage.state import AccountRecord, DeploymentRecord
+from azurine.storage.state import AccountRecord
 from azurine.telemetry.metrics import RATE_LIMITED
 from azurine.telemetry.request_metrics import Observation, observation, record_utilization
 
@@ -155,7 +154,7 @@ async def _spillover_target(request: Request, caller: Caller, target: Target, op
         return None
     wrong = spillover.check_name(named)
     if wrong is None:
-        found = await _deployment(request, caller, named)
+        found = await cached_deployment(request, caller.account.id, named)
         wrong = spillover.problem(spillover.Source.of(deployment), named, found)
     if wrong is not None:
         if by_header:
@@ -163,17 +162,6 @@ async def _spillover_target(request: Request, caller: Caller, target: Target, op
         log.warning("deployment %s: no spillover: %s", deployment.name, wrong)
         return None
     return await find_deployment(request, caller, named, CAPABILITIES.get(operation, operation))
-
-
-async def _deployment(request: Request, caller: Caller, name: str) -> DeploymentRecord | None:
-    svc = services(request)
-    key = ("deployment", caller.account.id, name)
-    found = svc.cache.get(key)
-    if found is None:
-        since = svc.cache.changes()
-        found = await run_in_threadpool(svc.store.deployment, caller.account.id, name)
-        svc.cache.put(key, found, since)
-    return found if isinstance(found, DeploymentRecord) else None
 
 
 def priority_for(sku: str) -> Priority:
