@@ -55,3 +55,38 @@ def test_a_read_that_a_change_overtook_is_not_kept() -> None:
     since = cache.changes()
     cache.put("assignments", "read after it", since)
     assert cache.get("assignments") == "read after it"
+
+
+def test_a_read_through_keeps_what_it_read_and_reads_again_after_a_miss_or_a_change() -> None:
+    cache: ExpiringCache[str, str] = ExpiringCache(ttl=60, clock=Clock())
+    reads: list[str] = []
+
+    def read() -> str | None:
+        reads.append("read")
+        return None if len(reads) == 1 else f"value {len(reads)}"
+
+    assert cache.read_through("deployment", read) is None  # a miss: not kept
+    assert cache.read_through("deployment", read) == "value 2"
+    assert cache.read_through("deployment", read) == "value 2"  # kept: no third read
+    cache.forget("deployment")
+    assert cache.read_through("deployment", read) == "value 3"
+    assert len(reads) == 3
+
+
+def test_a_read_through_in_a_thread_is_not_kept_when_a_change_overtook_it() -> None:
+    """The read runs off the event loop; a `forget` while it runs voids what it read."""
+    import anyio
+
+    cache: ExpiringCache[str, str] = ExpiringCache(ttl=60, clock=Clock())
+
+    def overtaken() -> str:
+        cache.forget("account")  # a key regeneration on this replica while the lookup was in flight
+        return "read before the change"
+
+    async def main() -> None:
+        assert await cache.read_through_in_thread("account", overtaken) == "read before the change"
+        assert cache.get("account") is None
+        assert await cache.read_through_in_thread("account", lambda: "read after it") == "read after it"
+        assert cache.get("account") == "read after it"
+
+    anyio.run(main)

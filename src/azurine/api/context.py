@@ -121,12 +121,9 @@ async def resolve_account(request: Request) -> AccountRecord:
     """By `/accounts/{name}` prefix, else by the host's first label, else the default account."""
     svc = services(request)
     explicit = request.scope.get("state", {}).get(ACCOUNT_SCOPE_KEY)
-    key = ("account", explicit, _host_label(request))
-    account = svc.cache.get(key)
-    if account is None:
-        since = svc.cache.changes()
-        account = await run_in_threadpool(_lookup_account, svc.store, explicit, key[2])
-        svc.cache.put(key, account, since)
+    host = _host_label(request)
+    account = await svc.cache.read_through_in_thread(("account", explicit, host),
+                                                     lambda: _lookup_account(svc.store, explicit, host))
     if account is None:
         raise resource_not_found()
     return account  # type: ignore[return-value]

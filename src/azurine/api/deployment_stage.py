@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TypeVar
 
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from azurine.api.caller import Caller
@@ -40,12 +39,8 @@ async def target_and_body(request: Request, caller: Caller, model: type[Body], c
 async def cached_deployment(request: Request, account_id: str, name: str) -> DeploymentRecord | None:
     """The account's deployment of that name, kept for the cache's moment; None where there is none."""
     svc = services(request)
-    key = ("deployment", account_id, name)
-    found = svc.cache.get(key)
-    if found is None:
-        since = svc.cache.changes()
-        found = await run_in_threadpool(svc.store.deployment, account_id, name)
-        svc.cache.put(key, found, since)
+    found = await svc.cache.read_through_in_thread(("deployment", account_id, name),
+                                                   lambda: svc.store.deployment(account_id, name))
     return found if isinstance(found, DeploymentRecord) else None
 
 
@@ -81,10 +76,6 @@ async def deployed_model(request: Request, models: AccountModels, deployment: De
         return found
     svc = services(request)
     key = ("model", models.account_id, deployment.model_name.lower(), deployment.model_version)
-    cached = svc.cache.get(key)
-    if isinstance(cached, ModelSpec):
-        return cached
-    since = svc.cache.changes()
-    found = await run_in_threadpool(models.get, deployment.model_name, deployment.model_version)
-    svc.cache.put(key, found, since)
-    return found
+    found = await svc.cache.read_through_in_thread(
+        key, lambda: models.get(deployment.model_name, deployment.model_version))
+    return found if isinstance(found, ModelSpec) else None

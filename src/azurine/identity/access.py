@@ -115,15 +115,11 @@ class AccessControl:
         return principal.directory, principal.object_id.lower()
 
     def _assignments(self, principal: Principal) -> list[RoleAssignment]:
-        key = self._key(principal)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        since = self._cache.changes()
-        found = [RoleAssignment(a.scope, a.role_definition_id, a.principal_id, a.principal_tenant)
-                 for a in self.store.assignments(key[1]) if a.principal_tenant == key[0]]
-        self._cache.put(key, found, since)
-        return found
+        directory, object_id = key = self._key(principal)
+        found = self._cache.read_through(key, lambda: [
+            RoleAssignment(a.scope, a.role_definition_id, a.principal_id, a.principal_tenant)
+            for a in self.store.assignments(object_id) if a.principal_tenant == directory])
+        return found or []
 
     def scopes(self, principal: Principal) -> list[str]:
         """The scopes where the principal holds a role (what ARM shows it: the subscriptions above them)."""

@@ -4,8 +4,6 @@ when it can be helped."""
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
-
 from azurine.safety.blocklists import BlocklistItem, BlocklistMatcher, BlocklistSet
 from azurine.safety.compiled_blocklists import CompiledBlocklists
 from azurine.safety.policy import BUILT_IN_PROPERTIES, Policy, resolve
@@ -15,17 +13,15 @@ from azurine.storage.state import AccountRecord, ChildRecord, StateStore
 
 async def account_policy(store: StateStore, cache: StateCache, account: AccountRecord, name: str) -> Policy:
     key = ("rai-policy", account.id, name)
-    policy = cache.get(key)
-    if policy is None:
-        since = cache.changes()
-        if name in BUILT_IN_PROPERTIES:
-            policy = resolve(name)
-        else:
-            record = await run_in_threadpool(store.child, account.id, "raiPolicies", name)
-            # a deployment whose policy was deleted falls back to the default, as Azure's portal shows it
-            policy = resolve(name, record.properties) if record is not None else resolve("Microsoft.DefaultV2")
-        cache.put(key, policy, since)
-    return policy  # type: ignore[return-value]
+    if name in BUILT_IN_PROPERTIES:
+        return cache.read_through(key, lambda: resolve(name))  # type: ignore[return-value]
+
+    def stored() -> Policy:
+        record = store.child(account.id, "raiPolicies", name)
+        # a deployment whose policy was deleted falls back to the default, as Azure's portal shows it
+        return resolve(name, record.properties) if record is not None else resolve("Microsoft.DefaultV2")
+
+    return await cache.read_through_in_thread(key, stored)  # type: ignore[return-value]
 
 
 async def account_blocklists(store: StateStore, cache: StateCache, compiled: CompiledBlocklists,
@@ -34,19 +30,14 @@ async def account_blocklists(store: StateStore, cache: StateCache, compiled: Com
     moment), and a compile only for a version that was never compiled in this process."""
     if not names:
         return None
-    key = ("rai-blocklists", account.id, names)
-    matcher = cache.get(key)
-    if matcher is None:
-        since = cache.changes()
 
-        def current() -> BlocklistSet:
-            return BlocklistSet(compiled_blocklist(store, compiled, account.id, record)
-                                for record in (store.child(account.id, "raiBlocklists", name) for name in names)
-                                if record is not None)
+    def current() -> BlocklistSet:
+        return BlocklistSet(compiled_blocklist(store, compiled, account.id, record)
+                            for record in (store.child(account.id, "raiBlocklists", name) for name in names)
+                            if record is not None)
 
-        matcher = await run_in_threadpool(current)
-        cache.put(key, matcher, since)
-    return matcher  # type: ignore[return-value]
+    return await cache.read_through_in_thread(("rai-blocklists", account.id, names),  # type: ignore[return-value]
+                                              current)
 
 
 def compiled_blocklist(store: StateStore, compiled: CompiledBlocklists, account_id: str,

@@ -5,7 +5,8 @@ of 0 keeps nothing. Misses (`None`) are never kept: a deployment created a momen
 
 A change made on this replica calls `forget`, and applies here at once. A value read from the store before that
 change, and stored after it, would bring the old value back for a whole TTL; so a reader takes `changes()` before
-it reads, and `put` keeps the value only if nothing was forgotten since.
+it reads, and `put` keeps the value only if nothing was forgotten since. `read_through` (and, for a blocking read
+from async code, `read_through_in_thread`) does the three steps.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
+
+import anyio.to_thread
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -51,6 +54,24 @@ class ExpiringCache(Generic[K, V]):
         with self._lock:
             if since is None or since == self._changes:
                 self._entries[key] = (self._clock() + self.ttl, value)
+
+    def read_through(self, key: K, read: Callable[[], V | None]) -> V | None:
+        """The value kept under `key`, else what `read` returns, kept unless a `forget` overtook the read."""
+        found = self.get(key)
+        if found is None:
+            since = self.changes()
+            found = read()
+            self.put(key, found, since)
+        return found
+
+    async def read_through_in_thread(self, key: K, read: Callable[[], V | None]) -> V | None:
+        """`read_through` where `read` blocks (a query): it runs in a worker thread, off the event loop."""
+        found = self.get(key)
+        if found is None:
+            since = self.changes()
+            found = await anyio.to_thread.run_sync(read)
+            self.put(key, found, since)
+        return found
 
     def forget(self, key: K | None = None) -> None:
         """Drop `key`'s value, or every value: something this replica changed must apply at once."""

@@ -111,13 +111,9 @@ class DiagnosticLogs:
         self._settings.forget(account_id)
 
     def _destinations(self, account_id: str) -> list[Destination]:
-        cached = self._settings.get(account_id)
-        if cached is not None:
-            return cached
-        since = self._settings.changes()
-        settings = [destination(s.properties) for s in self._store.children(account_id, SETTINGS_KIND)]
-        self._settings.put(account_id, settings, since)
-        return settings
+        found = self._settings.read_through(account_id, lambda: [
+            destination(s.properties) for s in self._store.children(account_id, SETTINGS_KIND)])
+        return found or []
 
     def flush(self) -> None:
         with self._flushing:
