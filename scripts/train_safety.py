@@ -440,10 +440,17 @@ def evaluate(classifiers: SafetyClassifiers, eval_dir: Path = EVAL_DIR) -> dict[
     if harm_path.exists():
         rows = [r for r in read_jsonl(harm_path) if r.has_harm()]
         predicted = classifiers.harm([r.text for r in rows])
+        # a category's false positives by what the row is instead (another category at medium or above, or "none"):
+        # counts only, as for the benign prompts below
+        confused: dict[str, Counter[str]] = {}
         for category in HARM_CATEGORIES:
             pred = [SEVERITIES.index(p[category]) >= medium for p in predicted]
             gold = [r.severity(category) >= medium for r in rows]
             report[f"{category}>=medium"] = prf(pred, gold)
+            confused[category] = Counter(
+                "+".join(c for c in HARM_CATEGORIES if r.severity(c) >= medium) or "none"
+                for r, flagged, truth in zip(rows, pred, gold, strict=True) if flagged and not truth)
+        report["harm_fp_by_row"] = {c: dict(sorted(n.items())) for c, n in confused.items() if n}
     for name, shield in (("jailbreak", classifiers.jailbreak), ("indirect_attack", classifiers.indirect_attack)):
         path = eval_dir / ("jailbreak_eval.jsonl" if name == "jailbreak" else "indirect_eval.jsonl")
         if path.exists():
@@ -481,6 +488,9 @@ def print_report(classifiers: SafetyClassifiers) -> None:
         print(f"  {language:5s} " + " ".join(f1s) + f"  {fpr:6.1%} of {n}")
         if reasons:
             details.append(f"    {language} benign flagged (group:reason): {reasons}")
+        if report.get("harm_fp_by_row"):
+            details.append(f"    {language} harm false positives (category: what the rows are): "
+                           f"{report['harm_fp_by_row']}")
     print("\n".join(details))
 
 
