@@ -78,22 +78,21 @@ class DataKeys:
     def get(self, account_id: str) -> DataKey:
         """The account's data key, made on first use under the key its settings name; `KeyUnavailable` when
         the key that wraps it cannot be used now."""
-        known = self.peek(account_id)
-        if isinstance(known, DataKey):
-            return known
-        if isinstance(known, KeyUnavailable):
-            raise known
-        since = self._cache.changes()
-        try:
-            found = self._load(account_id)
-        except KeyUnavailable as error:
-            self._cache.put(account_id, error, since)
-            raise
-        self._cache.put(account_id, found, since)
-        return found
+        found = self._cache.read_through(account_id, lambda: self._load_or_why(account_id))
+        if isinstance(found, KeyUnavailable):
+            raise found
+        return found  # type: ignore[return-value]  # a load gives a key or the reason there is none
 
     def forget(self, account_id: str | None = None) -> None:
         self._cache.forget(account_id)
+
+    def _load_or_why(self, account_id: str) -> DataKey | KeyUnavailable:
+        """The key, or why it cannot be used now: kept alike, so that an unusable key is not asked for again on
+        every request of the cache's moment."""
+        try:
+            return self._load(account_id)
+        except KeyUnavailable as error:
+            return error
 
     def _load(self, account_id: str) -> DataKey:
         with self._sessions() as session:
