@@ -282,6 +282,12 @@ class Config:
     harm_gate: float = 0.3
     shield_gate: float = 0.3
     prune: float = 0.005  # weights below this are zeroed: a smaller artifact, no measurable change
+    # the weight, for one category's outputs, of rows that are another category's harm at medium or above and not
+    # this one's: the negatives a category is most often confused with (most of violence's false positives in every
+    # language were hate, sexual or self-harm rows). On tests/data/safety, 3 took French violence F1 from 0.793 to
+    # 0.815 with no cell falling below its target; 2 gave 0.800; 4 and 6 flagged more benign prompts in German and
+    # Japanese and cut Chinese self-harm to 0.76
+    cross_negative_weight: float = 3.0
 
 
 MINILM_DIR = Path.home() / ".cache" / "azurine" / "models" / "all-minilm-l6-v2"
@@ -370,9 +376,15 @@ def fit_all(
 ) -> tuple[np.ndarray, np.ndarray]:
     weights = np.zeros((x.shape[1], len(OUTPUTS)), dtype=np.float32)
     bias = np.zeros(len(OUTPUTS), dtype=np.float32)
+    medium = [3 * c + 1 for c in range(len(HARM_CATEGORIES))]
     for k in range(len(OUTPUTS)):
         rows = np.flatnonzero(known[:, k])
-        weights[:, k], bias[k] = fit_linear(x[rows], y[rows, k], w[rows], config)
+        weight = w
+        if k < 3 * len(HARM_CATEGORIES) and config.cross_negative_weight != 1.0:
+            others = [m for m in medium if m // 3 != k // 3]
+            confusable = (y[:, k] == 0) & (y[:, others] == 1).any(axis=1)
+            weight = np.where(confusable, w * config.cross_negative_weight, w)
+        weights[:, k], bias[k] = fit_linear(x[rows], y[rows, k], weight[rows], config)
     return weights, bias
 
 
@@ -614,6 +626,7 @@ def main() -> None:
     parser.add_argument("--embed-dims", type=int, default=Config.embed_dims)
     parser.add_argument("--embed-scale", type=float, default=Config.embed_scale)
     parser.add_argument("--no-contextual", action="store_true", help="train the fast stage only")
+    parser.add_argument("--cross-negative-weight", type=float, default=Config.cross_negative_weight)
     parser.add_argument("--encoder", choices=(E5_NAME, MINILM_NAME), default=Config.encoder,
                         help="the second stage's sentence encoder")
     args = parser.parse_args()
@@ -625,6 +638,7 @@ def main() -> None:
         embed_scale=args.embed_scale,
         contextual=not args.no_contextual,
         encoder=args.encoder,
+        cross_negative_weight=args.cross_negative_weight,
     )
     train(args.out, config, args.cv)
 
