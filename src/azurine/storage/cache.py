@@ -65,12 +65,10 @@ class ExpiringCache(Generic[K, V]):
         return found
 
     async def read_through_in_thread(self, key: K, read: Callable[[], V | None]) -> V | None:
-        """`read_through` where `read` blocks (a query): it runs in a worker thread, off the event loop."""
+        """`read_through` where `read` blocks (a query): a miss reads in a worker thread, off the event loop."""
         found = self.get(key)
         if found is None:
-            since = self.changes()
-            found = await anyio.to_thread.run_sync(read)
-            self.put(key, found, since)
+            found = await anyio.to_thread.run_sync(self.read_through, key, read)
         return found
 
     def forget(self, key: K | None = None) -> None:
