@@ -140,7 +140,9 @@ def test_word_and_segment_timestamps(server: Server) -> None:
         model="whisper", file=("speech.wav", spoken(SENTENCE)), response_format="verbose_json",
         timestamp_granularities=["word", "segment"])
     assert verbose.words and verbose.segments
-    assert [w.word for w in verbose.words][:3] == ["The", "weather", "is"]
+    # the words as heard, compared as the other tests here compare them: Whisper capitalises the first word on some
+    # CPUs and not on others ("the weather is", start 0.0, on an AMD EPYC with espeak-ng's voice)
+    assert [words(w.word) for w in verbose.words][:3] == [["the"], ["weather"], ["is"]]
     assert all(a.start <= b.start for a, b in zip(verbose.words, verbose.words[1:], strict=False))
     assert verbose.words[-1].end <= verbose.duration + 0.5
     only_words = server.v1().audio.transcriptions.create(

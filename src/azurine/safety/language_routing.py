@@ -5,8 +5,8 @@ multilingual one.
 The multilingual artifact (artifacts/multilingual/, trained on English and Azure's seven other filter languages
 with an e5 second stage) judges German, Spanish, French, Italian, Japanese, Portuguese and Chinese far better than
 the English one, which refused most everyday prompts in them as jailbreaks. On English it is still worse than the
-English artifact (violence F1 0.77 against 0.84 on tests/data/safety), so English keeps its own until one model
-does both.
+English artifact in two categories (hate F1 0.861 and self-harm 0.817 against 0.868 and 0.870 on tests/data/safety,
+though violence is 0.844 against 0.824), so English keeps its own until one model does both.
 """
 
 from __future__ import annotations
