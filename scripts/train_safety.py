@@ -61,6 +61,7 @@ from azurine.safety.classifiers import (  # noqa: E402
     SHIELDS,
     Featurizer,
     SafetyClassifiers,
+    SentenceNetwork,
     StaticEmbedder,
     char_codes,
     logit,
@@ -541,6 +542,11 @@ def print_report(classifiers: SafetyClassifiers) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
+def log_odds(p: np.ndarray) -> np.ndarray:
+    """The logits of probabilities, kept finite at 0 and 1."""
+    return np.log(np.clip(p, 1e-7, 1) / np.clip(1 - p, 1e-7, 1))
+
+
 def fit_head(
     x: csr_matrix, y: np.ndarray, known: np.ndarray, w: np.ndarray, config: Config, name: str, cv: bool
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float], np.ndarray]:
@@ -555,7 +561,7 @@ def fit_head(
             print(f"  cv {name} {output:20s} thr={thresholds[output]:.2f} P={p:.3f} R={r:.3f} F1={f1:.3f} (pos {n})")
     weights, bias = fit_all(x, y, known, w, config)
     shift = np.array([logit(thresholds[o]) for o in OUTPUTS])
-    shifted_oof = 1.0 / (1.0 + np.exp(-(np.log(np.clip(oof, 1e-7, 1) / np.clip(1 - oof, 1e-7, 1)) - shift)))
+    shifted_oof = 1.0 / (1.0 + np.exp(-(log_odds(oof) - shift)))
     return weights, (bias - shift).astype(np.float32), thresholds, shifted_oof
 
 
@@ -595,11 +601,6 @@ def fit_one_network(vectors: np.ndarray, y: np.ndarray, weights: np.ndarray, con
     return [a.detach().numpy().copy() for a in (hidden.weight.T, hidden.bias, out.weight.T, out.bias)]
 
 
-def network_logits(arrays: list[np.ndarray], vectors: np.ndarray) -> np.ndarray:
-    hidden, hidden_bias, out, out_bias = arrays
-    return np.maximum(vectors @ hidden + hidden_bias, 0.0) @ out + out_bias
-
-
 def add_network(
     vectors: np.ndarray, y: np.ndarray, known: np.ndarray, w: np.ndarray, config: Config,
     linear_oof: np.ndarray, weights: np.ndarray, bias: np.ndarray, thresholds: dict[str, float], cv: bool,
@@ -614,9 +615,9 @@ def add_network(
     oof = np.zeros(y.shape)
     for f in range(FOLDS):
         train, test = fold != f, fold == f
-        oof[test] = network_logits(fit_network(vectors[train], y[train], row_weights[train], config), vectors[test])
-    linear = np.log(np.clip(linear_oof, 1e-7, 1) / np.clip(1 - linear_oof, 1e-7, 1))
-    combined = 1.0 / (1.0 + np.exp(-((1 - share) * linear + share * oof)))
+        oof[test] = SentenceNetwork(*fit_network(vectors[train], y[train], row_weights[train], config)).logits(
+            vectors[test])
+    combined = 1.0 / (1.0 + np.exp(-((1 - share) * log_odds(linear_oof) + share * oof)))
     arrays = fit_network(vectors, y, row_weights, config)
     hidden, hidden_bias, out, out_bias = arrays
     out[:, HARM_OUTPUTS:] = 0.0
@@ -698,7 +699,7 @@ def training_set(config: Config) -> TrainingSet:
 def linear_oof_of(oof: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
     """fit_head's out-of-fold scores are shifted by the thresholds: back to the linear head's own."""
     shift = np.array([logit(thresholds[o]) for o in OUTPUTS])
-    return 1.0 / (1.0 + np.exp(-(np.log(np.clip(oof, 1e-7, 1) / np.clip(1 - oof, 1e-7, 1)) + shift)))
+    return 1.0 / (1.0 + np.exp(-(log_odds(oof) + shift)))
 
 
 def train(out_dir: Path, config: Config, cv: bool) -> None:
