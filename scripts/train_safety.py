@@ -55,6 +55,7 @@ from azurine.safety.classifiers import (  # noqa: E402
     E5_NAME,
     FEATURES,
     HARM_CATEGORIES,
+    HARM_OUTPUTS,
     MINILM_NAME,
     OUTPUTS,
     SEVERITIES,
@@ -387,9 +388,6 @@ def fit_linear(x: csr_matrix, y: np.ndarray, w: np.ndarray, config: Config) -> t
     )
     model.fit(x, y, sample_weight=w)
     return model.coef_[0].astype(np.float32), float(model.intercept_[0])
-
-
-HARM_OUTPUTS = 3 * len(HARM_CATEGORIES)  # the harm outputs come first in OUTPUTS, then the shields
 
 
 def output_weights(y: np.ndarray, w: np.ndarray, config: Config) -> np.ndarray:

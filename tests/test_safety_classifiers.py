@@ -18,6 +18,7 @@ import pytest
 from azurine.safety.classifiers import (
     ARTIFACT_DIR,
     HARM_CATEGORIES,
+    HARM_OUTPUTS,
     OUTPUTS,
     SEVERITIES,
     SafetyClassifiers,
@@ -324,10 +325,9 @@ def test_the_sentence_network_judges_harm_and_leaves_the_shields_to_the_linear_h
         pytest.skip("the sentence encoder is not installed: there is no contextual stage")
     network = multilingual._contextual.network
     assert network is not None
-    harm = 3 * len(HARM_CATEGORIES)
     assert network.hidden.shape[0] == multilingual._contextual.context.shape[0]  # it reads the same sentence vector
-    assert np.abs(network.out[:, :harm]).sum(axis=0).min() > 0
-    assert not network.out[:, harm:].any() and not network.out_bias[harm:].any()
+    assert np.abs(network.out[:, :HARM_OUTPUTS]).sum(axis=0).min() > 0
+    assert not network.out[:, HARM_OUTPUTS:].any() and not network.out_bias[HARM_OUTPUTS:].any()
 
 
 def test_the_sentence_network_is_added_to_the_linear_logits(monkeypatch):

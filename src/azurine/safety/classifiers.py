@@ -57,6 +57,7 @@ SEVERITIES = ("safe", "low", "medium", "high")
 SHIELDS = ("jailbreak", "indirect_attack")
 # order of the model's outputs: for each category its ">= low", ">= medium", ">= high" scores, then the shields
 OUTPUTS = tuple(f"{c}>={s}" for c in HARM_CATEGORIES for s in SEVERITIES[1:]) + SHIELDS
+HARM_OUTPUTS = 3 * len(HARM_CATEGORIES)  # the harm outputs come first in OUTPUTS, then the shields
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
 log = logging.getLogger(__name__)
 WINDOW_WORDS = 48
