@@ -278,8 +278,7 @@ def test_only_the_windows_that_open_the_gate_pay_for_the_encoder(classifiers, sc
 
 
 # What the classifiers users get (each text to its language's artifact) reach on each language's evaluation set, held
-# here so that no retraining goes below it. Where a figure is under the target (harm F1 0.80, jailbreak
-# 0.85, benign flagged 2%) the floor is what was reached, rounded down: Chinese benign prompts still fall short.
+# here so that no retraining goes below it: the targets (harm F1 0.80, jailbreak 0.85, benign flagged 2%).
 LANGUAGE_FLOORS = {
     #      hate  sexual violence self_harm jailbreak  benign flagged at most
     "de": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
@@ -288,7 +287,7 @@ LANGUAGE_FLOORS = {
     "it": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
     "ja": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
     "pt": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
-    "zh": (0.80, 0.80, 0.80, 0.80, 0.85, 0.05),
+    "zh": (0.80, 0.80, 0.80, 0.80, 0.85, 0.02),
 }
 
 

