@@ -1,7 +1,7 @@
 """Build the multilingual content-filter artifact (src/azurine/safety/artifacts/multilingual/) from
 data/safety/train/.
 
-    python scripts/train_safety.py                 # train, write the artifact, print eval metrics (~15 min)
+    python scripts/train_safety.py                 # train, write the artifact, print eval metrics (~35 min)
     python scripts/train_safety.py --cv            # also print cross-validated metrics on the training data
     python scripts/train_safety.py --retrain-contextual   # keep the fast head and static table, train the rest
     python scripts/train_safety.py import-external DIR...   # refresh data/safety/train/external_*.jsonl
