@@ -153,6 +153,11 @@ def _model(image: E5Image):
     return E5()
 
 
+def _is_float_tensor(parameter: str) -> bool:
+    """Whether a layer's parameter is one the image keeps in float32 (a bias or a LayerNorm's), and so is tuned."""
+    return parameter.endswith("bias") or parameter.startswith(("aln.", "oln."))
+
+
 @dataclass(frozen=True)
 class Tuning:
     layers: int = 6  # the top layers whose biases and norms are trained (0: the packaged encoder as it is)
@@ -199,8 +204,7 @@ def tune_encoder(texts: list[str], y: np.ndarray, row_weights: np.ndarray, fold:
             frozen.append((x.half(), mask))
     for p in model.parameters():
         p.requires_grad_(False)
-    tuned = [p for layer in model.layers[first:] for name, p in layer.named_parameters()
-             if name.endswith("bias") or "ln" in name]
+    tuned = [p for layer in model.layers[first:] for name, p in layer.named_parameters() if _is_float_tensor(name)]
     for p in tuned:
         p.requires_grad_(True)
     head = torch.nn.Sequential(torch.nn.Linear(image.hidden, 256), torch.nn.ReLU(), torch.nn.Linear(256, y.shape[1]))
@@ -235,7 +239,7 @@ def tune_encoder(texts: list[str], y: np.ndarray, row_weights: np.ndarray, fold:
     tensors = {}
     for n, layer in enumerate(model.layers[first:], start=first):
         for name, p in layer.named_parameters():
-            if name.endswith("bias") or "ln" in name:
+            if _is_float_tensor(name):
                 module, kind = name.split(".")
                 tensors[f"l{n}.{module}.{'w' if kind == 'weight' else 'b'}"] = p.detach().numpy().astype(np.float32)
     return tensors, vectors
